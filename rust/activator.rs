@@ -1,0 +1,202 @@
+//! Activators, each applied as f(s + bias) with a fixed bias, as NeuroFlow's `f.biased(b)`.
+
+use crate::real::Real;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActKind {
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Linear,
+    Softplus,
+    Square,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activator {
+    pub name: ActKind,
+    /// Slope for x < 0 (leaky_relu only).
+    #[serde(default)]
+    pub alpha: f64,
+    #[serde(default)]
+    pub bias: f64,
+}
+
+/// σ(x) without overflow for large |x| in either direction.
+#[inline(always)]
+pub fn sigmoid<T: Real>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+impl Activator {
+    pub fn new(name: ActKind) -> Self {
+        Activator { name, alpha: 0.0, bias: 0.0 }
+    }
+
+    /// f(s + bias).
+    #[inline(always)]
+    pub fn apply<T: Real>(&self, s: T) -> T {
+        let x = s + T::of(self.bias);
+        match self.name {
+            ActKind::Relu => x.max(T::zero()),
+            ActKind::LeakyRelu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    T::of(self.alpha) * x
+                }
+            }
+            ActKind::Sigmoid => sigmoid(x),
+            ActKind::Tanh => x.tanh(),
+            ActKind::Linear => x,
+            // max(x, 0) + log(1 + e^-|x|): never overflows, exact for large |x|.
+            ActKind::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+            ActKind::Square => x * x,
+        }
+    }
+
+    /// f'(s + bias).
+    #[inline(always)]
+    pub fn derivative<T: Real>(&self, s: T) -> T {
+        let x = s + T::of(self.bias);
+        match self.name {
+            ActKind::Relu => {
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            ActKind::LeakyRelu => {
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::of(self.alpha)
+                }
+            }
+            ActKind::Sigmoid => {
+                let s = sigmoid(x);
+                s * (T::one() - s)
+            }
+            ActKind::Tanh => {
+                let t = x.tanh();
+                T::one() - t * t
+            }
+            ActKind::Linear => T::one(),
+            ActKind::Softplus => sigmoid(x),
+            ActKind::Square => T::of(2.0) * x,
+        }
+    }
+
+    /// a = f(s + bias), elementwise. The match sits outside the loop so each arm vectorises.
+    pub fn forward<T: Real>(&self, s: &[T], a: &mut [T]) {
+        debug_assert_eq!(s.len(), a.len());
+        macro_rules! each {
+            ($f:expr) => {
+                for (o, &v) in a.iter_mut().zip(s) {
+                    *o = $f(v);
+                }
+            };
+        }
+        let b = T::of(self.bias);
+        match self.name {
+            ActKind::Relu => each!(|v: T| (v + b).max(T::zero())),
+            ActKind::Linear => each!(|v: T| v + b),
+            _ => each!(|v: T| self.apply(v)),
+        }
+    }
+
+    /// delta = grad ⊙ f'(s + bias), in place on `grad`.
+    pub fn backward<T: Real>(&self, s: &[T], grad: &mut [T]) {
+        debug_assert_eq!(s.len(), grad.len());
+        let b = T::of(self.bias);
+        match self.name {
+            ActKind::Relu => {
+                for (g, &v) in grad.iter_mut().zip(s) {
+                    if v + b <= T::zero() {
+                        *g = T::zero();
+                    }
+                }
+            }
+            ActKind::Linear => {}
+            _ => {
+                for (g, &v) in grad.iter_mut().zip(s) {
+                    *g *= self.derivative(v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ActKind; 7] = [
+        ActKind::Relu,
+        ActKind::LeakyRelu,
+        ActKind::Sigmoid,
+        ActKind::Tanh,
+        ActKind::Linear,
+        ActKind::Softplus,
+        ActKind::Square,
+    ];
+
+    #[test]
+    fn derivative_matches_central_differences() {
+        for kind in ALL {
+            let act = Activator { name: kind, alpha: 0.07, bias: 0.3 };
+            for &s in &[-2.7f64, -0.9, -0.05, 0.41, 1.3, 3.9] {
+                let h = 1e-6;
+                let fd = (act.apply(s + h) - act.apply(s - h)) / (2.0 * h);
+                let d = act.derivative(s);
+                assert!((fd - d).abs() <= 1e-6 * (1.0 + d.abs()), "{kind:?} at {s}: fd {fd} vs {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn leaky_relu_is_leaky() {
+        let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.0 };
+        assert_eq!(act.apply(-2.0f64), -0.2);
+        assert_eq!(act.derivative(-2.0f64), 0.1);
+        assert_eq!(act.apply(3.0f64), 3.0);
+    }
+
+    #[test]
+    fn sigmoid_and_softplus_stable_at_extremes() {
+        for &x in &[-1000.0f32, -100.0, 100.0, 1000.0] {
+            for kind in [ActKind::Sigmoid, ActKind::Softplus] {
+                let act = Activator::new(kind);
+                assert!(act.apply(x).is_finite() && act.derivative(x).is_finite(), "{kind:?} {x}");
+            }
+        }
+        assert_eq!(Activator::new(ActKind::Softplus).apply(1000.0f32), 1000.0);
+        assert_eq!(Activator::new(ActKind::Sigmoid).apply(-1000.0f64), 0.0);
+    }
+
+    #[test]
+    fn slices_agree_with_scalars() {
+        let s: Vec<f64> = (0..50).map(|i| (i as f64 - 25.0) * 0.173).collect();
+        for kind in ALL {
+            let act = Activator { name: kind, alpha: 0.2, bias: -0.4 };
+            let mut a = vec![f64::NAN; s.len()];
+            act.forward(&s, &mut a);
+            let mut g: Vec<f64> = s.iter().map(|v| 1.5 - v).collect();
+            let g0 = g.clone();
+            act.backward(&s, &mut g);
+            for i in 0..s.len() {
+                assert_eq!(a[i], act.apply(s[i]));
+                assert!((g[i] - g0[i] * act.derivative(s[i])).abs() < 1e-12);
+            }
+        }
+    }
+}

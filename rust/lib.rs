@@ -1,0 +1,29 @@
+//! neuroflow's CPU core: Tensor3D batches (channels last, see docs/engine.md), convolution
+//! by im2col × gemm, dense layers, activators, losses, update rules, and whole training
+//! steps, generic over f32 and f64. The PyO3 bindings live in `py` behind the `python`
+//! feature, so `cargo test` needs no Python.
+
+pub mod error;
+
+pub mod activator;
+pub mod conv;
+pub mod dense;
+pub mod im2col;
+pub mod loss;
+pub mod matmul;
+pub mod network;
+pub mod real;
+pub mod scratch;
+pub mod spec;
+pub mod threads;
+pub mod update;
+
+#[cfg(test)]
+mod gradcheck;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{Error, Result};
+pub use network::{Input, Network};
+pub use spec::NetSpec;

@@ -1,0 +1,45 @@
+//! The two precisions the core computes in. Every op is written once, generic over `Real`.
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{AddAssign, MulAssign, SubAssign};
+
+/// f32 or f64. Sealed: the gemm backend dispatches on exactly these two types.
+pub trait Real:
+    num_traits::Float + Send + Sync + 'static + Debug + Default + AddAssign + SubAssign + MulAssign + Sum + private::Sealed
+{
+    /// "f32" or "f64", as in the engine spec.
+    const NAME: &'static str;
+    fn of(v: f64) -> Self;
+    fn f64(self) -> f64;
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
