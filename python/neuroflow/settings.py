@@ -1,0 +1,135 @@
+"""Training settings: what the user writes. State (weights, momentum) belongs to the network.
+
+Defaults differ from NeuroFlow's where NeuroFlow's would surprise: its learning rate 1.0
+becomes 1e-3, its endless iterations become 100, its full-batch default becomes 32, and
+batches are reshuffled each epoch (``shuffle=False`` cycles fixed batches as NeuroFlow did).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .updates import Momentum, Nesterov, Vanilla
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Call ``action(iteration, net)`` every ``every_n`` iterations (e.g. to save a checkpoint)."""
+
+    every_n: int
+    action: Callable
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.every_n, numbers.Integral) or self.every_n < 1:
+            raise ValueError(f"waypoint: every_n must be a positive int, got {self.every_n!r}")
+        if not callable(self.action):
+            raise TypeError(f"waypoint: action must be callable as action(iteration, net), got {self.action!r}")
+
+
+@dataclass(frozen=True)
+class FiniteDifferences:
+    """Train on central finite differences with step Δ instead of backprop (NeuroFlow's
+    ``Approximation``): two forward passes per weight, for checking and tiny nets."""
+
+    delta: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.delta, numbers.Real) or not (0 < self.delta < 1):
+            raise ValueError(f"approximation: delta must be in (0, 1), got {self.delta!r}")
+
+
+@dataclass(frozen=True)
+class LossFuncOutput:
+    """Where each iteration's loss goes: a text file (one loss a line) and/or a callback."""
+
+    file: Optional[Union[str, os.PathLike]] = None
+    action: Optional[Callable[[float], None]] = None
+
+
+def _constant_rate(rate: float) -> Callable[[int, float], float]:
+    def learning_rate(iteration: int, alpha: float) -> float:
+        return rate
+
+    learning_rate.__qualname__ = f"constant({rate:g})"
+    return learning_rate
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to train.
+
+    - ``learning_rate``: a number, or ``callable(iteration, alpha) -> alpha`` where iteration
+      counts weight updates from 1 and alpha is the previous rate (1.0 before the first).
+    - ``update_rule``: Vanilla(), Momentum(μ) or Nesterov(μ).
+    - ``batch_size``: samples per weight update; ``iterations``: weight updates in all.
+    - ``precision``: stop once a batch's mean loss falls to it.
+    - ``reduction``: "sum" (NeuroFlow's: the article's learning rates work as published)
+      or "mean".
+    - ``dtype``: np.float32 or np.float64.
+    - ``shuffle``/``seed``: reshuffle each epoch (seeded); False cycles fixed batches.
+    """
+
+    learning_rate: Union[float, Callable[[int, float], float]] = 1e-3
+    update_rule: Union[Vanilla, Momentum, Nesterov] = field(default_factory=lambda: Momentum(0.9))
+    batch_size: int = 32
+    iterations: int = 100
+    precision: float = 1e-5
+    verbose: bool = True
+    pretty_print: bool = False
+    loss_func_output: Union[None, str, os.PathLike, Callable, LossFuncOutput] = None
+    waypoint: Optional[Waypoint] = None
+    approximation: Optional[FiniteDifferences] = None
+    reduction: str = "sum"
+    dtype: type = np.float64
+    shuffle: bool = True
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        lr = self.learning_rate
+        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+            if not np.isfinite(lr) or lr <= 0:
+                raise ValueError(f"learning_rate: expected a positive number, got {lr!r}")
+            object.__setattr__(self, "learning_rate", _constant_rate(float(lr)))
+        elif not callable(lr):
+            raise TypeError(f"learning_rate: expected a number or callable(iteration, alpha) -> alpha, got {lr!r}")
+        if not isinstance(self.update_rule, (Vanilla, Momentum, Nesterov)):
+            raise TypeError(f"update_rule: expected Vanilla(), Momentum(μ) or Nesterov(μ), got {self.update_rule!r}")
+        for name in ("batch_size", "iterations"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if not isinstance(self.precision, numbers.Real) or self.precision < 0:
+            raise ValueError(f"precision: expected a number ≥ 0, got {self.precision!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f'reduction: expected "sum" or "mean", got {self.reduction!r}')
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            raise TypeError(f"dtype: expected np.float32 or np.float64, got {self.dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected np.float32 or np.float64, got {self.dtype!r}")
+        object.__setattr__(self, "dtype", dt.type)
+        if self.waypoint is not None and not isinstance(self.waypoint, Waypoint):
+            raise TypeError(f"waypoint: expected Waypoint(every_n, action), got {self.waypoint!r}")
+        if self.approximation is not None and not isinstance(self.approximation, FiniteDifferences):
+            raise TypeError(f"approximation: expected FiniteDifferences(Δ), got {self.approximation!r}")
+        out = self.loss_func_output
+        if out is not None and not isinstance(out, LossFuncOutput):
+            if callable(out):
+                out = LossFuncOutput(action=out)
+            elif isinstance(out, (str, os.PathLike)):
+                out = LossFuncOutput(file=out)
+            else:
+                raise TypeError(f"loss_func_output: expected a file path, a callable or LossFuncOutput, got {out!r}")
+            object.__setattr__(self, "loss_func_output", out)
+        if self.seed is not None and (not isinstance(self.seed, numbers.Integral) or self.seed < 0):
+            raise ValueError(f"seed: expected an int ≥ 0 or None, got {self.seed!r}")
+
+    @property
+    def dtype_name(self) -> str:
+        return "f32" if self.dtype == np.float32 else "f64"

@@ -1,0 +1,266 @@
+//! PyO3 bindings: `neuroflow._core.Engine`, the CPU engine of docs/engine.md.
+//! Core errors become ValueError; a Rust panic becomes RuntimeError, never an abort.
+//! Every numeric call runs with the interpreter released.
+
+use crate::network::{Input, Network};
+use crate::real::Real;
+use crate::spec::NetSpec;
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Run `f` without the GIL; map errors and panics to Python exceptions.
+fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<R> + Send) -> PyResult<R> {
+    match py.detach(move || catch_unwind(AssertUnwindSafe(f))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!("neuroflow internal error (please report it): {msg}")))
+        }
+    }
+}
+
+/// A borrowed input batch: floats of the engine's precision or uint8.
+enum Held<'py, T: Element> {
+    Float(PyReadonlyArrayDyn<'py, T>),
+    Bytes(PyReadonlyArrayDyn<'py, u8>),
+}
+
+impl<'py, T: Element + Real> Held<'py, T> {
+    fn new(x: &Bound<'py, PyAny>, name: &str) -> PyResult<Self> {
+        if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, T>>() {
+            return Ok(Held::Float(a));
+        }
+        if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, u8>>() {
+            return Ok(Held::Bytes(a));
+        }
+        Err(PyTypeError::new_err(format!("{name}: expected a numpy array of {} or uint8", T::NAME)))
+    }
+    fn input(&self) -> PyResult<Input<'_, T>> {
+        let err = |_| PyValueError::new_err("x: the array must be C-contiguous");
+        Ok(match self {
+            Held::Float(a) => Input::Float(a.as_slice().map_err(err)?),
+            Held::Bytes(a) => Input::Bytes(a.as_slice().map_err(err)?),
+        })
+    }
+}
+
+fn floats<'py, T: Element + Real>(t: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+    t.extract::<PyReadonlyArrayDyn<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{name}: expected a numpy array of {}", T::NAME)))
+}
+
+fn array<'py, T: Element>(py: Python<'py>, shape: Vec<usize>, v: Vec<T>) -> PyResult<Bound<'py, PyAny>> {
+    let a = ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(a.into_pyarray(py).into_any())
+}
+
+fn arrays<'py, T: Element>(py: Python<'py>, shapes: &[Vec<usize>], vs: Vec<Vec<T>>) -> PyResult<Bound<'py, PyList>> {
+    let items = shapes.iter().cloned().zip(vs).map(|(s, v)| array(py, s, v)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// Copy a list of arrays, each of the shape expected, into vectors.
+fn vectors<T: Element + Real>(list: &Bound<'_, PyAny>, shapes: &[Vec<usize>], name: &str) -> PyResult<Vec<Vec<T>>> {
+    let items: Vec<Bound<'_, PyAny>> = list.extract().map_err(|_| PyTypeError::new_err(format!("{name}: expected a list of arrays")))?;
+    if items.len() != shapes.len() {
+        return Err(PyValueError::new_err(format!("{name}: expected {} arrays, got {}", shapes.len(), items.len())));
+    }
+    items
+        .iter()
+        .zip(shapes)
+        .enumerate()
+        .map(|(i, (item, shape))| {
+            let a = floats::<T>(item, &format!("{name}[{i}]"))?;
+            if a.shape() != shape.as_slice() {
+                return Err(PyValueError::new_err(format!("{name}[{i}]: expected shape {shape:?}, got {:?}", a.shape())));
+            }
+            Ok(a.as_array().iter().copied().collect())
+        })
+        .collect()
+}
+
+struct Typed<T: Real>(Network<T>);
+
+impl<T: Real + Element> Typed<T> {
+    fn shapes(&self) -> Vec<Vec<usize>> {
+        self.0.layers.iter().map(|l| l.weight_shape()).collect()
+    }
+
+    fn focus<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: Option<usize>, predict: bool) -> PyResult<Bound<'py, PyAny>> {
+        let held = Held::<T>::new(x, "x")?;
+        let input = held.input()?;
+        let net = &mut self.0;
+        let layer = layer.unwrap_or(net.layers.len() - 1);
+        let out = run(py, || if predict { net.predict(input) } else { net.focus(input, layer) })?;
+        let mut shape = net.layers.get(layer).map(|l| l.out_shape()).unwrap_or_default();
+        let per: usize = shape.iter().product();
+        shape.insert(0, out.len() / per.max(1));
+        array(py, shape, out)
+    }
+
+    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let net = &mut self.0;
+        run(py, || net.loss(input, t))
+    }
+
+    fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, fd: Option<f64>) -> PyResult<(f64, Bound<'py, PyList>)> {
+        let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let shapes = self.shapes();
+        let net = &mut self.0;
+        let (loss, g) = run(py, || match fd {
+            None => net.gradients(input, t),
+            Some(d) => net.fd_gradients(input, t, d),
+        })?;
+        Ok((loss, arrays(py, &shapes, g)?))
+    }
+
+    fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd: Option<f64>) -> PyResult<f64> {
+        let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let net = &mut self.0;
+        run(py, || net.train_step(input, t, lr, fd))
+    }
+}
+
+enum Net {
+    F32(Typed<f32>),
+    F64(Typed<f64>),
+}
+
+/// Dispatch one expression over the two precisions.
+macro_rules! each {
+    ($net:expr, $n:ident => $body:expr) => {
+        match $net {
+            Net::F32($n) => $body,
+            Net::F64($n) => $body,
+        }
+    };
+}
+
+/// The CPU engine: weights, optimizer state and buffers of one network (docs/engine.md).
+#[pyclass(module = "neuroflow._core", name = "Engine")]
+pub struct Engine {
+    net: Net,
+    spec: String,
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    fn new(spec_json: &str) -> PyResult<Self> {
+        let spec = NetSpec::from_json(spec_json).map_err(|e| PyValueError::new_err(e.0))?;
+        let err = |e: crate::Error| PyValueError::new_err(e.0);
+        let net = match spec.dtype.as_str() {
+            "f32" => Net::F32(Typed(Network::new(spec).map_err(err)?)),
+            "f64" => Net::F64(Typed(Network::new(spec).map_err(err)?)),
+            other => return Err(PyValueError::new_err(format!("dtype: expected \"f32\" or \"f64\", got {other:?}"))),
+        };
+        Ok(Engine { net, spec: spec_json.to_string() })
+    }
+
+    #[getter]
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    fn num_weights(&self) -> usize {
+        each!(&self.net, n => n.0.num_weights())
+    }
+
+    fn weight_shapes(&self) -> Vec<Vec<usize>> {
+        each!(&self.net, n => n.shapes())
+    }
+
+    fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        each!(&self.net, n => arrays(py, &n.shapes(), n.0.weights.clone()))
+    }
+
+    fn set_weights(&mut self, weights: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&mut self.net, n => {
+            let v = vectors(weights, &n.shapes(), "weights")?;
+            n.0.set_weights(v).map_err(|e| PyValueError::new_err(e.0))
+        })
+    }
+
+    fn get_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        each!(&self.net, n => {
+            let shapes = if n.0.state.is_empty() { Vec::new() } else { n.shapes() };
+            arrays(py, &shapes, n.0.state.clone())
+        })
+    }
+
+    fn set_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&mut self.net, n => {
+            let shapes = if n.0.state.is_empty() { Vec::new() } else { n.shapes() };
+            let v = vectors(state, &shapes, "state")?;
+            n.0.set_state(v).map_err(|e| PyValueError::new_err(e.0))
+        })
+    }
+
+    fn forward<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&mut self.net, n => n.focus(py, x, None, false))
+    }
+
+    fn predict<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&mut self.net, n => n.focus(py, x, None, true))
+    }
+
+    fn focus<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: usize) -> PyResult<Bound<'py, PyAny>> {
+        each!(&mut self.net, n => n.focus(py, x, Some(layer), false))
+    }
+
+    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
+        each!(&mut self.net, n => n.loss(py, x, t))
+    }
+
+    /// Gradients of the reduced loss (a list shaped like the weights).
+    fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        each!(&mut self.net, n => Ok(n.gradients(py, x, t, None)?.1))
+    }
+
+    /// Gradients by central finite differences with step `delta`.
+    fn fd_gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, delta: f64) -> PyResult<Bound<'py, PyList>> {
+        each!(&mut self.net, n => Ok(n.gradients(py, x, t, Some(delta))?.1))
+    }
+
+    /// One step; returns the batch's mean per-sample loss before the update.
+    #[pyo3(signature = (x, t, lr, fd_delta=None))]
+    fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd_delta: Option<f64>) -> PyResult<f64> {
+        each!(&mut self.net, n => n.train_step(py, x, t, lr, fd_delta))
+    }
+}
+
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    if n == 0 {
+        return Err(PyValueError::new_err("n: expected a positive number of threads, got 0"));
+    }
+    crate::threads::set_num_threads(n);
+    Ok(())
+}
+
+#[pyfunction]
+fn num_threads() -> usize {
+    crate::threads::num_threads()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
