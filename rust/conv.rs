@@ -24,7 +24,7 @@ pub struct Conv {
 impl Conv {
     /// Output positions per tile.
     fn tile_rows(&self) -> usize {
-        (TILE_ELEMS / self.g.k()).clamp(8, self.g.out_positions().max(1))
+        (TILE_ELEMS / self.g.k()).max(8).min(self.g.out_positions().max(1))
     }
 
     /// s = conv(input, w), a = act(s), for `n` samples.

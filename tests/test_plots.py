@@ -1,0 +1,90 @@
+"""Tests for neuroflow.plots, with matplotlib and with the Pillow fallback."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neuroflow import plots
+
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture(params=["matplotlib", "pillow"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "matplotlib" and not HAVE_MPL:
+        pytest.skip("matplotlib is not installed; the Pillow fallback is tested instead")
+    if request.param == "pillow":
+        monkeypatch.setattr(plots, "_import_matplotlib", lambda: None)  # as if matplotlib were absent
+    return request.param
+
+
+def _check_png(path: Path) -> tuple[int, int]:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        w, h = im.size
+        colours = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert 200 <= w <= 3000 and 150 <= h <= 3000
+    assert len(np.unique(colours, axis=0)) > 5  # something was drawn
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary files left
+    return w, h
+
+
+def test_loss_curve(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:
+    losses = np.exp(-np.arange(150) / 40) * 2 + rng.random(150) * 0.2
+    losses[60] = np.nan  # a bad step shows as a gap, not a failure
+    out = plots.loss_curve_png(losses, tmp_path / "loss.png", title="test run")
+    assert out == tmp_path / "loss.png"
+    _check_png(out)
+
+
+def test_loss_curve_short_and_flat(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:
+    value = float(rng.uniform(0.5, 5.0))
+    _check_png(plots.loss_curve_png([value], tmp_path / "one.png"))
+    (tmp_path / "one.png").unlink()
+    _check_png(plots.loss_curve_png([value] * 4, tmp_path / "flat.png"))
+
+
+def test_confusion_matrix(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:
+    k = 10
+    cm = rng.integers(0, 60, (k, k)) + np.diag(rng.integers(200, 900, k))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    w, h = _check_png(plots.confusion_matrix_png(cm, names, tmp_path / "cm.png"))
+    assert w >= 300 and h >= 300
+
+
+def test_confusion_matrix_small_with_empty_row(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:
+    cm = np.array([[int(rng.integers(1, 9)), 2], [0, 0]])
+    _check_png(plots.confusion_matrix_png(cm, ["yes", "no"], tmp_path / "cm.png"))
+
+
+def test_pillow_fallback_is_used_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    monkeypatch.setattr(plots, "_import_matplotlib", lambda: None)
+    plots.loss_curve_png(rng.random(20) + 0.1, tmp_path / "l.png")
+    with Image.open(tmp_path / "l.png") as im:
+        assert im.size == (640, 400)  # the fallback's fixed canvas
+
+
+def test_errors_write_nothing(tmp_path: Path, rng: np.random.Generator) -> None:
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        plots.loss_curve_png([], tmp_path / "a.png")
+    with pytest.raises(ValueError, match="no finite value"):
+        plots.loss_curve_png([np.nan, np.inf], tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"\.png"):
+        plots.loss_curve_png(rng.random(5), tmp_path / "a.jpg")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        plots.loss_curve_png(rng.random(5), tmp_path / "missing" / "a.png")
+    with pytest.raises(ValueError, match=r"square \(K, K\)"):
+        plots.confusion_matrix_png(rng.integers(1, 5, (2, 3)), ["a", "b"], tmp_path / "c.png")
+    with pytest.raises(ValueError, match="2 names"):
+        plots.confusion_matrix_png(rng.integers(1, 5, (2, 2)), ["a"], tmp_path / "c.png")
+    with pytest.raises(ValueError, match="non-negative"):
+        plots.confusion_matrix_png(-rng.integers(1, 5, (2, 2)), ["a", "b"], tmp_path / "c.png")
+    assert list(tmp_path.iterdir()) == []
