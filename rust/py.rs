@@ -45,12 +45,20 @@ impl<'py, T: Element + Real> Held<'py, T> {
         Err(PyTypeError::new_err(format!("{name}: expected a numpy array of {} or uint8", T::NAME)))
     }
     fn input(&self) -> PyResult<Input<'_, T>> {
-        let err = |_| PyValueError::new_err("x: the array must be C-contiguous");
         Ok(match self {
-            Held::Float(a) => Input::Float(a.as_slice().map_err(err)?),
-            Held::Bytes(a) => Input::Bytes(a.as_slice().map_err(err)?),
+            Held::Float(a) => Input::Float(c_slice(a, "x")?),
+            Held::Bytes(a) => Input::Bytes(c_slice(a, "x")?),
         })
     }
+}
+
+/// The array's values in C order. `as_slice` alone would also accept a Fortran-ordered
+/// array and hand back its elements in the wrong order.
+fn c_slice<'a, T: Element>(a: &'a PyReadonlyArrayDyn<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("{name}: the array must be C-contiguous (np.ascontiguousarray)")));
+    }
+    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name}: the array must be C-contiguous")))
 }
 
 fn floats<'py, T: Element + Real>(t: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
@@ -109,14 +117,14 @@ impl<T: Real + Element> Typed<T> {
 
     fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
-        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
         run(py, || net.loss(input, t))
     }
 
     fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, fd: Option<f64>) -> PyResult<(f64, Bound<'py, PyList>)> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
-        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let shapes = self.shapes();
         let net = &mut self.0;
         let (loss, g) = run(py, || match fd {
@@ -128,7 +136,7 @@ impl<T: Real + Element> Typed<T> {
 
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd: Option<f64>) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
-        let (input, t) = (held.input()?, t.as_slice().map_err(|_| PyValueError::new_err("targets: must be C-contiguous"))?);
+        let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
         run(py, || net.train_step(input, t, lr, fd))
     }
