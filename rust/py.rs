@@ -259,6 +259,35 @@ fn set_num_threads(n: usize) -> PyResult<()> {
     Ok(())
 }
 
+fn matmul_typed<'py, T: Element + Real>(py: Python<'py>, a: PyReadonlyArrayDyn<'py, T>, b: PyReadonlyArrayDyn<'py, T>) -> PyResult<Bound<'py, PyAny>> {
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[0] {
+        return Err(PyValueError::new_err(format!("matmul: expected matrices (m, k) and (k, n), got {sa:?} and {sb:?}")));
+    }
+    let (x, y) = (c_slice(&a, "a")?, c_slice(&b, "b")?);
+    let (m, k, n) = (sa[0], sa[1], sb[1]);
+    let c = run(py, || {
+        let mut c = vec![T::zero(); m * n];
+        let pool = crate::threads::pool();
+        let threads = pool.current_num_threads();
+        pool.install(|| crate::matmul::matmul(crate::matmul::Mat::new(x, m, k), crate::matmul::Mat::new(y, k, n), &mut c, false, threads));
+        Ok(c)
+    })?;
+    array(py, vec![m, n], c)
+}
+
+/// a @ b on the core's gemm backend (for benchmarks and checks).
+#[pyfunction]
+fn matmul<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let (Ok(a), Ok(b)) = (a.extract::<PyReadonlyArrayDyn<'py, f32>>(), b.extract::<PyReadonlyArrayDyn<'py, f32>>()) {
+        return matmul_typed(py, a, b);
+    }
+    if let (Ok(a), Ok(b)) = (a.extract::<PyReadonlyArrayDyn<'py, f64>>(), b.extract::<PyReadonlyArrayDyn<'py, f64>>()) {
+        return matmul_typed(py, a, b);
+    }
+    Err(PyTypeError::new_err("matmul: expected two float32 or two float64 numpy arrays"))
+}
+
 #[pyfunction]
 fn num_threads() -> usize {
     crate::threads::num_threads()
@@ -269,6 +298,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,207 @@
+"""neuroflow against PyTorch on the CPU, side by side in one process.
+
+    python benchmarks/bench.py [--rounds 7] [--steps 3] [--threads N] [--json out.json] [--only NAME]
+
+For each net (benchmarks/nets.py) it alternates neuroflow and PyTorch (NCHW and
+channels_last; the better counts) round by round after a warm-up, and prints images/s
+(median, min, max) and the ratio neuroflow / PyTorch. It also prints sgemm GFLOP/s of the
+Rust backend against NumPy's BLAS, and each run's peak memory (measured in a fresh child
+process per framework, so one run's allocations do not hide another's). Without PyTorch
+(`pip install ".[bench]"`) it says so and measures neuroflow alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import neuroflow as nf  # noqa: E402
+from nets import NETS, neuroflow_net, torch_net  # noqa: E402
+
+LR = 1e-4
+
+
+def try_torch():
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        return None
+
+
+def batch(spec, rng):
+    x = rng.uniform(0, 1, (spec.batch,) + spec.dim_in).astype(np.float32)
+    y = rng.integers(0, spec.classes, spec.batch)
+    return x, y
+
+
+class NeuroflowRunner:
+    name = "neuroflow"
+
+    def __init__(self, spec, x, y):
+        self.spec, self.net = spec, neuroflow_net(spec, LR)
+        self.x, self.t = x, np.eye(spec.classes, dtype=np.float32)[y]
+        self.engine = self.net._engine  # the step the training loop runs, without the loop's bookkeeping
+
+    def step(self):
+        if self.spec.train:
+            self.engine.train_step(self.x, self.t, LR)
+        else:
+            self.engine.predict(self.x)
+
+
+class TorchRunner:
+    def __init__(self, torch, spec, x, y, channels_last):
+        self.torch, self.spec = torch, spec
+        self.name = "torch " + ("channels_last" if channels_last else "NCHW")
+        self.model = torch_net(spec, channels_last)
+        # (N, X, Y, Z) → NCHW with H = Y, W = X
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 2, 1)))
+        self.x = xt.to(memory_format=torch.channels_last) if channels_last else xt
+        self.y = torch.from_numpy(y)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=0.9)
+        self.loss = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def step(self):
+        if self.spec.train:
+            self.opt.zero_grad(set_to_none=True)
+            self.loss(self.model(self.x), self.y).backward()
+            self.opt.step()
+        else:
+            with self.torch.inference_mode():
+                self.model(self.x)
+
+
+def images_per_second(runner, steps):
+    t = time.perf_counter()
+    for _ in range(steps):
+        runner.step()
+    return steps * runner.spec.batch / (time.perf_counter() - t)
+
+
+def compare(spec, torch, rounds, steps, rng):
+    x, y = batch(spec, rng)
+    runners = [NeuroflowRunner(spec, x, y)]
+    if torch is not None:
+        runners += [TorchRunner(torch, spec, x, y, cl) for cl in (False, True)]
+    for r in runners:  # warm-up: allocation, caches, kernel selection
+        r.step()
+        r.step()
+    rates = {r.name: [] for r in runners}
+    for _ in range(rounds):  # A B C A B C …: drift on a shared machine hits all alike
+        for r in runners:
+            rates[r.name].append(images_per_second(r, steps))
+    return rates
+
+
+def peak_memory(spec_name, framework, steps):
+    """Peak RSS (MiB) of a fresh process that builds the net and runs `steps` steps."""
+    cmd = [sys.executable, __file__, "--memory-probe", spec_name, framework, "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return float("nan")
+
+
+def memory_probe(spec_name, framework, steps):
+    spec = next(s for s in NETS if s.name == spec_name)
+    x, y = batch(spec, np.random.default_rng(0))
+    torch = try_torch()
+    if framework == "neuroflow":
+        r = NeuroflowRunner(spec, x, y)
+    else:
+        r = TorchRunner(torch, spec, x, y, framework.endswith("channels_last"))
+    for _ in range(steps):
+        r.step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def gemm_rates(sizes, reps=5):
+    rows = []
+    rng = np.random.default_rng(1)
+    for n in sizes:
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        np.testing.assert_allclose(nf._core.matmul(a, b), a @ b, rtol=2e-3, atol=2e-3 * np.sqrt(n))
+        res = {}
+        for name, f in (("rust gemm", nf._core.matmul), ("numpy", np.matmul)):
+            f(a, b)
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                f(a, b)
+                times.append(time.perf_counter() - t)
+            res[name] = 2 * n**3 / statistics.median(times) / 1e9
+        rows.append((n, res["rust gemm"], res["numpy"]))
+    return rows
+
+
+def summary(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=3, help="steps per measurement")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--only", default=None, help="run only nets whose name contains this")
+    ap.add_argument("--json", default="benchmarks/last-run.json")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-probe", nargs=2, metavar=("NET", "FRAMEWORK"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch = try_torch()
+    nf.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        memory_probe(*args.memory_probe, args.steps)
+        return
+    if torch is None:
+        print('PyTorch is not installed: measuring neuroflow alone (pip install ".[bench]" or pip install torch)')
+    rng = np.random.default_rng()
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "threads": args.threads, "neuroflow": nf.__version__,
+               "torch": getattr(torch, "__version__", None), "nets": [], "gemm": []}
+    print(f"{'net':30} {'framework':24} {'img/s median':>12} {'min':>9} {'max':>9} {'peak MiB':>9}")
+    for spec in NETS:
+        if args.only and args.only not in spec.name:
+            continue
+        rates = compare(spec, torch, args.rounds, args.steps, rng)
+        entry = {"net": spec.name, "runs": {}}
+        for name, vals in rates.items():
+            med, lo, hi = summary(vals)
+            mem = float("nan") if args.no_memory else peak_memory(spec.name, name.replace("torch ", "torch_"), 2)
+            entry["runs"][name] = {"median": med, "min": lo, "max": hi, "peak_mib": mem, "all": vals}
+            print(f"{spec.name:30} {name:24} {med:12.1f} {lo:9.1f} {hi:9.1f} {mem:9.0f}")
+        if torch is not None:
+            best = max((n for n in rates if n.startswith("torch")), key=lambda n: statistics.median(rates[n]))
+            ratio = statistics.median(rates["neuroflow"]) / statistics.median(rates[best])
+            mem_ratio = entry["runs"]["neuroflow"]["peak_mib"] / entry["runs"][best]["peak_mib"]
+            entry.update(best_torch=best, ratio=ratio, memory_ratio=mem_ratio)
+            print(f"{'':30} {'ratio neuroflow/' + best.split()[1]:24} {ratio:12.2f}   memory ratio {mem_ratio:.2f}")
+        results["nets"].append(entry)
+        sys.stdout.flush()
+    print(f"\n{'sgemm n':>8} {'rust GFLOP/s':>13} {'numpy GFLOP/s':>14} {'ratio':>6}")
+    for n, rust, numpy in gemm_rates([512, 1024, 2048]):
+        results["gemm"].append({"n": n, "rust": rust, "numpy": numpy, "ratio": rust / numpy})
+        print(f"{n:8} {rust:13.1f} {numpy:14.1f} {rust / numpy:6.2f}")
+    Path(args.json).write_text(json.dumps(results, indent=1))
+    print(f"\nwritten {args.json}")
+
+
+if __name__ == "__main__":
+    main()
