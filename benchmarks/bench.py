@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -120,14 +119,15 @@ def peak_memory(spec_name, framework, steps):
 def memory_probe(spec_name, framework, steps):
     spec = next(s for s in NETS if s.name == spec_name)
     x, y = batch(spec, np.random.default_rng(0))
-    torch = try_torch()
     if framework == "neuroflow":
         r = NeuroflowRunner(spec, x, y)
     else:
-        r = TorchRunner(torch, spec, x, y, framework.endswith("channels_last"))
+        r = TorchRunner(try_torch(), spec, x, y, framework.endswith("channels_last"))
     for _ in range(steps):
         r.step()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec.
+    status = Path("/proc/self/status").read_text()
+    print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024)
 
 
 def gemm_rates(sizes, reps=5):
@@ -163,7 +163,9 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-probe", nargs=2, metavar=("NET", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch = try_torch()
+    # a neuroflow memory probe must not pay for importing PyTorch
+    probe_nf = args.memory_probe is not None and args.memory_probe[1] == "neuroflow"
+    torch = None if probe_nf else try_torch()
     nf.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -119,11 +119,10 @@ impl Activator {
         debug_assert_eq!(s.len(), grad.len());
         let b = T::of(self.bias);
         match self.name {
+            // a select, not a branch, so that it vectorises
             ActKind::Relu => {
                 for (g, &v) in grad.iter_mut().zip(s) {
-                    if v + b <= T::zero() {
-                        *g = T::zero();
-                    }
+                    *g = if v + b > T::zero() { *g } else { T::zero() };
                 }
             }
             ActKind::Linear => {}

@@ -1,18 +1,24 @@
-//! Convolution layer: im2col × gemm over tiles of output positions, so a tile of the
-//! column matrix stays in cache whatever the image size; the activation is applied to a
-//! tile while it is still in cache. 1×1 stride-1 convolutions use the input as it is.
+//! Convolution layer. Many filters: im2col × gemm over tiles of output positions, so a
+//! tile of the column matrix stays in cache whatever the image size (1×1 stride-1
+//! convolutions use the input as it is). Few filters: the direct kernels of direct.rs.
+//! The activation is applied to each tile or block of rows while it is still in cache.
 
 use crate::activator::Activator;
+use crate::direct;
 use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
 use crate::scratch::with_scratch;
 use rayon::prelude::*;
 
-/// Target elements of one column tile (128 KiB of f32): fits L2 beside its weights.
+/// Target elements of one work unit (a column tile, or a block of output rows): 128 KiB
+/// of f32, which fits L2 beside its weights.
 const TILE_ELEMS: usize = 1 << 15;
+/// Up to this many filters the direct kernels beat im2col × gemm (gemm's output would
+/// have too few columns to pay for writing and reading the column matrix).
+const DIRECT_MAX_FILTERS: usize = 4;
 /// Weight-gradient partial sums: a fixed number of groups summed in a fixed order, so the
-/// result does not depend on thread scheduling (reproducible training).
+/// result does not depend on thread scheduling or thread count (reproducible training).
 const MAX_GROUPS: usize = 16;
 
 #[derive(Clone, Debug)]
@@ -22,65 +28,133 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Output positions per tile.
+    fn direct(&self) -> bool {
+        self.g.filters <= DIRECT_MAX_FILTERS && !self.g.pointwise()
+    }
+
+    /// im2col path: output positions per tile.
     fn tile_rows(&self) -> usize {
         (TILE_ELEMS / self.g.k()).max(8).min(self.g.out_positions().max(1))
     }
 
-    /// s = conv(input, w), a = act(s), for `n` samples.
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize) {
+    /// Direct path: output rows (fixed x) per block, and input rows per block.
+    fn row_block(&self) -> usize {
+        (TILE_ELEMS / (self.g.oy * self.g.filters)).clamp(1, self.g.ox)
+    }
+    fn in_row_block(&self) -> usize {
+        (TILE_ELEMS / (self.g.y * self.g.z)).clamp(1, self.g.x)
+    }
+
+    /// Work units per sample: tiles (im2col) or row blocks (direct), and their size in
+    /// output elements.
+    fn units(&self) -> (usize, usize) {
         let g = &self.g;
-        let (k, f, rows) = (g.k(), g.filters, self.tile_rows());
+        if self.direct() {
+            let r = self.row_block();
+            (g.ox.div_ceil(r), r * g.oy * g.filters)
+        } else {
+            let r = self.tile_rows();
+            (g.out_positions().div_ceil(r), r * g.filters)
+        }
+    }
+
+    /// The direct kernels' view of the input: its phase-planar copy, made here when the
+    /// layout needs one (kept in `planar` for the backward pass), else the input itself.
+    fn planar_input<'a, T: Real>(&self, input: &'a [T], n: usize, planar: &'a mut Vec<T>) -> &'a [T] {
+        let g = &self.g;
+        if !self.direct() || !direct::needs_planar(g) {
+            return input;
+        }
+        let inp = g.in_size();
+        if planar.len() < n * inp {
+            planar.resize(n * inp, T::zero());
+        }
+        planar[..n * inp]
+            .par_chunks_mut(inp)
+            .zip(input[..n * inp].par_chunks(inp))
+            .for_each(|(p, x)| direct::to_planar(g, x, p));
+        &planar[..]
+    }
+
+    /// s = conv(input, w), a = act(s), for `n` samples. `planar` is the layer's buffer
+    /// for the direct kernels' copy of the input, reused by `weight_grad`.
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, planar: &mut Vec<T>) {
+        let g = &self.g;
         let (out, inp) = (g.out_size(), g.in_size());
+        let (_, unit) = self.units();
+        let input = self.planar_input(input, n, planar);
         s[..n * out]
             .par_chunks_mut(out)
             .zip(a[..n * out].par_chunks_mut(out))
             .enumerate()
             .for_each(|(ni, (s_n, a_n))| {
                 let x = &input[ni * inp..(ni + 1) * inp];
-                s_n.par_chunks_mut(rows * f).zip(a_n.par_chunks_mut(rows * f)).enumerate().for_each(|(ti, (st, at))| {
-                    let (p0, r) = (ti * rows, st.len() / f);
-                    let wm = Mat::new(w, k, f);
-                    if g.pointwise() {
-                        matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k), wm, st, false, 1);
-                    } else {
-                        with_scratch(r * k, |col: &mut [T]| {
-                            g.im2col(x, p0, p0 + r, col);
-                            matmul(Mat::new(col, r, k), wm, st, false, 1);
-                        });
-                    }
-                    self.act.forward(st, at);
+                s_n.par_chunks_mut(unit).zip(a_n.par_chunks_mut(unit)).enumerate().for_each(|(ui, (su, au))| {
+                    self.forward_unit(x, w, ui, su);
+                    self.act.forward(su, au);
                 });
             });
     }
 
-    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples.
-    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
+    fn forward_unit<T: Real>(&self, x: &[T], w: &[T], ui: usize, su: &mut [T]) {
         let g = &self.g;
-        let (k, f, rows) = (g.k(), g.filters, self.tile_rows());
-        let (out_p, inp) = (g.out_positions(), g.in_size());
-        let tiles = out_p.div_ceil(rows);
-        let jobs = n * tiles;
+        let (k, f) = (g.k(), g.filters);
+        if self.direct() {
+            let row = g.oy * f;
+            let ox0 = ui * self.row_block();
+            for (i, s_row) in su.chunks_mut(row).enumerate() {
+                direct::forward_row(g, x, w, ox0 + i, s_row);
+            }
+            return;
+        }
+        let (p0, r) = (ui * self.tile_rows(), su.len() / f);
+        let wm = Mat::new(w, k, f);
+        if g.pointwise() {
+            matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k), wm, su, false, 1);
+        } else {
+            with_scratch(r * k, |col: &mut [T]| {
+                g.im2col(x, p0, p0 + r, col);
+                matmul(Mat::new(col, r, k), wm, su, false, 1);
+            });
+        }
+    }
+
+    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples; `planar` as left by `forward`.
+    pub fn weight_grad<T: Real>(&self, input: &[T], planar: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
+        let g = &self.g;
+        let input = if self.direct() && direct::needs_planar(g) { planar } else { input };
+        let (k, f) = (g.k(), g.filters);
+        let (out, inp) = (g.out_size(), g.in_size());
+        let (per_sample, unit) = self.units();
+        let jobs = n * per_sample;
         let groups = jobs.min(MAX_GROUPS);
         let kf = k * f;
         if partials.len() < groups * kf {
             partials.resize(groups * kf, T::zero());
         }
-        // Weight gradient: Σ over tiles of colᵀ · delta_tile, tiles split into fixed groups.
         partials[..groups * kf].par_chunks_mut(kf).enumerate().for_each(|(gi, part)| {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
-                let (ni, ti) = (j / tiles, j % tiles);
-                let p0 = ti * rows;
-                let r = rows.min(out_p - p0);
+                let (ni, ui) = (j / per_sample, j % per_sample);
                 let x = &input[ni * inp..(ni + 1) * inp];
-                let d = Mat::new(&delta[(ni * out_p + p0) * f..(ni * out_p + p0 + r) * f], r, f);
+                let start = ui * unit;
+                let d = &delta[ni * out + start..ni * out + (start + unit).min(out)];
+                if self.direct() {
+                    let row = g.oy * f;
+                    let ox0 = ui * self.row_block();
+                    for (i, d_row) in d.chunks(row).enumerate() {
+                        direct::weight_grad_row(g, x, d_row, ox0 + i, part);
+                    }
+                    continue;
+                }
+                let (p0, r) = (start / f, d.len() / f);
+                let dm = Mat::new(d, r, f);
                 if g.pointwise() {
-                    matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k).t(), d, part, true, 1);
+                    matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k).t(), dm, part, true, 1);
                 } else {
                     with_scratch(r * k, |col: &mut [T]| {
                         g.im2col(x, p0, p0 + r, col);
-                        matmul(Mat::new(col, r, k).t(), d, part, true, 1);
+                        matmul(Mat::new(col, r, k).t(), dm, part, true, 1);
                     });
                 }
             }
@@ -98,33 +172,45 @@ impl Conv {
         });
     }
 
-    /// dinput = ∂L/∂input: dcol = delta · wᵀ, scattered back by col2im; one task per sample
-    /// because the patches of one sample overlap.
+    /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples.
     pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T]) {
         let g = &self.g;
-        let (k, f, rows) = (g.k(), g.filters, self.tile_rows());
-        let (out_p, inp) = (g.out_positions(), g.in_size());
-        let tiles = out_p.div_ceil(rows);
-        {
-            let wt = Mat::new(w, k, f).t();
+        let (k, f) = (g.k(), g.filters);
+        let (out, inp) = (g.out_size(), g.in_size());
+        if self.direct() {
+            // A gather per input row: blocks of rows write disjoint memory.
+            let (yz, rb) = (g.y * g.z, self.in_row_block());
             dinput[..n * inp].par_chunks_mut(inp).enumerate().for_each(|(ni, dx)| {
-                if !g.pointwise() {
-                    dx.iter_mut().for_each(|v| *v = T::zero());
-                }
-                for ti in 0..tiles {
-                    let p0 = ti * rows;
-                    let r = rows.min(out_p - p0);
-                    let d = Mat::new(&delta[(ni * out_p + p0) * f..(ni * out_p + p0 + r) * f], r, f);
-                    if g.pointwise() {
-                        matmul(d, wt, &mut dx[p0 * k..(p0 + r) * k], false, 1);
-                    } else {
-                        with_scratch(r * k, |dcol: &mut [T]| {
-                            matmul(d, wt, dcol, false, 1);
-                            g.col2im_add(dcol, p0, p0 + r, dx);
-                        });
+                let d = &delta[ni * out..(ni + 1) * out];
+                dx.par_chunks_mut(rb * yz).enumerate().for_each(|(bi, block)| {
+                    for (i, dx_row) in block.chunks_mut(yz).enumerate() {
+                        direct::input_grad_row(g, w, d, bi * rb + i, dx_row);
                     }
-                }
+                });
             });
+            return;
         }
+        // dcol = delta · wᵀ, scattered back by col2im; one task per sample because the
+        // patches of one sample overlap.
+        let rows = self.tile_rows();
+        let out_p = g.out_positions();
+        let wt = Mat::new(w, k, f).t();
+        dinput[..n * inp].par_chunks_mut(inp).enumerate().for_each(|(ni, dx)| {
+            if !g.pointwise() {
+                dx.iter_mut().for_each(|v| *v = T::zero());
+            }
+            for p0 in (0..out_p).step_by(rows) {
+                let r = rows.min(out_p - p0);
+                let d = Mat::new(&delta[(ni * out_p + p0) * f..(ni * out_p + p0 + r) * f], r, f);
+                if g.pointwise() {
+                    matmul(d, wt, &mut dx[p0 * k..(p0 + r) * k], false, 1);
+                } else {
+                    with_scratch(r * k, |dcol: &mut [T]| {
+                        matmul(d, wt, dcol, false, 1);
+                        g.col2im_add(dcol, p0, p0 + r, dx);
+                    });
+                }
+            }
+        });
     }
 }

@@ -16,8 +16,8 @@ fn spec(a0: ActKind, a1: ActKind, a2: ActKind, loss: LossKind, reduction: Reduct
     NetSpec {
         dtype: dtype.into(),
         layers: vec![
-            LayerSpec::Conv { dim_in: [7, 6, 2], padding: [1, 1], field: [3, 3], stride: [2, 1], filters: 3, activator: act(a0, 0.1) },
-            LayerSpec::Conv { dim_in: [4, 6, 3], padding: [1, 0], field: [2, 2], stride: [2, 1], filters: 2, activator: act(a1, -0.05) },
+            LayerSpec::Conv { dim_in: [7, 6, 2], padding: [1, 1], field: [3, 3], stride: [2, 1], filters: 6, activator: act(a0, 0.1) },
+            LayerSpec::Conv { dim_in: [4, 6, 6], padding: [1, 0], field: [2, 2], stride: [2, 1], filters: 2, activator: act(a1, -0.05) },
             LayerSpec::Conv { dim_in: [3, 5, 2], padding: [0, 0], field: [1, 1], stride: [1, 1], filters: 2, activator: act(a2, 0.35) },
             LayerSpec::Dense { dim_in: 30, neurons: 4, activator: act(ActKind::Tanh, 0.02) },
         ],

@@ -8,6 +8,7 @@ pub mod error;
 pub mod activator;
 pub mod conv;
 pub mod dense;
+pub mod direct;
 pub mod im2col;
 pub mod loss;
 pub mod matmul;

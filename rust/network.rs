@@ -82,6 +82,8 @@ pub struct Network<T: Real> {
     a: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
     partials: Vec<T>,
+    /// Per conv layer: the direct kernels' planar copy of its input (empty if unused).
+    planar: Vec<Vec<T>>,
     row: Vec<T>,
 }
 
@@ -135,6 +137,7 @@ impl<T: Real> Network<T> {
             a: vec![Vec::new(); nl],
             grads,
             partials: Vec::new(),
+            planar: vec![Vec::new(); nl],
             row: vec![T::zero(); k],
         })
     }
@@ -197,7 +200,7 @@ impl<T: Real> Network<T> {
             let input: &[T] = if l == 0 { &self.input } else { &before[l - 1] };
             let (s, a, w) = (&mut self.s[l], &mut after[0], &self.weights[l]);
             match &self.layers[l] {
-                Layer::Conv(c) => c.forward(input, w, s, a, n),
+                Layer::Conv(c) => c.forward(input, w, s, a, n, &mut self.planar[l]),
                 Layer::Dense(d) => d.forward(input, w, s, a, n, threads),
             }
         }
@@ -248,7 +251,7 @@ impl<T: Real> Network<T> {
             let input: &[T] = if l == 0 { &self.input } else { &before[l - 1] };
             let (w, dw) = (&self.weights[l], &mut self.grads[l]);
             match &self.layers[l] {
-                Layer::Conv(c) => c.weight_grad(input, delta, n, dw, &mut self.partials),
+                Layer::Conv(c) => c.weight_grad(input, &self.planar[l], delta, n, dw, &mut self.partials),
                 Layer::Dense(d) => d.weight_grad(input, delta, n, dw, threads),
             }
             if l > 0 {

@@ -15,7 +15,8 @@ LOSSES = [SoftmaxLogEntropy(), SoftmaxLogMultEntropy(2), SquaredError(), AbsCubi
 
 
 def small_layout(a0, a1, a2, loss):
-    c0 = Convolution((7, 6, 2), padding=1, field=3, stride=(2, 1), filters=3, activator=a0)
+    # 6 filters: im2col × gemm; 2 filters: the direct kernels
+    c0 = Convolution((7, 6, 2), padding=1, field=3, stride=(2, 1), filters=6, activator=a0)
     c1 = Convolution(c0.dim_out, padding=(1, 0), field=2, stride=(2, 1), filters=2, activator=a1)
     c2 = Convolution(c1.dim_out, padding=0, field=1, stride=1, filters=2, activator=a2.biased(0.3) if a2 is ReLU else a2)
     return [c0, c1, c2, Dense(4, Tanh.biased(0.05)), loss]

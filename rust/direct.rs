@@ -1,0 +1,281 @@
+//! Direct convolution for layers with few filters (the article's glasses net has one):
+//! there gemm's output would have a column or two, im2col only moves memory, and a
+//! sliding multiply-add along each input row is faster.
+//!
+//! The kernels read the input in a *phase-planar* copy: for each channel c and input row
+//! x, the Y values of that row ordered by phase (y mod sy), then y / sy. Consecutive
+//! outputs along y then read consecutive inputs for every tap, whatever the stride and
+//! depth, so each tap is a contiguous axpy (forward, input gradient) or dot product
+//! (weight gradient) that LLVM vectorises. For Z = 1 and sy = 1 the planar copy is the
+//! input itself. Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
+
+use crate::im2col::ConvGeom;
+use crate::real::Real;
+use crate::scratch::with_scratch;
+
+/// Does this layer need a planar copy of its input (or is the input already planar)?
+pub fn needs_planar(g: &ConvGeom) -> bool {
+    g.z > 1 || g.sy > 1
+}
+
+/// Number of input columns y with y mod sy = r.
+#[inline]
+fn phase_len(g: &ConvGeom, r: usize) -> usize {
+    if r < g.y {
+        (g.y - r).div_ceil(g.sy)
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn phase_start(g: &ConvGeom, r: usize) -> usize {
+    (0..r).map(|q| phase_len(g, q)).sum()
+}
+
+/// Planar copy of one sample: planar[(c·X + x)·Y + start(y mod sy) + y / sy] = x[x, y, c].
+pub fn to_planar<T: Real>(g: &ConvGeom, sample: &[T], planar: &mut [T]) {
+    let starts: Vec<usize> = (0..g.sy).map(|r| phase_start(g, r)).collect();
+    for c in 0..g.z {
+        for ix in 0..g.x {
+            let dst = &mut planar[(c * g.x + ix) * g.y..(c * g.x + ix + 1) * g.y];
+            let src = &sample[ix * g.y * g.z..(ix + 1) * g.y * g.z];
+            for r in 0..g.sy.min(g.y) {
+                let d = &mut dst[starts[r]..starts[r] + phase_len(g, r)];
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = src[(r + j * g.sy) * g.z + c];
+                }
+            }
+        }
+    }
+}
+
+/// The output columns oy whose input column oy·sy + ky − py lies inside the input.
+#[inline]
+fn oy_range(g: &ConvGeom, ky: usize) -> (usize, usize) {
+    let lo = if g.py > ky { (g.py - ky).div_ceil(g.sy) } else { 0 };
+    let top = g.y as isize - 1 + g.py as isize - ky as isize;
+    let hi = if top < 0 { 0 } else { (top as usize / g.sy + 1).min(g.oy) };
+    (lo, hi.max(lo))
+}
+
+/// Where, in a planar row, the inputs of tap row ky for outputs lo.. start.
+#[inline]
+fn segment_start(g: &ConvGeom, ky: usize, lo: usize) -> usize {
+    let iy = lo * g.sy + ky - g.py;
+    phase_start(g, iy % g.sy) + iy / g.sy
+}
+
+/// For output row `ox`: each tap with its contiguous input segment (planar row of
+/// channel c at input row ix, from `start`) and its oy range: f(tap, row, start, lo, hi).
+#[inline]
+fn taps<T>(g: &ConvGeom, planar: &[T], ox: usize, mut f: impl FnMut(usize, &[T], usize, usize, usize)) {
+    for kx in 0..g.fx {
+        let ix = (ox * g.sx + kx) as isize - g.px as isize;
+        if ix < 0 || ix >= g.x as isize {
+            continue;
+        }
+        for ky in 0..g.fy {
+            let (lo, hi) = oy_range(g, ky);
+            if lo >= hi {
+                continue;
+            }
+            let start = segment_start(g, ky, lo);
+            for c in 0..g.z {
+                let row = &planar[(c * g.x + ix as usize) * g.y..(c * g.x + ix as usize + 1) * g.y];
+                f((kx * g.fy + ky) * g.z + c, row, start, lo, hi);
+            }
+        }
+    }
+}
+
+/// y += a·x, written so that it vectorises.
+#[inline(always)]
+fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
+
+/// Σ a·b with eight independent accumulators (a single running sum would serialise on
+/// the floating-point add and never vectorise). Fixed order: deterministic.
+#[inline(always)]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = T::zero();
+    for (x, y) in ra.iter().zip(rb) {
+        tail += *x * *y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Delta row [oy][f] as per-filter rows [f][oy] (a view when there is one filter).
+fn by_filter<'a, T: Real>(g: &ConvGeom, d_row: &'a [T], buf: &'a mut [T]) -> &'a [T] {
+    let f_n = g.filters;
+    if f_n == 1 {
+        return d_row;
+    }
+    for (oy, d) in d_row.chunks(f_n).enumerate() {
+        for (f, &v) in d.iter().enumerate() {
+            buf[f * g.oy + oy] = v;
+        }
+    }
+    &buf[..f_n * g.oy]
+}
+
+/// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
+#[inline(never)]
+pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_row: &mut [T]) {
+    let (f_n, oy_n) = (g.filters, g.oy);
+    let run = |acc: &mut [T]| {
+        acc.iter_mut().for_each(|v| *v = T::zero());
+        taps(g, planar, ox, |tap, row, start, lo, hi| {
+            for f in 0..f_n {
+                axpy(&mut acc[f * oy_n + lo..f * oy_n + hi], w[tap * f_n + f], &row[start..start + hi - lo]);
+            }
+        });
+    };
+    if f_n == 1 {
+        run(s_row);
+    } else {
+        with_scratch(f_n * oy_n, |acc: &mut [T]| {
+            run(acc);
+            for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
+                for (f, v) in s.iter_mut().enumerate() {
+                    *v = acc[f * oy_n + oy];
+                }
+            }
+        });
+    }
+}
+
+/// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
+#[inline(never)]
+pub fn weight_grad_row<T: Real>(g: &ConvGeom, planar: &[T], d_row: &[T], ox: usize, dw: &mut [T]) {
+    let (f_n, oy_n) = (g.filters, g.oy);
+    with_scratch(if f_n == 1 { 0 } else { f_n * oy_n }, |buf: &mut [T]| {
+        let d = by_filter(g, d_row, buf);
+        taps(g, planar, ox, |tap, row, start, lo, hi| {
+            for f in 0..f_n {
+                dw[tap * f_n + f] += dot(&row[start..start + hi - lo], &d[f * oy_n + lo..f * oy_n + hi]);
+            }
+        });
+    });
+}
+
+/// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last): a
+/// gather over the output rows that read it, so rows can be computed in parallel.
+#[inline(never)]
+pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T]) {
+    let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
+    let planar = needs_planar(g);
+    let need = if planar { g.z * yn } else { 0 } + if f_n == 1 { 0 } else { f_n * oy_n };
+    let accumulate = |acc: &mut [T], dbuf: &mut [T]| {
+        acc.iter_mut().for_each(|v| *v = T::zero());
+        for kx in 0..g.fx {
+            let t = ix as isize + g.px as isize - kx as isize;
+            if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
+                continue;
+            }
+            let ox = t as usize / g.sx;
+            let d = by_filter(g, &delta[ox * oy_n * f_n..(ox + 1) * oy_n * f_n], dbuf);
+            for ky in 0..g.fy {
+                let (lo, hi) = oy_range(g, ky);
+                if lo >= hi {
+                    continue;
+                }
+                let start = segment_start(g, ky, lo);
+                for c in 0..g.z {
+                    let tap = (kx * g.fy + ky) * g.z + c;
+                    let seg = &mut acc[c * yn + start..c * yn + start + hi - lo];
+                    for f in 0..f_n {
+                        axpy(seg, w[tap * f_n + f], &d[f * oy_n + lo..f * oy_n + hi]);
+                    }
+                }
+            }
+        }
+    };
+    with_scratch(need, |buf: &mut [T]| {
+        let (acc, dbuf) = buf.split_at_mut(if planar { g.z * yn } else { 0 });
+        if !planar {
+            accumulate(dx_row, dbuf);
+            return;
+        }
+        accumulate(acc, dbuf);
+        for r in 0..g.sy.min(yn) {
+            let s0 = phase_start(g, r);
+            for j in 0..phase_len(g, r) {
+                let iy = r + j * g.sy;
+                for c in 0..g.z {
+                    dx_row[iy * g.z + c] = acc[c * yn + s0 + j];
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matmul::{matmul, Mat};
+
+    /// The direct kernels against im2col × gemm on awkward geometries.
+    #[test]
+    fn direct_matches_im2col() {
+        for &(dim, pad, field, stride, filters) in &[
+            ([9, 7, 1], [1, 1], [3, 3], [1, 1], 1),
+            ([10, 8, 3], [1, 1], [4, 4], [2, 2], 1),
+            ([6, 11, 2], [2, 0], [3, 2], [1, 3], 3),
+            ([5, 5, 1], [3, 3], [2, 2], [1, 1], 2),
+            ([7, 9, 3], [0, 2], [1, 5], [3, 2], 4),
+        ] {
+            let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
+            let (k, f) = (g.k(), g.filters);
+            let x: Vec<f64> = (0..g.in_size()).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
+            let w: Vec<f64> = (0..k * f).map(|i| ((i * 7) % 13) as f64 / 6.0 - 1.0).collect();
+            let d: Vec<f64> = (0..g.out_size()).map(|i| ((i * 11) % 19) as f64 / 9.0 - 1.0).collect();
+            let p = g.out_positions();
+            let mut col = vec![0.0; p * k];
+            g.im2col(&x, 0, p, &mut col);
+            let mut want = vec![0.0; p * f];
+            matmul(Mat::new(&col, p, k), Mat::new(&w, k, f), &mut want, false, 1);
+            let mut planar = vec![f64::NAN; g.in_size()];
+            if needs_planar(&g) {
+                to_planar(&g, &x, &mut planar);
+            } else {
+                planar.copy_from_slice(&x);
+            }
+            let mut got = vec![f64::NAN; p * f];
+            for ox in 0..g.ox {
+                forward_row(&g, &planar, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]);
+            }
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
+            let mut dw_want = vec![0.0; k * f];
+            matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
+            let mut dw = vec![0.0; k * f];
+            for ox in 0..g.ox {
+                weight_grad_row(&g, &planar, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw);
+            }
+            assert!(dw.iter().zip(&dw_want).all(|(a, b)| (a - b).abs() < 1e-10), "weight grad {dim:?}");
+            let mut dcol = vec![0.0; p * k];
+            matmul(Mat::new(&d, p, f), Mat::new(&w, k, f).t(), &mut dcol, false, 1);
+            let mut dx_want = vec![0.0; g.in_size()];
+            g.col2im_add(&dcol, 0, p, &mut dx_want);
+            let mut dx = vec![f64::NAN; g.in_size()];
+            let yz = g.y * g.z;
+            for ix in 0..g.x {
+                input_grad_row(&g, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz]);
+            }
+            assert!(dx.iter().zip(&dx_want).all(|(a, b)| (a - b).abs() < 1e-10), "input grad {dim:?}");
+        }
+    }
+}
