@@ -2,19 +2,25 @@
 
     python benchmarks/gpu_device_check.py OUT.json [--peak-tflops 67] [--budget-s 420]
 
-1. parity on the card: the GPU test suite (tests/test_gpu_ops.py, tests/test_gpu_engine.py)
-   when pytest is importable, then a 4096³ gemm against NumPy and the full-size glasses net
-   (400×400×3) against the CPU engine (neuroflow._core) or, without it, the NumPy engine;
+1. parity on the card: the GPU test suite (tests/test_gpu_ops.py, tests/test_gpu_engine.py,
+   with CI=1 so a missing adapter fails) when pytest is importable, then a 4096³ gemm
+   against NumPy, and each net below against the CPU engine (forward, loss, gradients,
+   three training steps);
 2. WGSL gemm GFLOP/s at 4096³ in the three forms training uses (NN, TN, NT), as a fraction
    of the fp32 peak given with --peak-tflops (H100 SXM: about 67; PCIe: about 51);
-3. training throughput (images/s, a train_step per batch, loss read back each step as
-   training does) of the article's nets with GpuEngine, against PyTorch CUDA fp32 with TF32
-   off when torch is importable, and the CPU engine when it is built.
+3. training throughput (images/s; one train_step per batch, the loss read back each step
+   as training does) of the article's nets as benchmarks/nets.py defines them, with
+   GpuEngine, PyTorch CUDA fp32 with TF32 off (when torch is importable) and the CPU engine.
 
-Each phase has a share of --budget-s and stops early when it runs out, so the whole run
-stays well under 10 minutes. On a machine without a Vulkan loader (see
-/work/.library/device/README.md), unpack libvulkan1 first and point VK_DRIVER_FILES at the
-NVIDIA ICD; select the card with NEUROFLOW_GPU_ADAPTER=NVIDIA if several adapters show up.
+Each phase has a share of --budget-s and stops early when it runs out: the whole run stays
+well under 10 minutes. Needs neuroflow importable with its CPU engine (the installed wheel,
+or this tree with python/neuroflow/_core*.so built) and wgpu. On a machine without a Vulkan
+loader (see the device tool's README) first, e.g.:
+
+    for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    pip install --no-index --no-deps wheels/*.whl   # wgpu, cffi, pycparser, rendercanvas, neuroflow
+    NEUROFLOW_GPU_ADAPTER=NVIDIA python benchmarks/gpu_device_check.py $OUT/gpu_check.json
 """
 
 from __future__ import annotations
@@ -31,9 +37,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # gpu_reference.NumpyEngine
 try:  # the installed package (a wheel carries the CPU engine), else the source tree's
-    import neuroflow.gpu  # noqa: F401
+    import neuroflow  # noqa: F401
 
     PYTHONPATH = os.environ.get("PYTHONPATH", "")
 except ImportError:
@@ -41,40 +46,32 @@ except ImportError:
     PYTHONPATH = os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])
 
 
-def act(name, alpha=0.0, bias=0.0):
-    return {"name": name, "alpha": alpha, "bias": bias}
-
-
-def conv(dim_in, field, stride, padding, filters, activator):
-    return {"kind": "conv", "dim_in": list(dim_in), "padding": [padding] * 2, "field": [field] * 2,
-            "stride": [stride] * 2, "filters": filters, "activator": activator}
-
-
-def dense(d, o, activator):
-    return {"kind": "dense", "dim_in": d, "neurons": o, "activator": activator}
-
-
-def spec(layers):
+def spec_of(net) -> str:
+    """The engine spec of a benchmarks/nets.py net: ReLU convolutions, dense layers, no
+    biases, SoftmaxLogEntropy, Momentum(0.9), summed over the batch (as bench.py trains)."""
+    layers, (x, y, z) = [], net.dim_in
+    for f, k, st, p in net.convs:
+        layers.append({"kind": "conv", "dim_in": [x, y, z], "padding": [p, p], "field": [k, k], "stride": [st, st],
+                       "filters": f, "activator": {"name": "relu", "alpha": 0.0, "bias": 0.0}})
+        x, y, z = (x + 2 * p - k) // st + 1, (y + 2 * p - k) // st + 1, f
+    d = x * y * z
+    for o, a in net.dense:
+        layers.append({"kind": "dense", "dim_in": d, "neurons": o, "activator": {"name": a, "alpha": 0.0, "bias": 0.0}})
+        d = o
     return json.dumps({"dtype": "f32", "layers": layers, "loss": {"name": "softmax_log_entropy", "n": 1},
                        "update": {"name": "momentum", "mu": 0.9}, "reduction": "sum"})
 
 
-def cifar_layers():
-    """A 9-layer conv net for CIFAR-10 in the spirit of NeuroFlow's published example
-    (the filter counts are this script's choice)."""
-    r = act("relu")
-    shapes = [((32, 32, 3), 3, 1, 1, 32), ((32, 32, 32), 3, 1, 1, 32), ((32, 32, 32), 4, 2, 1, 64),
-              ((16, 16, 64), 3, 1, 1, 64), ((16, 16, 64), 4, 2, 1, 128), ((8, 8, 128), 3, 1, 1, 128),
-              ((8, 8, 128), 4, 2, 1, 128)]
-    return [conv(d, f, s, p, n, r) for d, f, s, p, n in shapes] + [dense(2048, 256, r), dense(256, 10, act("linear"))]
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(" train")[0]).strip("_")
 
 
-# The article's glasses net at full size, and the CIFAR net; batch sizes for throughput.
-NETS = {
-    "glasses_400": (spec([conv((400, 400, 3), 3, 1, 1, 1, act("relu")), conv((400, 400, 1), 4, 2, 1, 1, act("relu")),
-                          dense(40000, 2, act("linear"))]), 16),
-    "cifar_9layer": (spec(cifar_layers()), 128),
-}
+# The article's nets as benchmarks/nets.py defines them (the CPU benchmark's nets), the
+# training ones: name -> (spec JSON, batch size).
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import nets as _nets  # noqa: E402
+
+NETS = {slug(n.name): (spec_of(n), n.batch) for n in _nets.NETS if n.train}
 
 
 class Deadline:
@@ -147,21 +144,15 @@ def gemm_parity(gpu, n=4096):
 def engine_parity(name, n=2):
     from neuroflow.gpu import GpuEngine
 
+    from neuroflow._core import Engine
+
     s = NETS[name][0]
-    try:
-        from neuroflow._core import Engine as Ref
-
-        kind = "cpu engine"
-    except ImportError:
-        from gpu_reference import NumpyEngine as Ref
-
-        kind = "numpy engine"
     rng = np.random.default_rng(1)
-    gpu_e, ref_e = GpuEngine(s), Ref(s)
+    gpu_e, ref_e = GpuEngine(s), Engine(s)
     ws = init_weights(gpu_e, rng)
     ref_e.set_weights(ws)
     x, t = inputs(s, n, rng)
-    out = {"reference": kind, "batch": n}
+    out = {"reference": "cpu engine", "batch": n}
     out["forward"] = rel_err(gpu_e.forward(x), ref_e.forward(x))
     out["loss"] = rel_err(gpu_e.loss(x, t), ref_e.loss(x, t))
     out["gradients"] = max(rel_err(g, r) for g, r in zip(gpu_e.gradients(x, t), ref_e.gradients(x, t)))
@@ -238,7 +229,7 @@ def gpu_engine_throughput(name, deadline):
     e = GpuEngine(s)
     init_weights(e, rng)
     x, t = inputs(s, batch, rng)
-    return dict(time_steps(lambda: e.train_step(x, t, 1e-3), batch, deadline), batch=batch)
+    return dict(time_steps(lambda: e.train_step(x, t, 1e-3), batch, deadline, share=25.0), batch=batch)
 
 
 def cpu_engine_throughput(name, deadline):
@@ -251,11 +242,10 @@ def cpu_engine_throughput(name, deadline):
     e = Engine(s)
     init_weights(e, rng)
     x, t = inputs(s, batch, rng)
-    return dict(time_steps(lambda: e.train_step(x, t, 1e-3), batch, deadline, max_steps=10, share=20.0), batch=batch)
+    return dict(time_steps(lambda: e.train_step(x, t, 1e-3), batch, deadline, max_steps=10, share=15.0), batch=batch)
 
 
 def torch_model(s):
-    import torch
     from torch import nn
 
     class Add(nn.Module):
@@ -316,7 +306,7 @@ def torch_throughput(name, deadline):
         opt.step()
         return loss.item()  # read back each step, as GpuEngine.train_step does
 
-    out = dict(time_steps(step, batch, deadline), batch=batch)
+    out = dict(time_steps(step, batch, deadline, share=25.0), batch=batch)
     out.update(torch=torch.__version__, device=torch.cuda.get_device_name(0), tf32=False)
     return out
 
@@ -360,7 +350,7 @@ def main():
     report["limits"] = {"max_storage_binding": gpu.max_binding, "max_buffer": gpu.max_buffer}
     save()
     if not args.skip_tests:
-        phase("test_suite", run_test_suite, min(120, whole.left() * 0.3))
+        phase("test_suite", run_test_suite, min(90, whole.left() * 0.25))
     nets = [n for n in args.nets.split(",") if n]
     phase("gemm_parity", gemm_parity, gpu, args.gemm_size)
     for name in nets:

@@ -1,0 +1,175 @@
+"""One shared wgpu device per process, and the buffer helpers every GPU op uses.
+
+The adapter is picked once: `NEUROFLOW_GPU_ADAPTER` (a case-insensitive substring of the
+adapter's name) or wgpu's high-performance choice. Only the native backends (Vulkan,
+Metal, DX12) are enabled unless `NEUROFLOW_GPU_BACKENDS` says otherwise: wgpu would
+otherwise pick Mesa's OpenGL adapter on some machines, which blocks on every submit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+STORAGE_ALIGN = 16  # bytes: buffers are rounded up so they may also be bound as vec4 arrays
+
+_lock = threading.Lock()
+_gpu: Gpu | None = None
+_backends_set = False
+
+INSTALL_HINT = (
+    "wgpu needs a Vulkan, Metal or DX12 driver. On Linux install your GPU's Vulkan driver "
+    "and loader; for a software GPU on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers "
+    "libvulkan1`. Check with neuroflow.gpu.adapters()."
+)
+
+
+def _wgpu():
+    try:
+        import wgpu
+    except ImportError as e:  # the GPU backend is an optional extra
+        raise RuntimeError("the GPU backend needs wgpu-py: `pip install 'wgpu>=0.32,<0.33'`") from e
+    return wgpu
+
+
+def _select_backends(wgpu) -> None:
+    """Restrict wgpu's instance to the native backends, once, before it is created."""
+    global _backends_set
+    if _backends_set:
+        return
+    _backends_set = True
+    names = os.environ.get("NEUROFLOW_GPU_BACKENDS", "Primary")
+    backends = [b.strip() for b in names.split(",") if b.strip()]
+    try:
+        from wgpu.backends.wgpu_native import extras
+
+        extras.set_instance_extras(backends=backends)
+    except KeyError as e:
+        raise RuntimeError(
+            f"NEUROFLOW_GPU_BACKENDS={names!r}: unknown backend {e}; "
+            "use Vulkan, Metal, DX12, GL, Primary or All"
+        ) from None
+    except Exception:  # the instance already exists (someone used wgpu first): keep it
+        pass
+
+
+def _describe(adapter) -> dict:
+    info = adapter.info
+    return {
+        "name": info.get("device", ""),
+        "backend": info.get("backend_type", ""),
+        "adapter_type": info.get("adapter_type", ""),
+        "vendor": info.get("vendor", ""),
+        "description": info.get("description", ""),
+    }
+
+
+def adapters() -> list[dict]:
+    """Every adapter wgpu sees on the enabled backends: name, backend, adapter_type, ..."""
+    wgpu = _wgpu()
+    _select_backends(wgpu)
+    return [_describe(a) for a in wgpu.gpu.enumerate_adapters_sync()]
+
+
+def _request_adapter(wgpu):
+    wanted = os.environ.get("NEUROFLOW_GPU_ADAPTER", "").strip()
+    if wanted:
+        found = wgpu.gpu.enumerate_adapters_sync()
+        for a in found:
+            if wanted.lower() in _describe(a)["name"].lower():
+                return a
+        if found:
+            names = ", ".join(_describe(a)["name"] for a in found)
+            hint = "set it to part of one of these names, or unset it"
+            raise RuntimeError(f"no GPU adapter's name contains NEUROFLOW_GPU_ADAPTER={wanted!r}; found: {names}; {hint}")
+        raise RuntimeError(f"no GPU adapter found (looked for one named like {wanted!r}). {INSTALL_HINT}")
+    try:
+        return wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+    except Exception as e:
+        backends = os.environ.get("NEUROFLOW_GPU_BACKENDS", "Primary")
+        raise RuntimeError(
+            f"no GPU adapter found (looked for any adapter on the {backends} backends). "
+            f"{INSTALL_HINT} ({e})"
+        ) from None
+
+
+class Gpu:
+    """The adapter, the device and its queue, with the limits this package relies on."""
+
+    def __init__(self) -> None:
+        wgpu = _wgpu()
+        _select_backends(wgpu)
+        self.wgpu = wgpu
+        self.adapter = _request_adapter(wgpu)
+        self.info = _describe(self.adapter)
+        lim = self.adapter.limits
+        # Ask for the adapter's own buffer limits: the WebGPU defaults (128 MiB bindings,
+        # 256 MiB buffers) would cap the batch far below what a real card holds.
+        wanted = {
+            "max-storage-buffer-binding-size": lim["max-storage-buffer-binding-size"],
+            "max-buffer-size": lim["max-buffer-size"],
+        }
+        self.device = self.adapter.request_device_sync(required_limits=wanted)
+        self.queue = self.device.queue
+        dl = self.device.limits
+        # Sizes are kept 4-byte aligned and under 2^32 elements' worth of u32 indexing.
+        self.max_binding = min(dl["max-storage-buffer-binding-size"], 2**32 - 4) // 4 * 4
+        self.max_buffer = min(dl["max-buffer-size"], 2**34) // 4 * 4
+        self.max_groups = dl["max-compute-workgroups-per-dimension"]
+        # Workgroups worth keeping in flight; gemm splits K when it has fewer blocks.
+        # WebGPU does not report the number of cores, so this is a generous guess for a
+        # discrete GPU and a small one for a CPU adapter, where splitting only adds work.
+        self.parallelism = 16 if self.info["adapter_type"] == "CPU" else 1024
+        self.kernels = {}  # kernels.py keeps compiled pipelines here
+
+    def storage(self, nbytes: int, label: str = ""):
+        """A storage buffer that can also be copied to and from."""
+        u = self.wgpu.BufferUsage
+        size = max(STORAGE_ALIGN, -(-int(nbytes) // STORAGE_ALIGN) * STORAGE_ALIGN)
+        if size > self.max_buffer:
+            raise RuntimeError(
+                f"GPU buffer {label or ''} of {nbytes} bytes exceeds this device's limit of "
+                f"{self.max_buffer} bytes ({self.info['name']}); use smaller batches"
+            )
+        return self.device.create_buffer(
+            size=size, usage=u.STORAGE | u.COPY_SRC | u.COPY_DST, label=label
+        )
+
+    def uniform(self, data: bytes):
+        u = self.wgpu.BufferUsage
+        buf = self.device.create_buffer(size=len(data), usage=u.UNIFORM | u.COPY_DST)
+        self.queue.write_buffer(buf, 0, data)
+        return buf
+
+    def write(self, buf, array: np.ndarray, offset: int = 0) -> None:
+        self.queue.write_buffer(buf, offset, np.ascontiguousarray(array))
+
+    def read(self, buf, count: int, offset: int = 0, dtype=np.float32) -> np.ndarray:
+        """Blocks until the GPU has finished the work that writes `buf`."""
+        itemsize = np.dtype(dtype).itemsize
+        data = self.queue.read_buffer(buf, offset, count * itemsize)
+        return np.frombuffer(data, dtype=dtype, count=count).copy()
+
+    def fill(self, buf, value: float) -> None:
+        """Write `value` into every float of `buf` (tests poison outputs with NaN)."""
+        self.write(buf, np.full(buf.size // 4, value, dtype=np.float32))
+
+
+def get_gpu() -> Gpu:
+    """The process's shared device (created on first use); RuntimeError if there is none."""
+    global _gpu
+    with _lock:
+        if _gpu is None:
+            _gpu = Gpu()
+        return _gpu
+
+
+def is_available() -> bool:
+    """Whether a GPU adapter (hardware or software) can be opened."""
+    try:
+        get_gpu()
+    except RuntimeError:
+        return False
+    return True
