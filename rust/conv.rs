@@ -14,6 +14,9 @@ use rayon::prelude::*;
 /// Target elements of one work unit (a column tile, or a block of output rows): 128 KiB
 /// of f32, which fits L2 beside its weights.
 const TILE_ELEMS: usize = 1 << 15;
+/// Target elements of one im2col tile: big enough that each gemm call has a tall
+/// left operand (packing the weights costs about one pass over them per call).
+const GEMM_TILE_ELEMS: usize = 1 << 18;
 /// Up to this many filters the direct kernels beat im2col × gemm (gemm's output would
 /// have too few columns to pay for writing and reading the column matrix).
 const DIRECT_MAX_FILTERS: usize = 4;
@@ -34,7 +37,7 @@ impl Conv {
 
     /// im2col path: output positions per tile.
     fn tile_rows(&self) -> usize {
-        (TILE_ELEMS / self.g.k()).max(8).min(self.g.out_positions().max(1))
+        (GEMM_TILE_ELEMS / self.g.k()).max(64).min(self.g.out_positions().max(1))
     }
 
     /// Direct path: output rows (fixed x) per block, and input rows per block.
