@@ -7,8 +7,10 @@ GPU through wgpu-py.
 
 from . import _core
 from .activators import Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
+from .checkpoint import checkpoint_to
 from .layers import Convolution, Dense
 from .losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
+from .modelfile import load
 from .network import Network, TrainingRun
 from .settings import FiniteDifferences, LossFuncOutput, Settings, Waypoint
 from .updates import Momentum, Nesterov, Vanilla
@@ -30,5 +32,5 @@ __all__ = [
     "AbsCubicError", "Activator", "Convolution", "Dense", "FiniteDifferences", "LeakyReLU", "Linear",
     "Loss", "LossFuncOutput", "Momentum", "Nesterov", "Network", "ReLU", "Settings", "Sigmoid",
     "SoftPlus", "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh",
-    "TrainingRun", "Vanilla", "Waypoint", "WeightBreeder", "num_threads", "set_num_threads",
+    "TrainingRun", "Vanilla", "Waypoint", "WeightBreeder", "checkpoint_to", "load", "num_threads", "set_num_threads",
 ]

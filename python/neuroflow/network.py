@@ -7,18 +7,24 @@ training loop (one engine call per weight update), and offers the article's API.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from . import _core
 from .banner import banner as _banner
+from .checkpoint import RunState, data_fingerprint
 from .layers import Convolution, Dense
 from .losses import Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy
 from .settings import Settings
@@ -115,6 +121,7 @@ class Network:
         else:
             self.weights = weights
         self._iteration = 0
+        self._run: RunState | None = None  # the position of the last training run
 
     @staticmethod
     def _layer_specs(layers) -> list[dict]:
@@ -330,76 +337,108 @@ class Network:
 
     # ---- training ----
 
-    def train(self, xs, ys) -> TrainingRun:
+    def train(self, xs, ys, resume=None) -> TrainingRun:
         """Train for ``settings.iterations`` weight updates (or until the mean batch loss
         falls to ``settings.precision``). Ctrl-C stops after the step in flight, keeping
-        the weights of the last finished step."""
+        the weights of the last finished step.
+
+        ``resume``: a file written by ``net.save`` or a ``checkpoint_to`` waypoint during an
+        earlier run on the same data. Its weights, optimizer state, iteration count, learning
+        rate and shuffle position replace this network's, and the run goes on until it has
+        ``settings.iterations`` updates in all; on the CPU it then ends with exactly the
+        weights of an uninterrupted run. ``resume=True`` continues this network's own last
+        run (after an interrupt, or after ``neuroflow.load``)."""
         s = self.settings
         x, single = self._samples(xs)
         t = self._targets(ys, len(x), single)
         n = len(x)
         bs = min(s.batch_size, n)
-        rng = np.random.default_rng(s.seed)
+        if resume is None or resume is False:
+            run = RunState.start(n, bs, s.iterations, s.shuffle, s.seed, data_fingerprint(x, t))
+        else:
+            run = self._resume(resume, x, t, bs)
+        self._run = run
+        run.total = s.iterations
         approx = s.approximation.delta if s.approximation else None
         out = s.loss_func_output
-        log = open(out.file, "w", encoding="utf-8") if out is not None and out.file is not None else None
+        mode = "a" if run.done else "w"  # a resumed run continues its loss log
+        log = open(out.file, mode, encoding="utf-8") if out is not None and out.file is not None else None
         losses: list[float] = []
         start = datetime.now()
         stopped_by = "iterations"
         alpha = getattr(self, "_alpha", 1.0)
+        first = run.done + 1
         report_every = max(1, s.iterations // 50)
         t0 = time.perf_counter()
+        bar = None
         if s.verbose:
             print(self.banner(), flush=True)
-        order = np.arange(n)
-        pos = n  # start a new epoch on the first step
-        try:
-            for it in range(1, s.iterations + 1):
-                if pos >= n:
-                    if s.shuffle:
-                        order = rng.permutation(n)
-                    pos = 0
-                idx = order[pos : pos + bs]
-                pos += bs
-                alpha = float(s.learning_rate(self._iteration + 1, alpha))
-                if not math.isfinite(alpha):
-                    raise ValueError(f"learning_rate: returned {alpha!r} at iteration {self._iteration + 1}")
-                xb = x[idx] if len(idx) < n or s.shuffle else x
-                tb = t[idx] if len(idx) < n or s.shuffle else t
-                loss = self._engine.train_step(xb, tb, alpha, approx)
-                self._iteration += 1
-                self._alpha = alpha
-                losses.append(loss)
-                if log is not None:
-                    log.write(f"{loss!r}\n")
-                if out is not None and out.action is not None:
-                    out.action(loss)
-                if s.verbose and (it % report_every == 0 or it == 1 or it == s.iterations):
-                    rate = it * bs / max(time.perf_counter() - t0, 1e-9)
-                    print(
-                        f"[{datetime.now():%H:%M:%S}] Iteration {self._iteration} ({it}/{s.iterations}), "
-                        f"loss {loss:.6g}, lr {alpha:g}, {rate:.1f} samples/s",
-                        flush=True,
-                    )
-                if s.waypoint is not None and self._iteration % s.waypoint.every_n == 0:
-                    s.waypoint.action(self._iteration, self)
-                if not math.isfinite(loss):
-                    stopped_by = "diverged"
+            if run.done:
+                print(f"resuming at iteration {self._iteration} ({run.done}/{s.iterations} of the run done)", flush=True)
+            bar = _progress_bar(run.done, s.iterations)
+        order, pos, rng = run.order, run.pos, run.rng
+        drawn_from = None  # the generator's state before an epoch's order, until its step is done
+        with _deferred_interrupt() as interrupted:
+            try:
+                for it in range(first, s.iterations + 1):
+                    if pos >= n:
+                        if s.shuffle:
+                            drawn_from = rng.bit_generator.state
+                            order = rng.permutation(n)
+                        pos = 0
+                    idx = order[pos : pos + bs]
+                    pos += bs
+                    alpha = float(s.learning_rate(self._iteration + 1, alpha))
+                    if not math.isfinite(alpha):
+                        raise ValueError(f"learning_rate: returned {alpha!r} at iteration {self._iteration + 1}")
+                    xb = x[idx] if len(idx) < n or s.shuffle else x
+                    tb = t[idx] if len(idx) < n or s.shuffle else t
+                    loss = self._engine.train_step(xb, tb, alpha, approx)
+                    self._iteration += 1
+                    self._alpha = alpha
+                    run.order, run.pos, run.done = order, pos, it
+                    drawn_from = None
+                    losses.append(loss)
+                    if log is not None:
+                        log.write(f"{loss!r}\n")
+                    if out is not None and out.action is not None:
+                        out.action(loss)
                     if s.verbose:
-                        print(f"loss is {loss}: training diverged; lower the learning rate", file=sys.stderr)
-                    break
-                if loss <= s.precision:
-                    stopped_by = "precision"
-                    break
-        except KeyboardInterrupt:
-            stopped_by = "interrupt"
-            if s.verbose:
-                print(f"\ninterrupted: keeping the weights of iteration {self._iteration}", flush=True)
-        finally:
-            if log is not None:
-                log.close()
+                        rate = (it - first + 1) * bs / max(time.perf_counter() - t0, 1e-9)
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix_str(f"loss {loss:.4g}, lr {alpha:.3g}, {rate:.1f} images/s", refresh=False)
+                        elif it % report_every == 0 or it == first or it == s.iterations:
+                            print(self._progress_line(it, loss, alpha, rate), flush=True)
+                    if s.waypoint is not None and self._iteration % s.waypoint.every_n == 0:
+                        s.waypoint.action(self._iteration, self)
+                    if not math.isfinite(loss):
+                        stopped_by = "diverged"
+                        if s.verbose:
+                            print(f"loss is {loss}: training diverged; lower the learning rate", file=sys.stderr)
+                        break
+                    if loss <= s.precision:
+                        stopped_by = "precision"
+                        break
+                    if interrupted():
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                stopped_by = "interrupt"
+            finally:
+                if drawn_from is not None:  # a step failed: the run stays where it was, for a resume
+                    rng.bit_generator.state = drawn_from
+                if log is not None:
+                    log.close()
+                if bar is not None:
+                    bar.close()
+        if s.verbose and losses and (bar is not None or stopped_by != "iterations"):
+            rate = len(losses) * bs / max(time.perf_counter() - t0, 1e-9)
+            print(self._progress_line(run.done, losses[-1], alpha, rate), flush=True)
+        if s.verbose and stopped_by == "interrupt":
+            print(f"interrupted: keeping the weights of iteration {self._iteration} "
+                  "(net.save(path), then train(xs, ys, resume=path) continues the run)", flush=True)
         end = datetime.now()
-        run = TrainingRun(
+        run_record = TrainingRun(
             iterations=len(losses),
             final_loss=losses[-1] if losses else float("nan"),
             losses=np.asarray(losses),
@@ -409,8 +448,117 @@ class Network:
             samples=len(losses) * bs,
         )
         if s.verbose:
-            print(f"took {run.seconds:.2f} s, {run.iterations} iterations, final loss {run.final_loss:.6g}", flush=True)
-        return run
+            print(f"took {run_record.seconds:.2f} s, {run_record.iterations} iterations, final loss {run_record.final_loss:.6g}", flush=True)
+        return run_record
+
+    def _progress_line(self, it: int, loss: float, alpha: float, rate: float) -> str:
+        return (
+            f"[{datetime.now():%H:%M:%S}] Iteration {self._iteration} ({it}/{self.settings.iterations}), "
+            f"loss {loss:.6g}, lr {alpha:g}, {rate:.1f} samples/s"
+        )
+
+    def _resume(self, resume, x: np.ndarray, t: np.ndarray, bs: int) -> RunState:
+        """Restore a checkpointed run into this network; check it fits the data and settings."""
+        if resume is True:
+            run = getattr(self, "_run", None)
+            if run is None:
+                raise ValueError("resume=True: this network has no run to continue; train it first, or load a checkpoint")
+            where = "this network's last run"
+        else:
+            from .modelfile import check_compatible, read
+
+            mf = read(resume)
+            check_compatible(self, mf)
+            if mf.run is None:
+                raise ValueError(
+                    f"resume: {mf.path} holds no training run (it was saved before training); "
+                    "load it with neuroflow.load and call train() to start a run"
+                )
+            run, where = mf.run, str(mf.path)
+        s = self.settings
+        if len(run.order) != len(x) or run.data != data_fingerprint(x, t):
+            raise ValueError(
+                f"resume: xs/ys are not the data of {where} ({len(run.order)} samples there, {len(x)} here, "
+                "or other values); resuming needs the same samples in the same order"
+            )
+        if run.batch_size != bs or run.shuffle != s.shuffle:
+            raise ValueError(
+                f"resume: {where} used batch_size={run.batch_size}, shuffle={run.shuffle}; the settings say "
+                f"batch_size={bs}, shuffle={s.shuffle}. Resuming continues the same run; to start a new one "
+                "from these weights, use neuroflow.load(path) and train() without resume"
+            )
+        if resume is not True:
+            self.weights = mf.weights
+            if mf.state:
+                self.optimizer_state = mf.state
+            self._iteration = mf.iteration
+            if mf.alpha is not None:
+                self._alpha = mf.alpha
+            elif hasattr(self, "_alpha"):
+                del self._alpha
+        # A copy: the file's or the network's record stays as it was if this run is interrupted.
+        return RunState(_copy_rng(run.rng), run.order.copy(), run.pos, run.done, run.total, run.batch_size,
+                        run.shuffle, run.data)
+
+    # ---- files ----
+
+    def save(self, path) -> "Path":
+        """Write this network to one safetensors file (layout, settings, weights, optimizer
+        state, iteration count, the run in flight), atomically. See ``neuroflow.modelfile``."""
+        from .modelfile import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path, **kw) -> "Network":
+        """``neuroflow.load``: a network rebuilt from a model file."""
+        from .modelfile import load
+
+        return load(path, **kw)
+
+
+def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
+    gen = np.random.Generator(np.random.PCG64())
+    gen.bit_generator.state = rng.bit_generator.state
+    return gen
+
+
+def _progress_bar(done: int, total: int):
+    """A tqdm bar on a terminal (NEUROFLOW_PROGRESS=bar forces it, =lines turns it off);
+    None means printed lines instead, e.g. in logs, or without tqdm."""
+    want = os.environ.get("NEUROFLOW_PROGRESS", "auto")
+    if want == "lines" or (want != "bar" and not (sys.stderr.isatty())):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=done, unit="it", desc="training", dynamic_ncols=True, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Ctrl-C during a step takes effect after it, so weights, iteration count and run
+    position always agree; a second Ctrl-C interrupts at once."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # signals are not ours to handle here (embedded interpreters)
+        yield lambda: False
+        return
+    try:
+        yield lambda: flag[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _shape(dims) -> str:

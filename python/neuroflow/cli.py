@@ -1,0 +1,124 @@
+"""The ``neuroflow`` command: the article's two experiments and a look at the machine.
+
+    neuroflow demo [--data DIR] [--out DIR] [--iterations N] [--seed S] [--backend cpu|gpu|auto]
+    neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset neuroflow|fast] ...
+    neuroflow info
+
+Exit codes: 0 done, 1 the work could not be done (missing data, no GPU, a bad file; the
+message says why), 2 bad arguments, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {v}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .glasses import DEFAULTS
+
+    p = argparse.ArgumentParser(prog="neuroflow", description="Train and inspect convolutional nets (after NeuroFlow).")
+    sub = p.add_subparsers(dest="command", metavar="{demo,train,info}", required=True)
+
+    d = sub.add_parser("demo", help="the article's glasses experiment (offline; seconds on a CPU)",
+                       description="Train the article's glasses net and write its focus maps, loss curve and model.")
+    d.add_argument("--data", metavar="DIR", help="a folder with glasses/ and noglasses/ images (default: draw avatars)")
+    d.add_argument("--out", metavar="DIR", default="neuroflow-demo", help="where to write the results (default: %(default)s)")
+    d.add_argument("--iterations", type=_positive, default=DEFAULTS.iterations, metavar="N",
+                   help="weight updates (default: the article's %(default)s)")
+    d.add_argument("--seed", type=_non_negative, default=DEFAULTS.seed, metavar="S",
+                   help="first init draw (default: %(default)s)")
+    d.add_argument("--attempts", type=_positive, default=DEFAULTS.attempts, metavar="N",
+                   help="draws to try until one learns every training image (default: %(default)s)")
+    d.add_argument("--backend", choices=["cpu", "gpu", "auto"], default="cpu", help="(default: %(default)s)")
+
+    t = sub.add_parser("train", help="train a published experiment", description="Train a published experiment.")
+    tsub = t.add_subparsers(dest="experiment", metavar="{cifar10}", required=True)
+    c = tsub.add_parser("cifar10", help="the article's CIFAR-10 experiment",
+                        description="CIFAR-10 with the article's 9-layer net (--preset neuroflow) or a small fast one.")
+    c.add_argument("--data", metavar="PATH",
+                   help="cifar-10-binary.tar.gz, its folder, or the extracted cifar-10-batches-bin/ "
+                        "(default: $NEUROFLOW_DATA, else ../shared/datasets)")
+    c.add_argument("--download", action="store_true", help="download the archive into --data if it is not there")
+    c.add_argument("--backend", choices=["cpu", "gpu", "auto"], default="cpu", help="(default: %(default)s)")
+    c.add_argument("--epochs", type=_positive, default=1, metavar="N", help="passes over the training set (default: %(default)s)")
+    c.add_argument("--preset", choices=["neuroflow", "fast"], default="fast",
+                   help="neuroflow: the article's layout and settings (slow on a CPU); fast: a small net (default: %(default)s)")
+    c.add_argument("--out", metavar="DIR", default="neuroflow-cifar10", help="where to write the results (default: %(default)s)")
+    c.add_argument("--limit", type=_positive, metavar="N", help="use only the first N training and test images (a quick run)")
+    c.add_argument("--batch-size", type=_positive, metavar="N", help="samples per weight update (default: the preset's)")
+    c.add_argument("--threads", type=_positive, metavar="N", help="CPU threads (default: all cores)")
+    c.add_argument("--seed", type=_non_negative, default=0, metavar="S", help="init and shuffle seed (default: %(default)s)")
+    c.add_argument("--resume", metavar="FILE", help="continue the run saved in this checkpoint")
+
+    sub.add_parser("info", help="version, CPU threads and GPU adapters", description="Version, CPU threads and GPU adapters.")
+    return p
+
+
+def _info() -> int:
+    import platform
+
+    import numpy as np
+
+    from . import __version__, num_threads
+
+    print(f"neuroflow {__version__} (Python {platform.python_version()}, NumPy {np.__version__})")
+    print(f"CPU engine threads: {num_threads()} (set with NEUROFLOW_NUM_THREADS or --threads)")
+    try:
+        from .gpu import adapters
+
+        found = adapters()
+    except Exception as e:  # wgpu missing, no driver: say why instead of failing
+        print(f"GPU adapters: none usable ({e})")
+        return 0
+    if not found:
+        print("GPU adapters: none found")
+    for a in found:
+        print(f"GPU adapter: {a.get('name') or '?'} ({a.get('backend', '?')}, {a.get('adapter_type', '?')})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            return _info()
+        if args.command == "demo":
+            from .glasses import run_demo
+
+            run_demo(data=args.data, out=args.out, iterations=args.iterations, seed=args.seed,
+                     backend=args.backend, attempts=args.attempts)
+            return 0
+        from .cifar_experiment import run_cifar10
+
+        run_cifar10(args)
+        return 0
+    except KeyboardInterrupt:
+        print("neuroflow: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, RuntimeError) as e:
+        # Missing data, no GPU, unreadable files: a message, not a traceback.
+        print(f"neuroflow: error: {e}", file=sys.stderr)
+        return 1
