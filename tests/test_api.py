@@ -239,3 +239,14 @@ def test_training_releases_the_interpreter(rng):
         done.set()
         t.join()
     assert len(ticks) > 5
+
+
+def test_default_precision_follows_the_backend(rng):
+    """dtype=None: float64 on the CPU (NeuroFlow's Double); the GPU computes in float32."""
+    net = small(Settings(verbose=False))
+    assert net.dtype == np.float64 and net.weights[0].dtype == np.float64
+    assert net.settings.dtype == np.float64
+    net.settings = Settings(verbose=False, iterations=1)  # new settings cannot change the engine's precision
+    x, y = data(rng, 4)
+    net.train(x, y)
+    assert net(x).dtype == np.float64

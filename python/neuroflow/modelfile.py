@@ -82,7 +82,7 @@ def constant_learning_rate(settings: Settings) -> float | None:
     return None
 
 
-def _settings_json(s: Settings) -> dict:
+def _settings_json(s: Settings, dtype_name: str) -> dict:
     rate = constant_learning_rate(s)
     return {
         "learning_rate": rate,
@@ -95,7 +95,7 @@ def _settings_json(s: Settings) -> dict:
         "pretty_print": s.pretty_print,
         "approximation": s.approximation.delta if s.approximation is not None else None,
         "reduction": s.reduction,
-        "dtype": s.dtype_name,
+        "dtype": dtype_name,  # the engine's precision
         "shuffle": s.shuffle,
         "seed": s.seed,
     }
@@ -128,7 +128,7 @@ def save(net, path: str | os.PathLike) -> Path:
         "neuroflow_version": __version__,
         "spec": net.spec_json,
         "layout": json.dumps({"layers": [_layer_json(l) for l in net.layout[:-1]], "loss": net.loss_function.to_spec()}),
-        "settings": json.dumps(_settings_json(net.settings)),
+        "settings": json.dumps(_settings_json(net.settings, net.dtype_name)),
         "training": json.dumps(training),
         "checksums": json.dumps({k: _checksum(v) for k, v in tensors.items()}),
     }
@@ -426,6 +426,8 @@ def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, s
         if not isinstance(settings, Settings):
             raise TypeError(f"settings: expected Settings(...), got {settings!r}")
         stored = settings_of(mf)
+        if settings.dtype is None:  # the default: take the file's precision
+            settings = replace(settings, dtype=stored.dtype)
         for key in ("dtype", "update_rule", "reduction"):
             if getattr(settings, key) != getattr(stored, key):
                 raise ValueError(

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
@@ -103,15 +103,25 @@ class Network:
         self._specs = self._layer_specs(layers)
         self.dim_in = layers[0].dim_in if isinstance(layers[0], Convolution) else (self._specs[0]["dim_in"],)
         self.dim_out = layers[-1].dim_out
-        spec = {
-            "dtype": self.settings.dtype_name,
-            "layers": self._specs,
-            "loss": loss.to_spec(),
-            "update": self.settings.update_rule.to_spec(),
-            "reduction": self.settings.reduction,
-        }
-        self.spec_json = json.dumps(spec)
-        self.backend, self._engine = _make_engine(backend, self.spec_json)
+
+        def spec_json(on_gpu: bool) -> str:
+            # dtype=None: float64 on the CPU (NeuroFlow's Double), float32 on a GPU.
+            dtype = self.settings.dtype or (np.float32 if on_gpu else np.float64)
+            spec = {
+                "dtype": "f32" if dtype == np.float32 else "f64",
+                "layers": self._specs,
+                "loss": loss.to_spec(),
+                "update": self.settings.update_rule.to_spec(),
+                "reduction": self.settings.reduction,
+            }
+            return json.dumps(spec)
+
+        self.backend, self._engine = _make_engine(backend, spec_json)
+        self.spec_json = self._engine.spec
+        # The engine's precision is fixed from here on, whatever settings are assigned later.
+        self._dtype = np.float32 if json.loads(self.spec_json)["dtype"] == "f32" else np.float64
+        if self.settings.dtype is None:
+            self.settings = replace(self.settings, dtype=self._dtype)
         self._weight_layers = [
             (i, repr(layer), tuple(shape)) for i, (layer, shape) in enumerate(zip(layers, self._engine.weight_shapes()))
         ]
@@ -152,11 +162,11 @@ class Network:
 
     @property
     def dtype(self) -> type:
-        return self.settings.dtype
+        return self._dtype
 
     @property
     def dtype_name(self) -> str:
-        return self.settings.dtype_name
+        return "f32" if self._dtype == np.float32 else "f64"
 
     @property
     def loss_function(self) -> Loss:
@@ -591,17 +601,18 @@ def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:
     return out
 
 
-def _make_engine(backend: str, spec_json: str):
+def _make_engine(backend: str, spec_json: Callable[[bool], str]):
+    """The engine for `backend`; `spec_json(on_gpu)` gives the spec for that engine."""
     if backend not in ("cpu", "gpu", "auto"):
         raise ValueError(f'backend: expected "cpu", "gpu" or "auto", got {backend!r}')
     if backend == "cpu":
-        return "cpu", _core.Engine(spec_json)
+        return "cpu", _core.Engine(spec_json(False))
     try:
         from .gpu import GpuEngine
 
-        return "gpu", GpuEngine(spec_json)
+        return "gpu", GpuEngine(spec_json(True))
     except Exception as e:
         if backend == "gpu":
             raise
         print(f"neuroflow: no GPU backend ({e}); using the CPU", file=sys.stderr)
-        return "cpu", _core.Engine(spec_json)
+        return "cpu", _core.Engine(spec_json(False))

@@ -51,6 +51,16 @@ class LossFuncOutput:
     action: Optional[Callable[[float], None]] = None
 
 
+def _float_type(dtype) -> type:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}")
+    return dt.type
+
+
 def _constant_rate(rate: float) -> Callable[[int, float], float]:
     def learning_rate(iteration: int, alpha: float) -> float:
         return rate
@@ -70,7 +80,8 @@ class Settings:
     - ``precision``: stop once a batch's mean loss falls to it.
     - ``reduction``: "sum" (NeuroFlow's: the article's learning rates work as published)
       or "mean".
-    - ``dtype``: np.float32 or np.float64.
+    - ``dtype``: np.float32 or np.float64; None (the default) is float64 on the CPU
+      (NeuroFlow's Double) and float32 on a GPU.
     - ``shuffle``/``seed``: reshuffle each epoch (seeded); False cycles fixed batches.
     """
 
@@ -85,7 +96,7 @@ class Settings:
     waypoint: Optional[Waypoint] = None
     approximation: Optional[FiniteDifferences] = None
     reduction: str = "sum"
-    dtype: type = np.float64
+    dtype: Optional[type] = None
     shuffle: bool = True
     seed: Optional[int] = None
 
@@ -107,13 +118,8 @@ class Settings:
             raise ValueError(f"precision: expected a number ≥ 0, got {self.precision!r}")
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f'reduction: expected "sum" or "mean", got {self.reduction!r}')
-        try:
-            dt = np.dtype(self.dtype)
-        except TypeError:
-            raise TypeError(f"dtype: expected np.float32 or np.float64, got {self.dtype!r}") from None
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"dtype: expected np.float32 or np.float64, got {self.dtype!r}")
-        object.__setattr__(self, "dtype", dt.type)
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", _float_type(self.dtype))
         if self.waypoint is not None and not isinstance(self.waypoint, Waypoint):
             raise TypeError(f"waypoint: expected Waypoint(every_n, action), got {self.waypoint!r}")
         if self.approximation is not None and not isinstance(self.approximation, FiniteDifferences):
@@ -131,5 +137,8 @@ class Settings:
             raise ValueError(f"seed: expected an int ≥ 0 or None, got {self.seed!r}")
 
     @property
-    def dtype_name(self) -> str:
+    def dtype_name(self) -> str | None:
+        """"f32" or "f64"; None until a network resolves the default for its backend."""
+        if self.dtype is None:
+            return None
         return "f32" if self.dtype == np.float32 else "f64"
