@@ -30,6 +30,10 @@ import neuroflow as nf  # noqa: E402
 from nets import NETS, neuroflow_net, torch_net  # noqa: E402
 
 LR = 1e-4
+# Idle thread pools keep spinning for a while after their last job (OpenBLAS about 0.1 s,
+# OpenMP less): measured right after another framework, a run would share its cores with
+# those spinners. Each measurement starts after this pause.
+SETTLE_S = 0.25
 
 
 def try_torch():
@@ -85,6 +89,7 @@ class TorchRunner:
 
 
 def images_per_second(runner, steps):
+    time.sleep(SETTLE_S)
     t = time.perf_counter()
     for _ in range(steps):
         runner.step()
@@ -130,22 +135,38 @@ def memory_probe(spec_name, framework, steps):
     print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024)
 
 
-def gemm_rates(sizes, reps=5):
-    rows = []
+def gemm_probe(impl: str, n: int, reps: int = 10) -> None:
+    """Print the median sgemm GFLOP/s of one implementation in this (fresh) process."""
     rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    f = nf._core.matmul if impl == "rust" else np.matmul
+    c = f(a, b)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a, b)
+        times.append(time.perf_counter() - t)
+    if impl == "rust":  # checked after timing: NumPy's threads would spin during it
+        np.testing.assert_allclose(c, a @ b, rtol=2e-3, atol=2e-3 * np.sqrt(n))
+    print(2 * n**3 / statistics.median(times) / 1e9)
+
+
+def gemm_rates(sizes, rounds=5, threads=None):
+    """sgemm GFLOP/s (median over rounds) of the Rust backend and NumPy's BLAS, each round
+    a fresh process per implementation, alternating: one library's idle threads (OpenBLAS
+    spins for a while after each call) never share the cores with the other's work."""
+    rows = []
+    env = dict(os.environ)
+    if threads:
+        env.update(NEUROFLOW_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     for n in sizes:
-        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-        np.testing.assert_allclose(nf._core.matmul(a, b), a @ b, rtol=2e-3, atol=2e-3 * np.sqrt(n))
-        res = {}
-        for name, f in (("rust gemm", nf._core.matmul), ("numpy", np.matmul)):
-            f(a, b)
-            times = []
-            for _ in range(reps):
-                t = time.perf_counter()
-                f(a, b)
-                times.append(time.perf_counter() - t)
-            res[name] = 2 * n**3 / statistics.median(times) / 1e9
-        rows.append((n, res["rust gemm"], res["numpy"]))
+        rates = {"rust": [], "numpy": []}
+        for _ in range(rounds):
+            for impl in rates:
+                cmd = [sys.executable, __file__, "--gemm-probe", impl, str(n)]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                rates[impl].append(float(out.stdout.strip().splitlines()[-1]))
+        rows.append((n, statistics.median(rates["rust"]), statistics.median(rates["numpy"])))
     return rows
 
 
@@ -161,8 +182,13 @@ def main():
     ap.add_argument("--only", default=None, help="run only nets whose name contains this")
     ap.add_argument("--json", default="benchmarks/last-run.json")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-nets", action="store_true", help="only the sgemm comparison")
     ap.add_argument("--memory-probe", nargs=2, metavar=("NET", "FRAMEWORK"), help=argparse.SUPPRESS)
+    ap.add_argument("--gemm-probe", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.gemm_probe:
+        gemm_probe(args.gemm_probe[0], int(args.gemm_probe[1]))
+        return
     # a neuroflow memory probe must not pay for importing PyTorch
     probe_nf = args.memory_probe is not None and args.memory_probe[1] == "neuroflow"
     torch = None if probe_nf else try_torch()
@@ -180,7 +206,7 @@ def main():
                "torch": getattr(torch, "__version__", None), "nets": [], "gemm": []}
     print(f"{'net':30} {'framework':24} {'img/s median':>12} {'min':>9} {'max':>9} {'peak MiB':>9}")
     for spec in NETS:
-        if args.only and args.only not in spec.name:
+        if args.no_nets or (args.only and args.only not in spec.name):
             continue
         rates = compare(spec, torch, args.rounds, args.steps, rng)
         entry = {"net": spec.name, "runs": {}}
@@ -198,7 +224,7 @@ def main():
         results["nets"].append(entry)
         sys.stdout.flush()
     print(f"\n{'sgemm n':>8} {'rust GFLOP/s':>13} {'numpy GFLOP/s':>14} {'ratio':>6}")
-    for n, rust, numpy in gemm_rates([512, 1024, 2048]):
+    for n, rust, numpy in gemm_rates([512, 1024, 2048], threads=args.threads):
         results["gemm"].append({"n": n, "rust": rust, "numpy": numpy, "ratio": rust / numpy})
         print(f"{n:8} {rust:13.1f} {numpy:14.1f} {rust / numpy:6.2f}")
     Path(args.json).write_text(json.dumps(results, indent=1))

@@ -275,7 +275,7 @@ class Network:
 
     def _chunk(self) -> int:
         """Samples per evaluation chunk, so activations stay within a memory budget."""
-        per = int(math.prod(self.dim_in)) + sum(2 * int(math.prod(_out(s))) for s in self._specs)
+        per = int(math.prod(self.dim_in)) + sum(2 * int(math.prod(layer.dim_out)) for layer in self.layout[:-1])
         return max(1, _EVAL_BUDGET_BYTES // (per * np.dtype(self.dtype).itemsize))
 
     # ---- evaluation ----
@@ -573,13 +573,6 @@ def _deferred_interrupt():
 
 def _shape(dims) -> str:
     return ", ".join(str(d) for d in dims)
-
-
-def _out(spec: dict) -> tuple:
-    if spec["kind"] == "dense":
-        return (spec["neurons"],)
-    (x, y, _), (px, py), (fx, fy), (sx, sy) = spec["dim_in"], spec["padding"], spec["field"], spec["stride"]
-    return ((x + 2 * px - fx) // sx + 1, (y + 2 * py - fy) // sy + 1, spec["filters"])
 
 
 def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:
