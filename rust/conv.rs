@@ -35,9 +35,11 @@ impl Conv {
         self.g.filters <= DIRECT_MAX_FILTERS && !self.g.pointwise()
     }
 
-    /// im2col path: output positions per tile.
+    /// im2col path: output positions per tile, the tiles of a sample equal in size.
     fn tile_rows(&self) -> usize {
-        (GEMM_TILE_ELEMS / self.g.k()).max(64).min(self.g.out_positions().max(1))
+        let p = self.g.out_positions().max(1);
+        let target = (GEMM_TILE_ELEMS / self.g.k()).max(64).min(p);
+        p.div_ceil(p.div_ceil(target))
     }
 
     /// Direct path: output rows (fixed x) per block, and input rows per block.
@@ -99,6 +101,7 @@ impl Conv {
             });
     }
 
+    #[inline(never)]
     fn forward_unit<T: Real>(&self, x: &[T], w: &[T], ui: usize, su: &mut [T]) {
         let g = &self.g;
         let (k, f) = (g.k(), g.filters);
@@ -139,27 +142,9 @@ impl Conv {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
                 let (ni, ui) = (j / per_sample, j % per_sample);
-                let x = &input[ni * inp..(ni + 1) * inp];
                 let start = ui * unit;
                 let d = &delta[ni * out + start..ni * out + (start + unit).min(out)];
-                if self.direct() {
-                    let row = g.oy * f;
-                    let ox0 = ui * self.row_block();
-                    for (i, d_row) in d.chunks(row).enumerate() {
-                        direct::weight_grad_row(g, x, d_row, ox0 + i, part);
-                    }
-                    continue;
-                }
-                let (p0, r) = (start / f, d.len() / f);
-                let dm = Mat::new(d, r, f);
-                if g.pointwise() {
-                    matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k).t(), dm, part, true, 1);
-                } else {
-                    with_scratch(r * k, |col: &mut [T]| {
-                        g.im2col(x, p0, p0 + r, col);
-                        matmul(Mat::new(col, r, k).t(), dm, part, true, 1);
-                    });
-                }
+                self.weight_grad_unit(&input[ni * inp..(ni + 1) * inp], d, ui, part);
             }
         });
         let parts = &partials[..groups * kf];
@@ -175,10 +160,34 @@ impl Conv {
         });
     }
 
+    /// part += the weight gradient of work unit `ui` of one sample (`d`: its delta).
+    #[inline(never)]
+    fn weight_grad_unit<T: Real>(&self, x: &[T], d: &[T], ui: usize, part: &mut [T]) {
+        let g = &self.g;
+        let (k, f) = (g.k(), g.filters);
+        if self.direct() {
+            let ox0 = ui * self.row_block();
+            for (i, d_row) in d.chunks(g.oy * f).enumerate() {
+                direct::weight_grad_row(g, x, d_row, ox0 + i, part);
+            }
+            return;
+        }
+        let (p0, r) = (ui * self.units().1 / f, d.len() / f);
+        let dm = Mat::new(d, r, f);
+        if g.pointwise() {
+            matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k).t(), dm, part, true, 1);
+        } else {
+            with_scratch(r * k, |col: &mut [T]| {
+                g.im2col(x, p0, p0 + r, col);
+                matmul(Mat::new(col, r, k).t(), dm, part, true, 1);
+            });
+        }
+    }
+
     /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples.
     pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T]) {
         let g = &self.g;
-        let (k, f) = (g.k(), g.filters);
+
         let (out, inp) = (g.out_size(), g.in_size());
         if self.direct() {
             // A gather per input row: blocks of rows write disjoint memory.
@@ -193,27 +202,33 @@ impl Conv {
             });
             return;
         }
-        // dcol = delta · wᵀ, scattered back by col2im; one task per sample because the
-        // patches of one sample overlap.
-        let rows = self.tile_rows();
-        let out_p = g.out_positions();
+        // one task per sample: the patches of one sample overlap
+        dinput[..n * inp]
+            .par_chunks_mut(inp)
+            .zip(delta[..n * out].par_chunks(out))
+            .for_each(|(dx, d)| self.input_grad_sample(w, d, dx));
+    }
+
+    /// dx = ∂L/∂input of one sample: dcol = delta · wᵀ per tile, scattered back by col2im.
+    #[inline(never)]
+    fn input_grad_sample<T: Real>(&self, w: &[T], delta: &[T], dx: &mut [T]) {
+        let g = &self.g;
+        let (k, f, rows, out_p) = (g.k(), g.filters, self.tile_rows(), g.out_positions());
         let wt = Mat::new(w, k, f).t();
-        dinput[..n * inp].par_chunks_mut(inp).enumerate().for_each(|(ni, dx)| {
-            if !g.pointwise() {
-                dx.iter_mut().for_each(|v| *v = T::zero());
+        if !g.pointwise() {
+            dx.iter_mut().for_each(|v| *v = T::zero());
+        }
+        for p0 in (0..out_p).step_by(rows) {
+            let r = rows.min(out_p - p0);
+            let d = Mat::new(&delta[p0 * f..(p0 + r) * f], r, f);
+            if g.pointwise() {
+                matmul(d, wt, &mut dx[p0 * k..(p0 + r) * k], false, 1);
+            } else {
+                with_scratch(r * k, |dcol: &mut [T]| {
+                    matmul(d, wt, dcol, false, 1);
+                    g.col2im_add(dcol, p0, p0 + r, dx);
+                });
             }
-            for p0 in (0..out_p).step_by(rows) {
-                let r = rows.min(out_p - p0);
-                let d = Mat::new(&delta[(ni * out_p + p0) * f..(ni * out_p + p0 + r) * f], r, f);
-                if g.pointwise() {
-                    matmul(d, wt, &mut dx[p0 * k..(p0 + r) * k], false, 1);
-                } else {
-                    with_scratch(r * k, |dcol: &mut [T]| {
-                        matmul(d, wt, dcol, false, 1);
-                        g.col2im_add(dcol, p0, p0 + r, dx);
-                    });
-                }
-            }
-        });
+        }
     }
 }

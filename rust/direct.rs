@@ -34,17 +34,16 @@ fn phase_start(g: &ConvGeom, r: usize) -> usize {
 }
 
 /// Planar copy of one sample: planar[(c·X + x)·Y + start(y mod sy) + y / sy] = x[x, y, c].
+/// One sequential pass over each input row.
 pub fn to_planar<T: Real>(g: &ConvGeom, sample: &[T], planar: &mut [T]) {
+    let (xn, yn, z) = (g.x, g.y, g.z);
     let starts: Vec<usize> = (0..g.sy).map(|r| phase_start(g, r)).collect();
-    for c in 0..g.z {
-        for ix in 0..g.x {
-            let dst = &mut planar[(c * g.x + ix) * g.y..(c * g.x + ix + 1) * g.y];
-            let src = &sample[ix * g.y * g.z..(ix + 1) * g.y * g.z];
-            for r in 0..g.sy.min(g.y) {
-                let d = &mut dst[starts[r]..starts[r] + phase_len(g, r)];
-                for (j, v) in d.iter_mut().enumerate() {
-                    *v = src[(r + j * g.sy) * g.z + c];
-                }
+    for ix in 0..xn {
+        let src = &sample[ix * yn * z..(ix + 1) * yn * z];
+        for (iy, px) in src.chunks_exact(z).enumerate() {
+            let at = starts[iy % g.sy] + iy / g.sy;
+            for (c, &v) in px.iter().enumerate() {
+                planar[(c * xn + ix) * yn + at] = v;
             }
         }
     }

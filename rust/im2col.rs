@@ -87,13 +87,25 @@ impl ConvGeom {
         }
     }
 
+    /// Does the patch of output position p lie wholly inside the (unpadded) input?
+    #[inline]
+    fn interior(&self, p: usize) -> bool {
+        let (ox, oy) = (p / self.oy, p % self.oy);
+        let (x0, y0) = (ox * self.sx, oy * self.sy);
+        x0 >= self.px && y0 >= self.py && x0 + self.fx <= self.x + self.px && y0 + self.fy <= self.y + self.py
+    }
+
     /// col[r][k] for output positions p0..p1 of one sample.
     pub fn im2col<T: Real>(&self, input: &[T], p0: usize, p1: usize, col: &mut [T]) {
         let k = self.k();
         let col = &mut col[..(p1 - p0) * k];
-        let full = self.px == 0 && self.py == 0;
-        if !full {
-            col.iter_mut().for_each(|v| *v = T::zero());
+        // Only rows whose patch reaches into the padding need zeros.
+        if self.px > 0 || self.py > 0 {
+            for p in p0..p1 {
+                if !self.interior(p) {
+                    col[(p - p0) * k..(p - p0 + 1) * k].iter_mut().for_each(|v| *v = T::zero());
+                }
+            }
         }
         self.runs(p0, p1, |r, c, i, len| {
             col[r * k + c..r * k + c + len].copy_from_slice(&input[i..i + len]);

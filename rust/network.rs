@@ -156,7 +156,6 @@ impl<T: Real> Network<T> {
         if n <= self.cap {
             return;
         }
-        self.input.resize(n * self.in_size(), T::zero());
         for (l, layer) in self.layers.iter().enumerate() {
             self.s[l].resize(n * layer.out_size(), T::zero());
             self.a[l].resize(n * layer.out_size(), T::zero());
@@ -164,8 +163,9 @@ impl<T: Real> Network<T> {
         self.cap = n;
     }
 
-    /// Check sizes and copy the batch in; returns the number of samples.
-    fn load(&mut self, x: Input<T>, t: Option<&[T]>) -> Result<usize> {
+    /// Check sizes, then run `f(self, input, n)` on the batch: floats as they are (no
+    /// copy), bytes converted (÷255) into the network's input buffer.
+    fn with_input<R: Send>(&mut self, x: Input<T>, t: Option<&[T]>, f: impl FnOnce(&mut Self, &[T], usize) -> R + Send) -> Result<R> {
         let d = self.in_size();
         if x.len() == 0 || x.len() % d != 0 {
             crate::bail!("x: expected a non-empty batch of samples of {d} values, got {} values", x.len());
@@ -177,27 +177,35 @@ impl<T: Real> Network<T> {
             }
         }
         self.ensure_capacity(n);
-        let dst = &mut self.input[..n * d];
         match x {
-            Input::Float(v) => dst.copy_from_slice(v),
+            Input::Float(v) => Ok(threads::pool().install(|| f(self, v, n))),
             Input::Bytes(v) => {
+                let mut buf = std::mem::take(&mut self.input);
+                if buf.len() < n * d {
+                    buf.resize(n * d, T::zero());
+                }
                 let scale = T::of(1.0 / 255.0);
-                dst.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(o, i)| {
-                    for (o, &b) in o.iter_mut().zip(i) {
-                        *o = T::of(b as f64) * scale;
-                    }
-                })
+                let pool = threads::pool();
+                let r = pool.install(|| {
+                    buf[..n * d].par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(o, i)| {
+                        for (o, &b) in o.iter_mut().zip(i) {
+                            *o = T::of(b as f64) * scale;
+                        }
+                    });
+                    f(self, &buf[..n * d], n)
+                });
+                self.input = buf;
+                Ok(r)
             }
         }
-        Ok(n)
     }
 
-    /// Forward through layers 0..=upto.
-    fn run_forward(&mut self, n: usize, upto: usize) {
+    /// Forward through layers 0..=upto; `x` is the batch.
+    fn run_forward(&mut self, x: &[T], n: usize, upto: usize) {
         let threads = threads::num_threads();
         for l in 0..=upto {
             let (before, after) = self.a.split_at_mut(l);
-            let input: &[T] = if l == 0 { &self.input } else { &before[l - 1] };
+            let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let (s, a, w) = (&mut self.s[l], &mut after[0], &self.weights[l]);
             match &self.layers[l] {
                 Layer::Conv(c) => c.forward(input, w, s, a, n, &mut self.planar[l]),
@@ -236,7 +244,7 @@ impl<T: Real> Network<T> {
     }
 
     /// Backward pass from ∂L/∂y in the last activation buffer; gradients into self.grads.
-    fn run_backward(&mut self, n: usize) {
+    fn run_backward(&mut self, x: &[T], n: usize) {
         let threads = threads::num_threads();
         for l in (0..self.layers.len()).rev() {
             let size = n * self.layers[l].out_size();
@@ -248,7 +256,7 @@ impl<T: Real> Network<T> {
             let delta: &[T] = delta;
             // dw reads the previous activations; only then does the input gradient
             // overwrite them (they are not needed again).
-            let input: &[T] = if l == 0 { &self.input } else { &before[l - 1] };
+            let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let (w, dw) = (&self.weights[l], &mut self.grads[l]);
             match &self.layers[l] {
                 Layer::Conv(c) => c.weight_grad(input, &self.planar[l], delta, n, dw, &mut self.partials),
@@ -284,8 +292,10 @@ impl<T: Real> Network<T> {
         if layer >= self.layers.len() {
             crate::bail!("layer: index {layer} is out of range (the network has {} layers with weights)", self.layers.len());
         }
-        let n = self.load(x, None)?;
-        threads::pool().install(|| self.run_forward(n, layer));
+        let n = self.with_input(x, None, |net, x, n| {
+            net.run_forward(x, n, layer);
+            n
+        })?;
         Ok(self.a[layer][..n * self.layers[layer].out_size()].to_vec())
     }
 
@@ -302,54 +312,57 @@ impl<T: Real> Network<T> {
 
     /// The reduced loss.
     pub fn loss(&mut self, x: Input<T>, t: &[T]) -> Result<f64> {
-        let n = self.load(x, Some(t))?;
-        threads::pool().install(|| self.run_forward(n, self.layers.len() - 1));
-        let total = self.loss_sum(t, n, false);
-        Ok(self.reduce(total, n))
+        let last = self.layers.len() - 1;
+        self.with_input(x, Some(t), |net, x, n| {
+            net.run_forward(x, n, last);
+            let total = net.loss_sum(t, n, false);
+            net.reduce(total, n)
+        })
     }
 
     /// Gradients of the reduced loss, by backprop. Returns the reduced loss too.
     pub fn gradients(&mut self, x: Input<T>, t: &[T]) -> Result<(f64, Vec<Vec<T>>)> {
-        let n = self.load(x, Some(t))?;
-        let total = self.backprop(t, n);
-        Ok((self.reduce(total, n), self.grads.clone()))
+        let loss = self.with_input(x, Some(t), |net, x, n| {
+            let total = net.backprop(x, t, n);
+            net.reduce(total, n)
+        })?;
+        Ok((loss, self.grads.clone()))
     }
 
-    fn backprop(&mut self, t: &[T], n: usize) -> f64 {
-        threads::pool().install(|| {
-            self.run_forward(n, self.layers.len() - 1);
-            let total = self.loss_sum(t, n, true);
-            self.run_backward(n);
-            total
-        })
+    /// Forward, loss and backward; returns the summed loss.
+    fn backprop(&mut self, x: &[T], t: &[T], n: usize) -> f64 {
+        self.run_forward(x, n, self.layers.len() - 1);
+        let total = self.loss_sum(t, n, true);
+        self.run_backward(x, n);
+        total
     }
 
     /// Gradients of the reduced loss by central finite differences with step `delta`
     /// (NeuroFlow's `Approximation`): two forward passes per weight.
     pub fn fd_gradients(&mut self, x: Input<T>, t: &[T], delta: f64) -> Result<(f64, Vec<Vec<T>>)> {
-        let n = self.load(x, Some(t))?;
         let last = self.layers.len() - 1;
         let d = T::of(delta);
-        let eval = |net: &mut Self| {
-            net.run_forward(n, last);
-            let total = net.loss_sum(t, n, false);
-            net.reduce(total, n)
-        };
-        threads::pool().install(|| {
-            let loss = eval(self);
-            for l in 0..self.weights.len() {
-                for i in 0..self.weights[l].len() {
-                    let w0 = self.weights[l][i];
-                    self.weights[l][i] = w0 + d;
-                    let up = eval(self);
-                    self.weights[l][i] = w0 - d;
-                    let down = eval(self);
-                    self.weights[l][i] = w0;
-                    self.grads[l][i] = T::of((up - down) / (2.0 * delta));
+        let loss = self.with_input(x, Some(t), |net, x, n| {
+            let eval = |net: &mut Self| {
+                net.run_forward(x, n, last);
+                let total = net.loss_sum(t, n, false);
+                net.reduce(total, n)
+            };
+            let loss = eval(net);
+            for l in 0..net.weights.len() {
+                for i in 0..net.weights[l].len() {
+                    let w0 = net.weights[l][i];
+                    net.weights[l][i] = w0 + d;
+                    let up = eval(net);
+                    net.weights[l][i] = w0 - d;
+                    let down = eval(net);
+                    net.weights[l][i] = w0;
+                    net.grads[l][i] = T::of((up - down) / (2.0 * delta));
                 }
             }
-            Ok((loss, self.grads.clone()))
-        })
+            loss
+        })?;
+        Ok((loss, self.grads.clone()))
     }
 
     /// One training step on a batch; returns the mean per-sample loss before the update.
@@ -360,10 +373,7 @@ impl<T: Real> Network<T> {
         }
         let n = x.len() / self.in_size().max(1);
         let total = match approx {
-            None => {
-                let n = self.load(x, Some(t))?;
-                self.backprop(t, n)
-            }
+            None => self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n))?,
             Some(delta) => self.fd_gradients(x, t, delta)?.0 * self.unreduce(n),
         };
         self.update(T::of(lr));
