@@ -96,6 +96,73 @@ impl Activator {
         }
     }
 
+    /// Can f' be computed from the output a = f(s + bias) alone? Then the network keeps
+    /// only a (no pre-activations) and folds f' into the gradient that overwrites a.
+    /// Not for Square (a = x² loses x's sign) nor a LeakyReLU with α < 0.
+    pub fn from_output(&self) -> bool {
+        match self.name {
+            ActKind::Square => false,
+            ActKind::LeakyRelu => self.alpha >= 0.0,
+            _ => true,
+        }
+    }
+
+    /// f'(s + bias) given a = f(s + bias) (see `from_output`).
+    #[inline(always)]
+    pub fn derivative_from_output<T: Real>(&self, a: T) -> T {
+        match self.name {
+            ActKind::Relu => {
+                if a > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            ActKind::LeakyRelu => {
+                if a > T::zero() {
+                    T::one()
+                } else {
+                    T::of(self.alpha)
+                }
+            }
+            ActKind::Sigmoid => a * (T::one() - a),
+            ActKind::Tanh => T::one() - a * a,
+            ActKind::Linear => T::one(),
+            // a = log(1 + eˣ) ⇒ σ(x) = 1 − e⁻ᵃ, computed without cancellation for small a
+            ActKind::Softplus => -(-a).exp_m1(),
+            ActKind::Square => T::of(2.0) * a.sqrt(),
+        }
+    }
+
+    /// out = grad ⊙ f'(a) where `out` holds a on entry (the gradient overwrites the
+    /// activation it no longer needs).
+    pub fn mask_into<T: Real>(&self, grad: &[T], out: &mut [T]) {
+        debug_assert_eq!(grad.len(), out.len());
+        match self.name {
+            ActKind::Relu => {
+                for (o, &g) in out.iter_mut().zip(grad) {
+                    *o = if *o > T::zero() { g } else { T::zero() };
+                }
+            }
+            ActKind::Linear => out.copy_from_slice(grad),
+            _ => {
+                for (o, &g) in out.iter_mut().zip(grad) {
+                    *o = g * self.derivative_from_output(*o);
+                }
+            }
+        }
+    }
+
+    /// v = f(v + bias) in place.
+    pub fn forward_inplace<T: Real>(&self, v: &mut [T]) {
+        let b = T::of(self.bias);
+        match self.name {
+            ActKind::Relu => v.iter_mut().for_each(|x| *x = (*x + b).max(T::zero())),
+            ActKind::Linear => v.iter_mut().for_each(|x| *x = *x + b),
+            _ => v.iter_mut().for_each(|x| *x = self.apply(*x)),
+        }
+    }
+
     /// a = f(s + bias), elementwise. The match sits outside the loop so each arm vectorises.
     pub fn forward<T: Real>(&self, s: &[T], a: &mut [T]) {
         debug_assert_eq!(s.len(), a.len());
@@ -160,6 +227,21 @@ mod tests {
                 assert!((fd - d).abs() <= 1e-6 * (1.0 + d.abs()), "{kind:?} at {s}: fd {fd} vs {d}");
             }
         }
+    }
+
+    #[test]
+    fn derivative_from_output_matches() {
+        for kind in ALL {
+            let act = Activator { name: kind, alpha: 0.07, bias: 0.3 };
+            if !act.from_output() {
+                continue;
+            }
+            for &s in &[-30.0f64, -2.7, -0.9, -0.05, 0.41, 1.3, 3.9, 25.0] {
+                let (want, got) = (act.derivative(s), act.derivative_from_output(act.apply(s)));
+                assert!((want - got).abs() <= 1e-12 * (1.0 + want.abs()) || (want - got).abs() <= 1e-9 * want.abs().max(1e-300), "{kind:?} at {s}: {got} vs {want}");
+            }
+        }
+        assert!(!Activator::new(ActKind::Square).from_output());
     }
 
     #[test]

@@ -81,13 +81,24 @@ impl Conv {
         &planar[..]
     }
 
-    /// s = conv(input, w), a = act(s), for `n` samples. `planar` is the layer's buffer
+    /// s = conv(input, w), a = act(s), for `n` samples; only a when the activator's
+    /// derivative follows from a (then `s` is not touched). `planar` is the layer's buffer
     /// for the direct kernels' copy of the input, reused by `weight_grad`.
     pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, planar: &mut Vec<T>) {
         let g = &self.g;
         let (out, inp) = (g.out_size(), g.in_size());
         let (_, unit) = self.units();
         let input = self.planar_input(input, n, planar);
+        if self.act.from_output() {
+            a[..n * out].par_chunks_mut(out).enumerate().for_each(|(ni, a_n)| {
+                let x = &input[ni * inp..(ni + 1) * inp];
+                a_n.par_chunks_mut(unit).enumerate().for_each(|(ui, au)| {
+                    self.forward_unit(x, w, ui, au);
+                    self.act.forward_inplace(au);
+                });
+            });
+            return;
+        }
         s[..n * out]
             .par_chunks_mut(out)
             .zip(a[..n * out].par_chunks_mut(out))
@@ -184,8 +195,10 @@ impl Conv {
         }
     }
 
-    /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples.
-    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T]) {
+    /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples. With `mask` (the previous
+    /// layer's activator), `dinput` holds that layer's activations on entry and receives
+    /// ∂L/∂input ⊙ f'(a): its delta.
+    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>) {
         let g = &self.g;
 
         let (out, inp) = (g.out_size(), g.in_size());
@@ -196,7 +209,7 @@ impl Conv {
                 let d = &delta[ni * out..(ni + 1) * out];
                 dx.par_chunks_mut(rb * yz).enumerate().for_each(|(bi, block)| {
                     for (i, dx_row) in block.chunks_mut(yz).enumerate() {
-                        direct::input_grad_row(g, w, d, bi * rb + i, dx_row);
+                        direct::input_grad_row(g, w, d, bi * rb + i, dx_row, mask);
                     }
                 });
             });
@@ -206,29 +219,42 @@ impl Conv {
         dinput[..n * inp]
             .par_chunks_mut(inp)
             .zip(delta[..n * out].par_chunks(out))
-            .for_each(|(dx, d)| self.input_grad_sample(w, d, dx));
+            .for_each(|(dx, d)| self.input_grad_sample(w, d, dx, mask));
     }
 
-    /// dx = ∂L/∂input of one sample: dcol = delta · wᵀ per tile, scattered back by col2im.
+    /// dx = ∂L/∂input of one sample (⊙ f'(a) with `mask`): dcol = delta · wᵀ per tile,
+    /// scattered back by col2im into a scratch sum.
     #[inline(never)]
-    fn input_grad_sample<T: Real>(&self, w: &[T], delta: &[T], dx: &mut [T]) {
+    fn input_grad_sample<T: Real>(&self, w: &[T], delta: &[T], dx: &mut [T], mask: Option<&Activator>) {
         let g = &self.g;
         let (k, f, rows, out_p) = (g.k(), g.filters, self.tile_rows(), g.out_positions());
         let wt = Mat::new(w, k, f).t();
-        if !g.pointwise() {
-            dx.iter_mut().for_each(|v| *v = T::zero());
-        }
-        for p0 in (0..out_p).step_by(rows) {
-            let r = rows.min(out_p - p0);
-            let d = Mat::new(&delta[p0 * f..(p0 + r) * f], r, f);
-            if g.pointwise() {
-                matmul(d, wt, &mut dx[p0 * k..(p0 + r) * k], false, 1);
-            } else {
-                with_scratch(r * k, |dcol: &mut [T]| {
-                    matmul(d, wt, dcol, false, 1);
-                    g.col2im_add(dcol, p0, p0 + r, dx);
-                });
+        let inp = g.in_size();
+        with_scratch(inp + if g.pointwise() { 0 } else { rows * k }, |buf: &mut [T]| {
+            let (acc, dcol) = buf.split_at_mut(inp);
+            if !g.pointwise() {
+                acc.iter_mut().for_each(|v| *v = T::zero());
             }
-        }
+            for p0 in (0..out_p).step_by(rows) {
+                let r = rows.min(out_p - p0);
+                let d = Mat::new(&delta[p0 * f..(p0 + r) * f], r, f);
+                if g.pointwise() {
+                    matmul(d, wt, &mut acc[p0 * k..(p0 + r) * k], false, 1);
+                } else {
+                    matmul(d, wt, &mut dcol[..r * k], false, 1);
+                    g.col2im_add(&dcol[..r * k], p0, p0 + r, acc);
+                }
+            }
+            epilogue(acc, dx, mask);
+        });
+    }
+}
+
+/// dx = acc, or dx = acc ⊙ f'(a) with `mask` where dx holds a on entry.
+#[inline]
+pub fn epilogue<T: Real>(acc: &[T], dx: &mut [T], mask: Option<&Activator>) {
+    match mask {
+        Some(act) => act.mask_into(acc, dx),
+        None => dx.copy_from_slice(acc),
     }
 }

@@ -3,6 +3,7 @@
 use crate::activator::Activator;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
+use rayon::prelude::*;
 
 #[derive(Clone, Debug)]
 pub struct Dense {
@@ -12,10 +13,17 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// s = input · w, a = act(s); only a when the activator's derivative follows from a.
     pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, threads: usize) {
         let (d, o) = (self.dim_in, self.neurons);
-        matmul(Mat::new(&input[..n * d], n, d), Mat::new(w, d, o), &mut s[..n * o], false, threads);
-        self.act.forward(&s[..n * o], &mut a[..n * o]);
+        let (x, wm) = (Mat::new(&input[..n * d], n, d), Mat::new(w, d, o));
+        if self.act.from_output() {
+            matmul(x, wm, &mut a[..n * o], false, threads);
+            self.act.forward_inplace(&mut a[..n * o]);
+        } else {
+            matmul(x, wm, &mut s[..n * o], false, threads);
+            self.act.forward(&s[..n * o], &mut a[..n * o]);
+        }
     }
 
     /// dw = inputᵀ · delta.
@@ -24,9 +32,22 @@ impl Dense {
         matmul(Mat::new(&input[..n * d], n, d).t(), Mat::new(&delta[..n * o], n, o), dw, false, threads);
     }
 
-    /// dinput = delta · wᵀ.
-    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], threads: usize) {
+    /// dinput = delta · wᵀ (⊙ f'(a) with `mask`, as conv::Conv::input_grad).
+    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], threads: usize, mask: Option<&Activator>, tmp: &mut Vec<T>) {
         let (d, o) = (self.dim_in, self.neurons);
-        matmul(Mat::new(&delta[..n * o], n, o), Mat::new(w, d, o).t(), &mut dinput[..n * d], false, threads);
+        let prod = |out: &mut [T]| matmul(Mat::new(&delta[..n * o], n, o), Mat::new(w, d, o).t(), out, false, threads);
+        match mask {
+            None => prod(&mut dinput[..n * d]),
+            Some(_) => {
+                if tmp.len() < n * d {
+                    tmp.resize(n * d, T::zero());
+                }
+                prod(&mut tmp[..n * d]);
+                dinput[..n * d]
+                    .par_chunks_mut(1 << 14)
+                    .zip(tmp[..n * d].par_chunks(1 << 14))
+                    .for_each(|(dx, acc)| crate::conv::epilogue(acc, dx, mask));
+            }
+        }
     }
 }

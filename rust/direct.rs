@@ -9,6 +9,7 @@
 //! (weight gradient) that LLVM vectorises. For Z = 1 and sy = 1 the planar copy is the
 //! input itself. Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
 
+use crate::activator::Activator;
 use crate::im2col::ConvGeom;
 use crate::real::Real;
 use crate::scratch::with_scratch;
@@ -172,12 +173,13 @@ pub fn weight_grad_row<T: Real>(g: &ConvGeom, planar: &[T], d_row: &[T], ox: usi
 }
 
 /// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last): a
-/// gather over the output rows that read it, so rows can be computed in parallel.
+/// gather over the output rows that read it, so rows can be computed in parallel. With
+/// `mask`, dx_row holds the previous layer's activations on entry and receives the
+/// gradient ⊙ f'(a) (see conv::epilogue).
 #[inline(never)]
-pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T]) {
+pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
     let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
     let planar = needs_planar(g);
-    let need = if planar { g.z * yn } else { 0 } + if f_n == 1 { 0 } else { f_n * oy_n };
     let accumulate = |acc: &mut [T], dbuf: &mut [T]| {
         acc.iter_mut().for_each(|v| *v = T::zero());
         for kx in 0..g.fx {
@@ -203,22 +205,27 @@ pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx
             }
         }
     };
-    with_scratch(need, |buf: &mut [T]| {
-        let (acc, dbuf) = buf.split_at_mut(if planar { g.z * yn } else { 0 });
-        if !planar {
-            accumulate(dx_row, dbuf);
-            return;
-        }
+    let dlen = if f_n == 1 { 0 } else { f_n * oy_n };
+    with_scratch(2 * g.z * yn + dlen, |buf: &mut [T]| {
+        let (acc, rest) = buf.split_at_mut(g.z * yn);
+        let (row, dbuf) = rest.split_at_mut(g.z * yn);
         accumulate(acc, dbuf);
-        for r in 0..g.sy.min(yn) {
-            let s0 = phase_start(g, r);
-            for j in 0..phase_len(g, r) {
-                let iy = r + j * g.sy;
-                for c in 0..g.z {
-                    dx_row[iy * g.z + c] = acc[c * yn + s0 + j];
+        // back to channels-last order
+        let acc: &[T] = if planar {
+            for r in 0..g.sy.min(yn) {
+                let s0 = phase_start(g, r);
+                for j in 0..phase_len(g, r) {
+                    let iy = r + j * g.sy;
+                    for c in 0..g.z {
+                        row[iy * g.z + c] = acc[c * yn + s0 + j];
+                    }
                 }
             }
-        }
+            row
+        } else {
+            acc
+        };
+        crate::conv::epilogue(acc, dx_row, mask);
     });
 }
 
@@ -272,7 +279,7 @@ mod tests {
             let mut dx = vec![f64::NAN; g.in_size()];
             let yz = g.y * g.z;
             for ix in 0..g.x {
-                input_grad_row(&g, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz]);
+                input_grad_row(&g, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None);
             }
             assert!(dx.iter().zip(&dx_want).all(|(a, b)| (a - b).abs() < 1e-10), "input grad {dim:?}");
         }

@@ -44,7 +44,7 @@ impl Layer {
             Layer::Dense(d) => vec![d.neurons],
         }
     }
-    fn act(&self) -> &crate::activator::Activator {
+    pub fn act(&self) -> &crate::activator::Activator {
         match self {
             Layer::Conv(c) => &c.act,
             Layer::Dense(d) => &d.act,
@@ -76,14 +76,16 @@ pub struct Network<T: Real> {
     /// Samples the buffers hold.
     cap: usize,
     input: Vec<T>,
-    /// Per layer: pre-activations s, and activations a (reused for ∂L/∂a and then delta
-    /// during the backward pass, once a is no longer needed).
+    /// Per layer: pre-activations s (kept only where f' needs them), and activations a,
+    /// overwritten in the backward pass by the layer's delta once a is no longer needed.
     s: Vec<Vec<T>>,
     a: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
     partials: Vec<T>,
     /// Per conv layer: the direct kernels' planar copy of its input (empty if unused).
     planar: Vec<Vec<T>>,
+    /// Dense layers' input gradient before the previous activator's f' is applied.
+    dense_tmp: Vec<T>,
     row: Vec<T>,
 }
 
@@ -138,6 +140,7 @@ impl<T: Real> Network<T> {
             grads,
             partials: Vec::new(),
             planar: vec![Vec::new(); nl],
+            dense_tmp: Vec::new(),
             row: vec![T::zero(); k],
         })
     }
@@ -157,7 +160,10 @@ impl<T: Real> Network<T> {
             return;
         }
         for (l, layer) in self.layers.iter().enumerate() {
-            self.s[l].resize(n * layer.out_size(), T::zero());
+            // pre-activations only where f' cannot be had from the activations
+            if !layer.act().from_output() {
+                self.s[l].resize(n * layer.out_size(), T::zero());
+            }
             self.a[l].resize(n * layer.out_size(), T::zero());
         }
         self.cap = n;
@@ -223,13 +229,16 @@ impl<T: Real> Network<T> {
             Reduction::Sum => T::one(),
             Reduction::Mean => T::of(1.0 / n as f64),
         };
+        let act = *self.layers[last].act();
         let mut total = 0.0;
         for i in 0..n {
             let y = &mut self.a[last][i * k..(i + 1) * k];
             total += self.spec.loss.sample(y, &t[i * k..(i + 1) * k], &mut self.row).f64();
             if grad {
                 for (yi, &g) in y.iter_mut().zip(&self.row) {
-                    *yi = g * scale;
+                    // NeuroFlow's rule: ∂L/∂y ⊙ f'; here already, when f' follows from y
+                    let d = if act.from_output() { act.derivative_from_output(*yi) } else { T::one() };
+                    *yi = g * scale * d;
                 }
             }
         }
@@ -250,9 +259,13 @@ impl<T: Real> Network<T> {
             let size = n * self.layers[l].out_size();
             let (before, after) = self.a.split_at_mut(l);
             let delta = &mut after[0][..size];
-            let s = &self.s[l][..size];
             let act = *self.layers[l].act();
-            delta.par_chunks_mut(1 << 14).zip(s.par_chunks(1 << 14)).for_each(|(d, s)| act.backward(s, d));
+            // ∂L/∂a ⊙ f'(s); for activators whose f' follows from a, the step that wrote
+            // ∂L/∂a (the loss, or the next layer's input gradient) has applied it already.
+            if !act.from_output() {
+                let s = &self.s[l][..size];
+                delta.par_chunks_mut(1 << 14).zip(s.par_chunks(1 << 14)).for_each(|(d, s)| act.backward(s, d));
+            }
             let delta: &[T] = delta;
             // dw reads the previous activations; only then does the input gradient
             // overwrite them (they are not needed again).
@@ -264,9 +277,11 @@ impl<T: Real> Network<T> {
             }
             if l > 0 {
                 let dx = &mut before[l - 1][..];
+                let prev = *self.layers[l - 1].act();
+                let mask = prev.from_output().then_some(&prev);
                 match &self.layers[l] {
-                    Layer::Conv(c) => c.input_grad(w, delta, n, dx),
-                    Layer::Dense(d) => d.input_grad(w, delta, n, dx, threads),
+                    Layer::Conv(c) => c.input_grad(w, delta, n, dx, mask),
+                    Layer::Dense(d) => d.input_grad(w, delta, n, dx, threads, mask, &mut self.dense_tmp),
                 }
             }
         }
