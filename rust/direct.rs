@@ -13,6 +13,7 @@ use crate::activator::Activator;
 use crate::im2col::ConvGeom;
 use crate::real::Real;
 use crate::scratch::with_scratch;
+use crate::simd::simd_fn;
 
 /// Does this layer need a planar copy of its input (or is the input already planar)?
 pub fn needs_planar(g: &ConvGeom) -> bool {
@@ -20,7 +21,7 @@ pub fn needs_planar(g: &ConvGeom) -> bool {
 }
 
 /// Number of input columns y with y mod sy = r.
-#[inline]
+#[inline(always)]
 fn phase_len(g: &ConvGeom, r: usize) -> usize {
     if r < g.y {
         (g.y - r).div_ceil(g.sy)
@@ -29,29 +30,34 @@ fn phase_len(g: &ConvGeom, r: usize) -> usize {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn phase_start(g: &ConvGeom, r: usize) -> usize {
     (0..r).map(|q| phase_len(g, q)).sum()
 }
 
-/// Planar copy of one sample: planar[(c·X + x)·Y + start(y mod sy) + y / sy] = x[x, y, c].
-/// One sequential pass over each input row.
-pub fn to_planar<T: Real>(g: &ConvGeom, sample: &[T], planar: &mut [T]) {
-    let (xn, yn, z) = (g.x, g.y, g.z);
-    let starts: Vec<usize> = (0..g.sy).map(|r| phase_start(g, r)).collect();
-    for ix in 0..xn {
-        let src = &sample[ix * yn * z..(ix + 1) * yn * z];
-        for (iy, px) in src.chunks_exact(z).enumerate() {
-            let at = starts[iy % g.sy] + iy / g.sy;
-            for (c, &v) in px.iter().enumerate() {
-                planar[(c * xn + ix) * yn + at] = v;
+simd_fn! {
+    /// Planar copy of one sample: planar[(c·X + x)·Y + start(y mod sy) + y / sy] = x[x, y, c].
+    /// Each destination run is contiguous; the source is read with stride sy·Z.
+    pub fn to_planar<T: Real>(g: &ConvGeom, sample: &[T], planar: &mut [T]) {
+        let (xn, yn, z) = (g.x, g.y, g.z);
+        for ix in 0..xn {
+            let src = &sample[ix * yn * z..(ix + 1) * yn * z];
+            for c in 0..z {
+                let dst = &mut planar[(c * xn + ix) * yn..(c * xn + ix + 1) * yn];
+                for r in 0..g.sy.min(yn) {
+                    let start = phase_start(g, r);
+                    let d = &mut dst[start..start + phase_len(g, r)];
+                    for (v, &s) in d.iter_mut().zip(src[r * z + c..].iter().step_by(g.sy * z)) {
+                        *v = s;
+                    }
+                }
             }
         }
     }
 }
 
 /// The output columns oy whose input column oy·sy + ky − py lies inside the input.
-#[inline]
+#[inline(always)]
 fn oy_range(g: &ConvGeom, ky: usize) -> (usize, usize) {
     let lo = if g.py > ky { (g.py - ky).div_ceil(g.sy) } else { 0 };
     let top = g.y as isize - 1 + g.py as isize - ky as isize;
@@ -60,33 +66,38 @@ fn oy_range(g: &ConvGeom, ky: usize) -> (usize, usize) {
 }
 
 /// Where, in a planar row, the inputs of tap row ky for outputs lo.. start.
-#[inline]
+#[inline(always)]
 fn segment_start(g: &ConvGeom, ky: usize, lo: usize) -> usize {
     let iy = lo * g.sy + ky - g.py;
     phase_start(g, iy % g.sy) + iy / g.sy
 }
 
-/// For output row `ox`: each tap with its contiguous input segment (planar row of
-/// channel c at input row ix, from `start`) and its oy range: f(tap, row, start, lo, hi).
-#[inline]
-fn taps<T>(g: &ConvGeom, planar: &[T], ox: usize, mut f: impl FnMut(usize, &[T], usize, usize, usize)) {
-    for kx in 0..g.fx {
-        let ix = (ox * g.sx + kx) as isize - g.px as isize;
-        if ix < 0 || ix >= g.x as isize {
-            continue;
-        }
-        for ky in 0..g.fy {
-            let (lo, hi) = oy_range(g, ky);
-            if lo >= hi {
+/// For output row `ox`: run `$body` for each tap with its contiguous input segment
+/// (`$row[$start..]`, the planar row of channel c at input row ix) and its oy range
+/// `$lo..$hi`. A macro, not a function taking a closure, so that the body is compiled
+/// inside the caller (and so into its AVX2 version).
+macro_rules! for_taps {
+    ($g:expr, $planar:expr, $ox:expr, |$tap:ident, $row:ident, $start:ident, $lo:ident, $hi:ident| $body:block) => {
+        let (g, planar, ox) = ($g, $planar, $ox);
+        for kx in 0..g.fx {
+            let ix = (ox * g.sx + kx) as isize - g.px as isize;
+            if ix < 0 || ix >= g.x as isize {
                 continue;
             }
-            let start = segment_start(g, ky, lo);
-            for c in 0..g.z {
-                let row = &planar[(c * g.x + ix as usize) * g.y..(c * g.x + ix as usize + 1) * g.y];
-                f((kx * g.fy + ky) * g.z + c, row, start, lo, hi);
+            for ky in 0..g.fy {
+                let ($lo, $hi) = oy_range(g, ky);
+                if $lo >= $hi {
+                    continue;
+                }
+                let $start = segment_start(g, ky, $lo);
+                for c in 0..g.z {
+                    let $row = &planar[(c * g.x + ix as usize) * g.y..(c * g.x + ix as usize + 1) * g.y];
+                    let $tap = (kx * g.fy + ky) * g.z + c;
+                    $body
+                }
             }
         }
-    }
+    };
 }
 
 /// y += a·x, written so that it vectorises.
@@ -97,28 +108,35 @@ fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
     }
 }
 
-/// Σ a·b with eight independent accumulators (a single running sum would serialise on
-/// the floating-point add and never vectorise). Fixed order: deterministic.
+/// Σ a·b with two 8-lane accumulators (a single running sum would serialise on the
+/// floating-point add latency and never vectorise). Fixed order: deterministic.
 #[inline(always)]
 fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (mut p, mut q) = ([T::zero(); 8], [T::zero(); 8]);
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            p[i] += x[i] * y[i];
+        }
+        for i in 0..8 {
+            q[i] += x[8 + i] * y[8 + i];
         }
     }
     let mut tail = T::zero();
     for (x, y) in ra.iter().zip(rb) {
         tail += *x * *y;
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    for i in 0..8 {
+        p[i] += q[i];
+    }
+    ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7])) + tail
 }
 
 /// Delta row [oy][f] as per-filter rows [f][oy] (a view when there is one filter).
+#[inline(always)]
 fn by_filter<'a, T: Real>(g: &ConvGeom, d_row: &'a [T], buf: &'a mut [T]) -> &'a [T] {
     let f_n = g.filters;
     if f_n == 1 {
@@ -132,27 +150,43 @@ fn by_filter<'a, T: Real>(g: &ConvGeom, d_row: &'a [T], buf: &'a mut [T]) -> &'a
     &buf[..f_n * g.oy]
 }
 
-/// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
-#[inline(never)]
-pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_row: &mut [T]) {
-    let (f_n, oy_n) = (g.filters, g.oy);
-    let run = |acc: &mut [T]| {
+simd_fn! {
+    /// acc[f·OY + oy] = Σ over taps, for output row `ox` (filter-major, OY·F long).
+    fn forward_acc<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, acc: &mut [T]) {
+        let (f_n, oy_n) = (g.filters, g.oy);
         acc.iter_mut().for_each(|v| *v = T::zero());
-        taps(g, planar, ox, |tap, row, start, lo, hi| {
+        for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
             for f in 0..f_n {
                 axpy(&mut acc[f * oy_n + lo..f * oy_n + hi], w[tap * f_n + f], &row[start..start + hi - lo]);
             }
         });
-    };
+    }
+}
+
+/// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
+#[inline(never)]
+pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_row: &mut [T]) {
+    let (f_n, oy_n) = (g.filters, g.oy);
     if f_n == 1 {
-        run(s_row);
-    } else {
-        with_scratch(f_n * oy_n, |acc: &mut [T]| {
-            run(acc);
-            for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
-                for (f, v) in s.iter_mut().enumerate() {
-                    *v = acc[f * oy_n + oy];
-                }
+        return forward_acc(g, planar, w, ox, s_row);
+    }
+    with_scratch(f_n * oy_n, |acc: &mut [T]| {
+        forward_acc(g, planar, w, ox, acc);
+        for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
+            for (f, v) in s.iter_mut().enumerate() {
+                *v = acc[f * oy_n + oy];
+            }
+        }
+    });
+}
+
+simd_fn! {
+    /// dw[tap, f] += Σ_oy input · d, with d filter-major ([f][oy]).
+    fn weight_grad_acc<T: Real>(g: &ConvGeom, planar: &[T], d: &[T], ox: usize, dw: &mut [T]) {
+        let (f_n, oy_n) = (g.filters, g.oy);
+        for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
+            for f in 0..f_n {
+                dw[tap * f_n + f] += dot(&row[start..start + hi - lo], &d[f * oy_n + lo..f * oy_n + hi]);
             }
         });
     }
@@ -161,26 +195,20 @@ pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_ro
 /// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
 #[inline(never)]
 pub fn weight_grad_row<T: Real>(g: &ConvGeom, planar: &[T], d_row: &[T], ox: usize, dw: &mut [T]) {
-    let (f_n, oy_n) = (g.filters, g.oy);
-    with_scratch(if f_n == 1 { 0 } else { f_n * oy_n }, |buf: &mut [T]| {
+    if g.filters == 1 {
+        return weight_grad_acc(g, planar, d_row, ox, dw);
+    }
+    with_scratch(g.filters * g.oy, |buf: &mut [T]| {
         let d = by_filter(g, d_row, buf);
-        taps(g, planar, ox, |tap, row, start, lo, hi| {
-            for f in 0..f_n {
-                dw[tap * f_n + f] += dot(&row[start..start + hi - lo], &d[f * oy_n + lo..f * oy_n + hi]);
-            }
-        });
+        weight_grad_acc(g, planar, d, ox, dw);
     });
 }
 
-/// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last): a
-/// gather over the output rows that read it, so rows can be computed in parallel. With
-/// `mask`, dx_row holds the previous layer's activations on entry and receives the
-/// gradient ⊙ f'(a) (see conv::epilogue).
-#[inline(never)]
-pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
-    let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
-    let planar = needs_planar(g);
-    let accumulate = |acc: &mut [T], dbuf: &mut [T]| {
+simd_fn! {
+    /// acc (planar order, Z·Y) = ∂L/∂input row `ix`: a gather over the output rows that
+    /// read it. `dbuf` is scratch for a delta row in filter-major order.
+    fn input_grad_acc<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, acc: &mut [T], dbuf: &mut [T]) {
+        let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
         acc.iter_mut().for_each(|v| *v = T::zero());
         for kx in 0..g.fx {
             let t = ix as isize + g.px as isize - kx as isize;
@@ -204,14 +232,23 @@ pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx
                 }
             }
         }
-    };
-    let dlen = if f_n == 1 { 0 } else { f_n * oy_n };
-    with_scratch(2 * g.z * yn + dlen, |buf: &mut [T]| {
-        let (acc, rest) = buf.split_at_mut(g.z * yn);
-        let (row, dbuf) = rest.split_at_mut(g.z * yn);
-        accumulate(acc, dbuf);
+    }
+}
+
+/// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last),
+/// computed as a gather so rows can run in parallel. With `mask`, dx_row holds the
+/// previous layer's activations on entry and receives the gradient ⊙ f'(a) (see
+/// conv::epilogue).
+#[inline(never)]
+pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
+    let (yn, zy) = (g.y, g.z * g.y);
+    let dlen = if g.filters == 1 { 0 } else { g.filters * g.oy };
+    with_scratch(2 * zy + dlen, |buf: &mut [T]| {
+        let (acc, rest) = buf.split_at_mut(zy);
+        let (row, dbuf) = rest.split_at_mut(zy);
+        input_grad_acc(g, w, delta, ix, acc, dbuf);
         // back to channels-last order
-        let acc: &[T] = if planar {
+        let acc: &[T] = if needs_planar(g) {
             for r in 0..g.sy.min(yn) {
                 let s0 = phase_start(g, r);
                 for j in 0..phase_len(g, r) {

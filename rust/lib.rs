@@ -15,6 +15,7 @@ pub mod matmul;
 pub mod network;
 pub mod real;
 pub mod scratch;
+mod simd;
 pub mod spec;
 pub mod threads;
 pub mod update;

@@ -1,0 +1,31 @@
+//! Run-time choice of vector instructions for the core's own loops. The wheel is built
+//! for baseline x86-64 (SSE2), so that it runs everywhere; a function declared with
+//! `simd_fn!` is compiled twice, once more with AVX2 and FMA enabled, and the wider
+//! version runs where the CPU has them. (gemm chooses its own kernels the same way.)
+
+/// Declare `fn name<T: Real>(args) { body }` in two versions, dispatched at run time.
+/// The body must call only `#[inline(always)]` helpers in its hot loops, so that they are
+/// compiled into the wider version too.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Real>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<T: Real>($($arg: $ty),*) {
+            #[inline(always)]
+            fn imp<T: Real>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide<T: Real>($($arg: $ty),*) {
+                    imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: this CPU has the features `wide` was compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+pub(crate) use simd_fn;
