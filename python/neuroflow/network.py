@@ -401,8 +401,9 @@ class Network:
                     alpha = float(s.learning_rate(self._iteration + 1, alpha))
                     if not math.isfinite(alpha):
                         raise ValueError(f"learning_rate: returned {alpha!r} at iteration {self._iteration + 1}")
-                    xb = x[idx] if len(idx) < n or s.shuffle else x
-                    tb = t[idx] if len(idx) < n or s.shuffle else t
+                    # a batch of the whole set is the whole set, in any order: no gather
+                    whole = len(idx) == n
+                    xb, tb = (x, t) if whole else (x[idx], t[idx])
                     loss = self._engine.train_step(xb, tb, alpha, approx)
                     self._iteration += 1
                     self._alpha = alpha
