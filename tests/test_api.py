@@ -215,7 +215,8 @@ def test_threads_can_be_set_and_give_the_same_numbers(rng):
         g2 = net.gradients(x, y)
     finally:
         nf.set_num_threads(old)
-    assert ref.relative_error(g1, g2) < 1e-12
+    # fixed summation groups and order: bit-identical whatever the thread count
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
 
 
 def test_training_releases_the_interpreter(rng):
