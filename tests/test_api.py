@@ -220,27 +220,33 @@ def test_threads_can_be_set_and_give_the_same_numbers(rng):
 
 
 def test_training_releases_the_interpreter(rng):
-    """Another Python thread runs while a training step computes in Rust."""
-    c0 = Convolution((64, 64, 3), padding=1, field=3, stride=1, filters=8, activator=ReLU)
-    net = Network([c0, Dense(2, Linear), SoftmaxLogEntropy()], Settings(verbose=False, iterations=4, batch_size=16))
-    x, y = rng.uniform(0, 1, (16, 64, 64, 3)), rng.integers(0, 2, 16)
+    """Another Python thread runs while one long engine call computes in Rust."""
+    import time
+
+    c0 = Convolution((64, 64, 3), padding=1, field=3, stride=1, filters=16, activator=ReLU)
+    net = Network([c0, Dense(2, Linear), SoftmaxLogEntropy()], Settings(verbose=False))
+    x, y = rng.uniform(0, 1, (96, 64, 64, 3)), rng.integers(0, 2, 96)
     ticks = []
     done = threading.Event()
 
     def ticker():
         while not done.is_set():
-            ticks.append(1)
+            ticks.append(time.perf_counter())
             done.wait(0.001)
 
     t = threading.Thread(target=ticker)
     t.start()
     try:
-        net.train(x, y)
+        start = time.perf_counter()
+        net.gradients(x, y)  # one engine call
+        end = time.perf_counter()
     finally:
         done.set()
         t.join()
-    assert len(ticks) > 5
-
+    # ticks strictly inside the call: none if the call held the interpreter lock
+    inside = [v for v in ticks if start + 0.01 < v < end - 0.01]
+    assert end - start > 0.05, "the call was too short to tell"
+    assert len(inside) >= 0.2 * (end - start) / 0.001, f"{len(inside)} ticks in a {end - start:.3f} s call"
 
 def test_default_precision_follows_the_backend(rng):
     """dtype=None: float64 on the CPU (NeuroFlow's Double); the GPU computes in float32."""
