@@ -212,6 +212,21 @@ simd_fn! {
 #[inline(never)]
 pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_row: &mut [T]) {
     let (f_n, oy_n) = (g.filters, g.oy);
+    #[cfg(target_arch = "x86_64")]
+    if f_n == 1
+        && g.k() <= MAX_TAPS
+        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: T is f32 (same layout), and the CPU has AVX2 and FMA.
+        unsafe {
+            let planar = std::slice::from_raw_parts(planar.as_ptr() as *const f32, planar.len());
+            let w = std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len());
+            let out = std::slice::from_raw_parts_mut(s_row.as_mut_ptr() as *mut f32, s_row.len());
+            return forward_row1_f32_avx2(g, planar, w, ox, out);
+        }
+    }
     if f_n == 1 {
         return forward_acc(g, planar, w, ox, s_row);
     }
@@ -223,6 +238,72 @@ pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_ro
             }
         }
     });
+}
+
+/// Taps the register-blocked one-filter forward kernel takes at most (a 4×4 field on 4
+/// channels is 64); more go through `forward_acc`.
+const MAX_TAPS: usize = 64;
+
+/// One filter, f32, AVX2+FMA: out[oy] = Σ_taps w·input, with 8 outputs held in a register
+/// across all taps (the generic kernel reads and writes its accumulator once per tap).
+/// Outputs whose patch reaches into the padding are summed tap by tap at the edges.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_row1_f32_avx2(g: &ConvGeom, planar: &[f32], w: &[f32], ox: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // (offset of oy = 0 in `planar`, weight, first and last+1 valid oy) for each live tap
+    let mut taps = [(0isize, 0f32, 0usize, 0usize); MAX_TAPS];
+    let mut nt = 0;
+    let (mut a, mut b) = (0usize, g.oy);
+    for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
+        let row_at = row.as_ptr().offset_from(planar.as_ptr());
+        taps[nt] = (row_at + start as isize - lo as isize, w[tap], lo, hi);
+        nt += 1;
+        a = a.max(lo);
+        b = b.min(hi);
+    });
+    let taps = &taps[..nt];
+    let p = planar.as_ptr();
+    let scalar = |oy: usize| -> f32 {
+        let mut acc = 0f32;
+        for &(base, wv, lo, hi) in taps {
+            if lo <= oy && oy < hi {
+                acc += wv * *p.offset(base + oy as isize);
+            }
+        }
+        acc
+    };
+    let b = b.max(a);
+    for oy in 0..a.min(g.oy) {
+        out[oy] = scalar(oy);
+    }
+    let mut oy = a;
+    // SAFETY: for a ≤ oy < b every tap's index base + oy lies inside its planar row.
+    // 32 outputs (four registers) per pass over the taps, then 8.
+    while oy + 32 <= b {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for &(base, wv, _, _) in taps {
+            let (wv, q) = (_mm256_set1_ps(wv), p.offset(base + oy as isize));
+            for (j, v) in acc.iter_mut().enumerate() {
+                *v = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q.add(8 * j)), *v);
+            }
+        }
+        for (j, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(oy + 8 * j), *v);
+        }
+        oy += 32;
+    }
+    while oy + 8 <= b {
+        let mut acc = _mm256_setzero_ps();
+        for &(base, wv, _, _) in taps {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wv), _mm256_loadu_ps(p.offset(base + oy as isize)), acc);
+        }
+        _mm256_storeu_ps(out.as_mut_ptr().add(oy), acc);
+        oy += 8;
+    }
+    for oy in oy..g.oy {
+        out[oy] = scalar(oy);
+    }
 }
 
 simd_fn! {
@@ -338,6 +419,8 @@ mod tests {
             ([6, 11, 2], [2, 0], [3, 2], [1, 3], 3),
             ([5, 5, 1], [3, 3], [2, 2], [1, 1], 2),
             ([7, 9, 3], [0, 2], [1, 5], [3, 2], 4),
+            ([5, 41, 3], [1, 1], [3, 3], [1, 1], 1),
+            ([6, 40, 1], [1, 1], [4, 4], [2, 2], 1),
         ] {
             let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
             let (k, f) = (g.k(), g.filters);
@@ -360,6 +443,13 @@ mod tests {
                 forward_row(&g, &planar, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]);
             }
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
+            // f32 (the register-blocked AVX2 kernel where the CPU has it), outputs poisoned
+            let (p32, w32): (Vec<f32>, Vec<f32>) = (planar.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
+            let mut got32 = vec![f32::NAN; p * f];
+            for ox in 0..g.ox {
+                forward_row(&g, &p32, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]);
+            }
+            assert!(got32.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs())), "forward f32 {dim:?}");
             let mut dw_want = vec![0.0; k * f];
             matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
             let mut dw = vec![0.0; k * f];
