@@ -135,10 +135,3 @@ class Settings:
             object.__setattr__(self, "loss_func_output", out)
         if self.seed is not None and (not isinstance(self.seed, numbers.Integral) or self.seed < 0):
             raise ValueError(f"seed: expected an int ≥ 0 or None, got {self.seed!r}")
-
-    @property
-    def dtype_name(self) -> str | None:
-        """"f32" or "f64"; None until a network resolves the default for its backend."""
-        if self.dtype is None:
-            return None
-        return "f32" if self.dtype == np.float32 else "f64"
