@@ -192,6 +192,9 @@ def test_broken_archives(tmp_path: Path, rng: np.random.Generator) -> None:
     archive.write_bytes(data[: len(data) // 2])  # cut in the middle of the gzip stream
     with pytest.raises(ValueError, match="cannot read .* as a .tar.gz"):
         datasets.cifar10(archive, "train")
+    archive.write_bytes(data[:-10])  # every member intact, the gzip trailer (CRC, length) cut
+    with pytest.raises(ValueError, match="cannot read .* as a .tar.gz"):
+        datasets.cifar10(archive, "test")
     archive.write_bytes(b"this is not gzip data" * 10)
     with pytest.raises(ValueError, match="cannot read"):
         datasets.cifar10(archive, "test")

@@ -133,12 +133,14 @@ def _safe_member_name(name: str, archive: Path) -> str:
 
 
 def _read_cifar_archive(archive: Path, wanted: Sequence[str]) -> dict[str, bytes]:
-    """Read the wanted files of cifar-10-batches-bin/ from the .tar.gz in one streaming pass."""
+    """Read the wanted files of cifar-10-batches-bin/ from the .tar.gz in one sequential pass."""
     expected = {f"{CIFAR10_FOLDER}/{n}" for n in (*_TRAIN_FILES, *_TEST_FILES, _META)}
     wanted_set = {f"{CIFAR10_FOLDER}/{n}" for n in wanted}
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:
+        # "r:gz" (gzip.GzipFile) rather than the stream mode "r|gz": it reports a gzip
+        # stream cut between two members, which the stream mode takes for the end.
+        with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
                 name = _safe_member_name(member.name, archive)
                 if name not in expected:
@@ -157,6 +159,9 @@ def _read_cifar_archive(archive: Path, wanted: Sequence[str]) -> dict[str, bytes
                 if len(data) != member.size:
                     raise ValueError(f"{archive}: member {member.name!r} is truncated")
                 found[name.rsplit("/", 1)[1]] = data
+            # Read to the end of the gzip stream, so that its CRC and length are checked.
+            while tar.fileobj.read(1 << 16):
+                pass
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ValueError(f"cannot read {archive} as a .tar.gz archive: {exc}") from exc
     return found
