@@ -5,6 +5,7 @@
 
 use crate::activator::Activator;
 use crate::direct;
+use crate::planar;
 use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
@@ -63,32 +64,12 @@ impl Conv {
         }
     }
 
-    /// The direct kernels' view of the input: its phase-planar copy, made here when the
-    /// layout needs one (kept in `planar` for the backward pass), else the input itself.
-    fn planar_input<'a, T: Real>(&self, input: &'a [T], n: usize, planar: &'a mut Vec<T>) -> &'a [T] {
-        let g = &self.g;
-        if !self.direct() || !direct::needs_planar(g) {
-            return input;
-        }
-        let inp = g.in_size();
-        if planar.len() < n * inp {
-            planar.resize(n * inp, T::zero());
-        }
-        planar[..n * inp]
-            .par_chunks_mut(inp)
-            .zip(input[..n * inp].par_chunks(inp))
-            .for_each(|(p, x)| direct::to_planar(g, x, p));
-        &planar[..]
-    }
-
     /// s = conv(input, w), a = act(s), for `n` samples; only a when the activator's
-    /// derivative follows from a (then `s` is not touched). `planar` is the layer's buffer
-    /// for the direct kernels' copy of the input, reused by `weight_grad`.
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, planar: &mut Vec<T>) {
+    /// derivative follows from a (then `s` is not touched).
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize) {
         let g = &self.g;
         let (out, inp) = (g.out_size(), g.in_size());
         let (_, unit) = self.units();
-        let input = self.planar_input(input, n, planar);
         if self.act.from_output() {
             a[..n * out].par_chunks_mut(out).enumerate().for_each(|(ni, a_n)| {
                 let x = &input[ni * inp..(ni + 1) * inp];
@@ -119,9 +100,9 @@ impl Conv {
         if self.direct() {
             let row = g.oy * f;
             let ox0 = ui * self.row_block();
-            for (i, s_row) in su.chunks_mut(row).enumerate() {
-                direct::forward_row(g, x, w, ox0 + i, s_row);
-            }
+            planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, ox| {
+                direct::forward_row(g, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row]);
+            });
             return;
         }
         let (p0, r) = (ui * self.tile_rows(), su.len() / f);
@@ -136,10 +117,9 @@ impl Conv {
         }
     }
 
-    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples; `planar` as left by `forward`.
-    pub fn weight_grad<T: Real>(&self, input: &[T], planar: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
+    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples.
+    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
         let g = &self.g;
-        let input = if self.direct() && direct::needs_planar(g) { planar } else { input };
         let (k, f) = (g.k(), g.filters);
         let (out, inp) = (g.out_size(), g.in_size());
         let (per_sample, unit) = self.units();
@@ -177,10 +157,10 @@ impl Conv {
         let g = &self.g;
         let (k, f) = (g.k(), g.filters);
         if self.direct() {
-            let ox0 = ui * self.row_block();
-            for (i, d_row) in d.chunks(g.oy * f).enumerate() {
-                direct::weight_grad_row(g, x, d_row, ox0 + i, part);
-            }
+            let (ox0, row) = (ui * self.row_block(), g.oy * f);
+            planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, ox| {
+                direct::weight_grad_row(g, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part);
+            });
             return;
         }
         let (p0, r) = (ui * self.units().1 / f, d.len() / f);

@@ -2,59 +2,17 @@
 //! there gemm's output would have a column or two, im2col only moves memory, and a
 //! sliding multiply-add along each input row is faster.
 //!
-//! The kernels read the input in a *phase-planar* copy: for each channel c and input row
-//! x, the Y values of that row ordered by phase (y mod sy), then y / sy. Consecutive
+//! The kernels read the input rows in *phase-planar* order (planar.rs): consecutive
 //! outputs along y then read consecutive inputs for every tap, whatever the stride and
 //! depth, so each tap is a contiguous axpy (forward, input gradient) or dot product
-//! (weight gradient) that LLVM vectorises. For Z = 1 and sy = 1 the planar copy is the
-//! input itself. Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
+//! (weight gradient). Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
 
 use crate::activator::Activator;
 use crate::im2col::ConvGeom;
 use crate::real::Real;
+use crate::planar::{needs_planar, phase_len, phase_start, Rows};
 use crate::scratch::with_scratch;
 use crate::simd::simd_fn;
-
-/// Does this layer need a planar copy of its input (or is the input already planar)?
-pub fn needs_planar(g: &ConvGeom) -> bool {
-    g.z > 1 || g.sy > 1
-}
-
-/// Number of input columns y with y mod sy = r.
-#[inline(always)]
-fn phase_len(g: &ConvGeom, r: usize) -> usize {
-    if r < g.y {
-        (g.y - r).div_ceil(g.sy)
-    } else {
-        0
-    }
-}
-
-#[inline(always)]
-fn phase_start(g: &ConvGeom, r: usize) -> usize {
-    (0..r).map(|q| phase_len(g, q)).sum()
-}
-
-simd_fn! {
-    /// Planar copy of one sample: planar[(c·X + x)·Y + start(y mod sy) + y / sy] = x[x, y, c].
-    /// Each destination run is contiguous; the source is read with stride sy·Z.
-    pub fn to_planar<T: Real>(g: &ConvGeom, sample: &[T], planar: &mut [T]) {
-        let (xn, yn, z) = (g.x, g.y, g.z);
-        for ix in 0..xn {
-            let src = &sample[ix * yn * z..(ix + 1) * yn * z];
-            for c in 0..z {
-                let dst = &mut planar[(c * xn + ix) * yn..(c * xn + ix + 1) * yn];
-                for r in 0..g.sy.min(yn) {
-                    let start = phase_start(g, r);
-                    let d = &mut dst[start..start + phase_len(g, r)];
-                    for (v, &s) in d.iter_mut().zip(src[r * z + c..].iter().step_by(g.sy * z)) {
-                        *v = s;
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The output columns oy whose input column oy·sy + ky − py lies inside the input.
 #[inline(always)]
@@ -77,8 +35,8 @@ fn segment_start(g: &ConvGeom, ky: usize, lo: usize) -> usize {
 /// `$lo..$hi`. A macro, not a function taking a closure, so that the body is compiled
 /// inside the caller (and so into its AVX2 version).
 macro_rules! for_taps {
-    ($g:expr, $planar:expr, $ox:expr, |$tap:ident, $row:ident, $start:ident, $lo:ident, $hi:ident| $body:block) => {
-        let (g, planar, ox) = ($g, $planar, $ox);
+    ($g:expr, $rows:expr, $ox:expr, |$tap:ident, $row:ident, $start:ident, $lo:ident, $hi:ident| $body:block) => {
+        let (g, rows, ox) = ($g, $rows, $ox);
         for kx in 0..g.fx {
             let ix = (ox * g.sx + kx) as isize - g.px as isize;
             if ix < 0 || ix >= g.x as isize {
@@ -91,7 +49,7 @@ macro_rules! for_taps {
                 }
                 let $start = segment_start(g, ky, $lo);
                 for c in 0..g.z {
-                    let $row = &planar[(c * g.x + ix as usize) * g.y..(c * g.x + ix as usize + 1) * g.y];
+                    let $row = rows.row(g, c, ix as usize);
                     let $tap = (kx * g.fy + ky) * g.z + c;
                     $body
                 }
@@ -197,10 +155,10 @@ fn by_filter<'a, T: Real>(g: &ConvGeom, d_row: &'a [T], buf: &'a mut [T]) -> &'a
 
 simd_fn! {
     /// acc[f·OY + oy] = Σ over taps, for output row `ox` (filter-major, OY·F long).
-    fn forward_acc<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, acc: &mut [T]) {
+    fn forward_acc<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, w: &[T], ox: usize, acc: &mut [T]) {
         let (f_n, oy_n) = (g.filters, g.oy);
         acc.iter_mut().for_each(|v| *v = T::zero());
-        for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
+        for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
             for f in 0..f_n {
                 axpy(&mut acc[f * oy_n + lo..f * oy_n + hi], w[tap * f_n + f], &row[start..start + hi - lo]);
             }
@@ -210,7 +168,7 @@ simd_fn! {
 
 /// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
 #[inline(never)]
-pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_row: &mut [T]) {
+pub fn forward_row<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T]) {
     let (f_n, oy_n) = (g.filters, g.oy);
     #[cfg(target_arch = "x86_64")]
     if f_n == 1
@@ -221,17 +179,18 @@ pub fn forward_row<T: Real>(g: &ConvGeom, planar: &[T], w: &[T], ox: usize, s_ro
     {
         // SAFETY: T is f32 (same layout), and the CPU has AVX2 and FMA.
         unsafe {
-            let planar = std::slice::from_raw_parts(planar.as_ptr() as *const f32, planar.len());
+            let data = std::slice::from_raw_parts(rows.data.as_ptr() as *const f32, rows.data.len());
+            let rows = Rows { data, x0: rows.x0 };
             let w = std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len());
             let out = std::slice::from_raw_parts_mut(s_row.as_mut_ptr() as *mut f32, s_row.len());
-            return forward_row1_f32_avx2(g, planar, w, ox, out);
+            return forward_row1_f32_avx2(g, rows, w, ox, out);
         }
     }
     if f_n == 1 {
-        return forward_acc(g, planar, w, ox, s_row);
+        return forward_acc(g, rows, w, ox, s_row);
     }
     with_scratch(f_n * oy_n, |acc: &mut [T]| {
-        forward_acc(g, planar, w, ox, acc);
+        forward_acc(g, rows, w, ox, acc);
         for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
             for (f, v) in s.iter_mut().enumerate() {
                 *v = acc[f * oy_n + oy];
@@ -249,21 +208,21 @@ const MAX_TAPS: usize = 64;
 /// Outputs whose patch reaches into the padding are summed tap by tap at the edges.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_row1_f32_avx2(g: &ConvGeom, planar: &[f32], w: &[f32], ox: usize, out: &mut [f32]) {
+unsafe fn forward_row1_f32_avx2(g: &ConvGeom, rows: Rows<'_, f32>, w: &[f32], ox: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    // (offset of oy = 0 in `planar`, weight, first and last+1 valid oy) for each live tap
+    // (offset of oy = 0 in `rows.data`, weight, first and last+1 valid oy) for each live tap
     let mut taps = [(0isize, 0f32, 0usize, 0usize); MAX_TAPS];
     let mut nt = 0;
     let (mut a, mut b) = (0usize, g.oy);
-    for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
-        let row_at = row.as_ptr().offset_from(planar.as_ptr());
+    for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
+        let row_at = row.as_ptr().offset_from(rows.data.as_ptr());
         taps[nt] = (row_at + start as isize - lo as isize, w[tap], lo, hi);
         nt += 1;
         a = a.max(lo);
         b = b.min(hi);
     });
     let taps = &taps[..nt];
-    let p = planar.as_ptr();
+    let p = rows.data.as_ptr();
     let scalar = |oy: usize| -> f32 {
         let mut acc = 0f32;
         for &(base, wv, lo, hi) in taps {
@@ -308,9 +267,9 @@ unsafe fn forward_row1_f32_avx2(g: &ConvGeom, planar: &[f32], w: &[f32], ox: usi
 
 simd_fn! {
     /// dw[tap, f] += Σ_oy input · d, with d filter-major ([f][oy]).
-    fn weight_grad_acc<T: Real>(g: &ConvGeom, planar: &[T], d: &[T], ox: usize, dw: &mut [T]) {
+    fn weight_grad_acc<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, d: &[T], ox: usize, dw: &mut [T]) {
         let (f_n, oy_n) = (g.filters, g.oy);
-        for_taps!(g, planar, ox, |tap, row, start, lo, hi| {
+        for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
             for f in 0..f_n {
                 dw[tap * f_n + f] += dot(&row[start..start + hi - lo], &d[f * oy_n + lo..f * oy_n + hi]);
             }
@@ -320,13 +279,13 @@ simd_fn! {
 
 /// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
 #[inline(never)]
-pub fn weight_grad_row<T: Real>(g: &ConvGeom, planar: &[T], d_row: &[T], ox: usize, dw: &mut [T]) {
+pub fn weight_grad_row<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T]) {
     if g.filters == 1 {
-        return weight_grad_acc(g, planar, d_row, ox, dw);
+        return weight_grad_acc(g, rows, d_row, ox, dw);
     }
     with_scratch(g.filters * g.oy, |buf: &mut [T]| {
         let d = by_filter(g, d_row, buf);
-        weight_grad_acc(g, planar, d, ox, dw);
+        weight_grad_acc(g, rows, d, ox, dw);
     });
 }
 
@@ -396,6 +355,7 @@ pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx
 mod tests {
     use super::*;
     use crate::matmul::{matmul, Mat};
+    use crate::planar::for_rows;
 
     #[test]
     fn dot_matches_a_plain_sum_for_every_length() {
@@ -432,29 +392,24 @@ mod tests {
             g.im2col(&x, 0, p, &mut col);
             let mut want = vec![0.0; p * f];
             matmul(Mat::new(&col, p, k), Mat::new(&w, k, f), &mut want, false, 1);
-            let mut planar = vec![f64::NAN; g.in_size()];
-            if needs_planar(&g) {
-                to_planar(&g, &x, &mut planar);
-            } else {
-                planar.copy_from_slice(&x);
-            }
+            // forward and weight gradient through the row windows of `for_rows`, each
+            // window starting at a different output row
             let mut got = vec![f64::NAN; p * f];
-            for ox in 0..g.ox {
-                forward_row(&g, &planar, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]);
+            let cut = g.ox / 2;
+            for (a, b) in [(0, cut), (cut, g.ox)] {
+                for_rows(&g, &x, a, b, |rows, ox| forward_row(&g, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]));
             }
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
             // f32 (the register-blocked AVX2 kernel where the CPU has it), outputs poisoned
-            let (p32, w32): (Vec<f32>, Vec<f32>) = (planar.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
+            let (x32, w32): (Vec<f32>, Vec<f32>) = (x.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
             let mut got32 = vec![f32::NAN; p * f];
-            for ox in 0..g.ox {
-                forward_row(&g, &p32, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]);
-            }
+            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&g, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]));
             assert!(got32.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs())), "forward f32 {dim:?}");
             let mut dw_want = vec![0.0; k * f];
             matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
             let mut dw = vec![0.0; k * f];
-            for ox in 0..g.ox {
-                weight_grad_row(&g, &planar, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw);
+            for (a, b) in [(0, 1), (1, g.ox)] {
+                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&g, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw));
             }
             assert!(dw.iter().zip(&dw_want).all(|(a, b)| (a - b).abs() < 1e-10), "weight grad {dim:?}");
             let mut dcol = vec![0.0; p * k];

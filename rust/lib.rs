@@ -13,6 +13,7 @@ pub mod im2col;
 pub mod loss;
 pub mod matmul;
 pub mod network;
+pub mod planar;
 pub mod real;
 pub mod scratch;
 mod simd;

@@ -82,8 +82,6 @@ pub struct Network<T: Real> {
     a: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
     partials: Vec<T>,
-    /// Per conv layer: the direct kernels' planar copy of its input (empty if unused).
-    planar: Vec<Vec<T>>,
     /// Dense layers' input gradient before the previous activator's f' is applied.
     dense_tmp: Vec<T>,
     row: Vec<T>,
@@ -139,7 +137,6 @@ impl<T: Real> Network<T> {
             a: vec![Vec::new(); nl],
             grads,
             partials: Vec::new(),
-            planar: vec![Vec::new(); nl],
             dense_tmp: Vec::new(),
             row: vec![T::zero(); k],
         })
@@ -214,7 +211,7 @@ impl<T: Real> Network<T> {
             let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let (s, a, w) = (&mut self.s[l], &mut after[0], &self.weights[l]);
             match &self.layers[l] {
-                Layer::Conv(c) => c.forward(input, w, s, a, n, &mut self.planar[l]),
+                Layer::Conv(c) => c.forward(input, w, s, a, n),
                 Layer::Dense(d) => d.forward(input, w, s, a, n, threads),
             }
         }
@@ -272,7 +269,7 @@ impl<T: Real> Network<T> {
             let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let (w, dw) = (&self.weights[l], &mut self.grads[l]);
             match &self.layers[l] {
-                Layer::Conv(c) => c.weight_grad(input, &self.planar[l], delta, n, dw, &mut self.partials),
+                Layer::Conv(c) => c.weight_grad(input, delta, n, dw, &mut self.partials),
                 Layer::Dense(d) => d.weight_grad(input, delta, n, dw, threads),
             }
             if l > 0 {
