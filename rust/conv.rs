@@ -29,9 +29,14 @@ const MAX_GROUPS: usize = 16;
 pub struct Conv {
     pub g: ConvGeom,
     pub act: Activator,
+    plan: direct::Plan,
 }
 
 impl Conv {
+    pub fn new(g: ConvGeom, act: Activator) -> Conv {
+        Conv { g, act, plan: direct::Plan::new(g) }
+    }
+
     fn direct(&self) -> bool {
         self.g.filters <= DIRECT_MAX_FILTERS && !self.g.pointwise()
     }
@@ -101,7 +106,7 @@ impl Conv {
             let row = g.oy * f;
             let ox0 = ui * self.row_block();
             planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, ox| {
-                direct::forward_row(g, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row]);
+                direct::forward_row(&self.plan, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row]);
             });
             return;
         }
@@ -159,7 +164,7 @@ impl Conv {
         if self.direct() {
             let (ox0, row) = (ui * self.row_block(), g.oy * f);
             planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, ox| {
-                direct::weight_grad_row(g, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part);
+                direct::weight_grad_row(&self.plan, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part);
             });
             return;
         }
@@ -189,7 +194,7 @@ impl Conv {
                 let d = &delta[ni * out..(ni + 1) * out];
                 dx.par_chunks_mut(rb * yz).enumerate().for_each(|(bi, block)| {
                     for (i, dx_row) in block.chunks_mut(yz).enumerate() {
-                        direct::input_grad_row(g, w, d, bi * rb + i, dx_row, mask);
+                        direct::input_grad_row(&self.plan, w, d, bi * rb + i, dx_row, mask);
                     }
                 });
             });

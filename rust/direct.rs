@@ -8,9 +8,10 @@
 //! (weight gradient). Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
 
 use crate::activator::Activator;
+use crate::direct1::{self, Tap, TapList};
 use crate::im2col::ConvGeom;
 use crate::real::Real;
-use crate::planar::{needs_planar, phase_len, phase_start, Rows};
+use crate::planar::{from_planar_row, needs_planar, phase_start, Rows};
 use crate::scratch::with_scratch;
 use crate::simd::simd_fn;
 
@@ -30,24 +31,62 @@ fn segment_start(g: &ConvGeom, ky: usize, lo: usize) -> usize {
     phase_start(g, iy % g.sy) + iy / g.sy
 }
 
+/// Tap row ky of a layer reaches outputs lo..hi, whose inputs start at `start` in a
+/// planar row.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    ky: usize,
+    lo: usize,
+    hi: usize,
+    start: usize,
+}
+
+/// A layer's tables for the direct kernels, computed once (computed per row, their
+/// integer divisions had cost as much as the multiply-adds of a 100-wide row).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub g: ConvGeom,
+    spans: Vec<Span>,
+    /// Where the set of live taps changes along an output row, and along a planar input
+    /// row (for the input gradient's gather).
+    out_cuts: Vec<usize>,
+    in_cuts: Vec<usize>,
+}
+
+impl Plan {
+    pub fn new(g: ConvGeom) -> Plan {
+        let spans: Vec<Span> = (0..g.fy)
+            .filter_map(|ky| {
+                let (lo, hi) = oy_range(&g, ky);
+                (lo < hi).then(|| Span { ky, lo, hi, start: segment_start(&g, ky, lo) })
+            })
+            .collect();
+        let cuts = |mut v: Vec<usize>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let out_cuts = cuts([0, g.oy].into_iter().chain(spans.iter().flat_map(|s| [s.lo, s.hi])).collect());
+        let in_cuts = cuts([0, g.y].into_iter().chain(spans.iter().flat_map(|s| [s.start, s.start + s.hi - s.lo])).collect());
+        Plan { g, spans, out_cuts, in_cuts }
+    }
+}
+
 /// For output row `ox`: run `$body` for each tap with its contiguous input segment
 /// (`$row[$start..]`, the planar row of channel c at input row ix) and its oy range
 /// `$lo..$hi`. A macro, not a function taking a closure, so that the body is compiled
 /// inside the caller (and so into its AVX2 version).
 macro_rules! for_taps {
-    ($g:expr, $rows:expr, $ox:expr, |$tap:ident, $row:ident, $start:ident, $lo:ident, $hi:ident| $body:block) => {
-        let (g, rows, ox) = ($g, $rows, $ox);
+    ($plan:expr, $rows:expr, $ox:expr, |$tap:ident, $row:ident, $start:ident, $lo:ident, $hi:ident| $body:block) => {
+        let (plan, rows, ox) = ($plan, $rows, $ox);
+        let g = &plan.g;
         for kx in 0..g.fx {
             let ix = (ox * g.sx + kx) as isize - g.px as isize;
             if ix < 0 || ix >= g.x as isize {
                 continue;
             }
-            for ky in 0..g.fy {
-                let ($lo, $hi) = oy_range(g, ky);
-                if $lo >= $hi {
-                    continue;
-                }
-                let $start = segment_start(g, ky, $lo);
+            for sp in &plan.spans {
+                let (ky, $lo, $hi, $start) = (sp.ky, sp.lo, sp.hi, sp.start);
                 for c in 0..g.z {
                     let $row = rows.row(g, c, ix as usize);
                     let $tap = (kx * g.fy + ky) * g.z + c;
@@ -155,10 +194,10 @@ fn by_filter<'a, T: Real>(g: &ConvGeom, d_row: &'a [T], buf: &'a mut [T]) -> &'a
 
 simd_fn! {
     /// acc[f·OY + oy] = Σ over taps, for output row `ox` (filter-major, OY·F long).
-    fn forward_acc<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, w: &[T], ox: usize, acc: &mut [T]) {
-        let (f_n, oy_n) = (g.filters, g.oy);
+    fn forward_acc<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], ox: usize, acc: &mut [T]) {
+        let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
         acc.iter_mut().for_each(|v| *v = T::zero());
-        for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
+        for_taps!(plan, rows, ox, |tap, row, start, lo, hi| {
             for f in 0..f_n {
                 axpy(&mut acc[f * oy_n + lo..f * oy_n + hi], w[tap * f_n + f], &row[start..start + hi - lo]);
             }
@@ -168,29 +207,22 @@ simd_fn! {
 
 /// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
 #[inline(never)]
-pub fn forward_row<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T]) {
-    let (f_n, oy_n) = (g.filters, g.oy);
+pub fn forward_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T]) {
+    let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
     #[cfg(target_arch = "x86_64")]
-    if f_n == 1
-        && g.k() <= MAX_TAPS
-        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: T is f32 (same layout), and the CPU has AVX2 and FMA.
-        unsafe {
-            let data = std::slice::from_raw_parts(rows.data.as_ptr() as *const f32, rows.data.len());
-            let rows = Rows { data, x0: rows.x0 };
-            let w = std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len());
-            let out = std::slice::from_raw_parts_mut(s_row.as_mut_ptr() as *mut f32, s_row.len());
-            return forward_row1_f32_avx2(g, rows, w, ox, out);
+    if let (Some(data), Some(w), Some(out)) = (f32s(rows.data), f32s(w), f32s_mut(s_row)) {
+        if one_filter_kernels(&plan.g) {
+            let taps = row_taps(plan, Rows { data, x0: rows.x0 }, w, ox);
+            // SAFETY: the CPU has AVX2 and FMA (one_filter_kernels); each tap's range
+            // stays inside its planar row (for_taps).
+            return unsafe { direct1::gather(data.as_ptr(), taps.as_slice(), &plan.out_cuts, out) };
         }
     }
     if f_n == 1 {
-        return forward_acc(g, rows, w, ox, s_row);
+        return forward_acc(plan, rows, w, ox, s_row);
     }
     with_scratch(f_n * oy_n, |acc: &mut [T]| {
-        forward_acc(g, rows, w, ox, acc);
+        forward_acc(plan, rows, w, ox, acc);
         for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
             for (f, v) in s.iter_mut().enumerate() {
                 *v = acc[f * oy_n + oy];
@@ -199,77 +231,43 @@ pub fn forward_row<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, w: &[T], ox: usize,
     });
 }
 
-/// Taps the register-blocked one-filter forward kernel takes at most (a 4×4 field on 4
-/// channels is 64); more go through `forward_acc`.
-const MAX_TAPS: usize = 64;
+/// Do the register-blocked one-filter f32 kernels of direct1.rs take this layer (the
+/// caller has checked that T is f32)?
+#[inline(always)]
+fn one_filter_kernels(g: &ConvGeom) -> bool {
+    g.filters == 1 && g.k() <= direct1::MAX_TAPS && direct1::available()
+}
 
-/// One filter, f32, AVX2+FMA: out[oy] = Σ_taps w·input, with 8 outputs held in a register
-/// across all taps (the generic kernel reads and writes its accumulator once per tap).
-/// Outputs whose patch reaches into the padding are summed tap by tap at the edges.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_row1_f32_avx2(g: &ConvGeom, rows: Rows<'_, f32>, w: &[f32], ox: usize, out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    // (offset of oy = 0 in `rows.data`, weight, first and last+1 valid oy) for each live tap
-    let mut taps = [(0isize, 0f32, 0usize, 0usize); MAX_TAPS];
-    let mut nt = 0;
-    let (mut a, mut b) = (0usize, g.oy);
-    for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
-        let row_at = row.as_ptr().offset_from(rows.data.as_ptr());
-        taps[nt] = (row_at + start as isize - lo as isize, w[tap], lo, hi);
-        nt += 1;
-        a = a.max(lo);
-        b = b.min(hi);
+/// The taps of output row `ox` for direct1.rs: output oy reads rows.data[base + oy].
+#[inline(always)]
+fn row_taps(plan: &Plan, rows: Rows<'_, f32>, w: &[f32], ox: usize) -> TapList {
+    let mut taps = TapList::new();
+    for_taps!(plan, rows, ox, |tap, row, start, lo, hi| {
+        // SAFETY: `row` is a sub-slice of rows.data.
+        let at = unsafe { row.as_ptr().offset_from(rows.data.as_ptr()) };
+        taps.push(Tap { base: at + start as isize - lo as isize, w: w.get(tap).copied().unwrap_or(0.0), id: tap as u32, lo: lo as u32, hi: hi as u32 });
     });
-    let taps = &taps[..nt];
-    let p = rows.data.as_ptr();
-    let scalar = |oy: usize| -> f32 {
-        let mut acc = 0f32;
-        for &(base, wv, lo, hi) in taps {
-            if lo <= oy && oy < hi {
-                acc += wv * *p.offset(base + oy as isize);
-            }
-        }
-        acc
-    };
-    let b = b.max(a);
-    for oy in 0..a.min(g.oy) {
-        out[oy] = scalar(oy);
-    }
-    let mut oy = a;
-    // SAFETY: for a ≤ oy < b every tap's index base + oy lies inside its planar row.
-    // 32 outputs (four registers) per pass over the taps, then 8.
-    while oy + 32 <= b {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for &(base, wv, _, _) in taps {
-            let (wv, q) = (_mm256_set1_ps(wv), p.offset(base + oy as isize));
-            for (j, v) in acc.iter_mut().enumerate() {
-                *v = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q.add(8 * j)), *v);
-            }
-        }
-        for (j, v) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(oy + 8 * j), *v);
-        }
-        oy += 32;
-    }
-    while oy + 8 <= b {
-        let mut acc = _mm256_setzero_ps();
-        for &(base, wv, _, _) in taps {
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(wv), _mm256_loadu_ps(p.offset(base + oy as isize)), acc);
-        }
-        _mm256_storeu_ps(out.as_mut_ptr().add(oy), acc);
-        oy += 8;
-    }
-    for oy in oy..g.oy {
-        out[oy] = scalar(oy);
-    }
+    taps
+}
+
+/// `s` as f32 when T is f32.
+#[inline(always)]
+fn f32s<T: Real>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32, same layout.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) })
+}
+
+#[inline(always)]
+fn f32s_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32, same layout.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len()) })
 }
 
 simd_fn! {
     /// dw[tap, f] += Σ_oy input · d, with d filter-major ([f][oy]).
-    fn weight_grad_acc<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, d: &[T], ox: usize, dw: &mut [T]) {
-        let (f_n, oy_n) = (g.filters, g.oy);
-        for_taps!(g, rows, ox, |tap, row, start, lo, hi| {
+    fn weight_grad_acc<T: Real>(plan: &Plan, rows: Rows<'_, T>, d: &[T], ox: usize, dw: &mut [T]) {
+        let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
+        for_taps!(plan, rows, ox, |tap, row, start, lo, hi| {
             for f in 0..f_n {
                 dw[tap * f_n + f] += dot(&row[start..start + hi - lo], &d[f * oy_n + lo..f * oy_n + hi]);
             }
@@ -279,20 +277,30 @@ simd_fn! {
 
 /// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
 #[inline(never)]
-pub fn weight_grad_row<T: Real>(g: &ConvGeom, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T]) {
+pub fn weight_grad_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T]) {
+    let g = &plan.g;
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(data), Some(d), Some(dw)) = (f32s(rows.data), f32s(d_row), f32s_mut(dw)) {
+        if one_filter_kernels(g) {
+            let taps = row_taps(plan, Rows { data, x0: rows.x0 }, &[], ox);
+            // SAFETY: as in forward_row; every tap's hi ≤ OY = d.len().
+            return unsafe { direct1::correlate(data.as_ptr(), taps.as_slice(), &plan.out_cuts, d, dw) };
+        }
+    }
     if g.filters == 1 {
-        return weight_grad_acc(g, rows, d_row, ox, dw);
+        return weight_grad_acc(plan, rows, d_row, ox, dw);
     }
     with_scratch(g.filters * g.oy, |buf: &mut [T]| {
         let d = by_filter(g, d_row, buf);
-        weight_grad_acc(g, rows, d, ox, dw);
+        weight_grad_acc(plan, rows, d, ox, dw);
     });
 }
 
 simd_fn! {
     /// acc (planar order, Z·Y) = ∂L/∂input row `ix`: a gather over the output rows that
     /// read it. `dbuf` is scratch for a delta row in filter-major order.
-    fn input_grad_acc<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, acc: &mut [T], dbuf: &mut [T]) {
+    fn input_grad_acc<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, acc: &mut [T], dbuf: &mut [T]) {
+        let g = &plan.g;
         let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
         acc.iter_mut().for_each(|v| *v = T::zero());
         for kx in 0..g.fx {
@@ -302,12 +310,8 @@ simd_fn! {
             }
             let ox = t as usize / g.sx;
             let d = by_filter(g, &delta[ox * oy_n * f_n..(ox + 1) * oy_n * f_n], dbuf);
-            for ky in 0..g.fy {
-                let (lo, hi) = oy_range(g, ky);
-                if lo >= hi {
-                    continue;
-                }
-                let start = segment_start(g, ky, lo);
+            for sp in &plan.spans {
+                let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
                 for c in 0..g.z {
                     let tap = (kx * g.fy + ky) * g.z + c;
                     let seg = &mut acc[c * yn + start..c * yn + start + hi - lo];
@@ -320,29 +324,53 @@ simd_fn! {
     }
 }
 
+/// input_grad_acc for one filter in f32, by direct1::gather: per channel, each tap a
+/// shifted view of the delta row of the output row that reads input row `ix`.
+#[cfg(target_arch = "x86_64")]
+fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32]) {
+    let g = &plan.g;
+    let (oy_n, yn) = (g.oy, g.y);
+    let mut taps = TapList::new();
+    for c in 0..g.z {
+        taps.clear();
+        for kx in 0..g.fx {
+            let t = ix as isize + g.px as isize - kx as isize;
+            if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
+                continue;
+            }
+            let ox = t as usize / g.sx;
+            for sp in &plan.spans {
+                let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
+                let tap = (kx * g.fy + ky) * g.z + c;
+                // planar position q ∈ [start, start + hi − lo) reads delta[ox·OY + lo + q − start]
+                taps.push(Tap { base: (ox * oy_n + lo) as isize - start as isize, w: w[tap], id: tap as u32, lo: start as u32, hi: (start + hi - lo) as u32 });
+            }
+        }
+        // SAFETY: one_filter_kernels checked AVX2 and FMA; each tap reads inside its delta row.
+        unsafe { direct1::gather(delta.as_ptr(), taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]) };
+    }
+}
+
 /// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last),
 /// computed as a gather so rows can run in parallel. With `mask`, dx_row holds the
 /// previous layer's activations on entry and receives the gradient ⊙ f'(a) (see
 /// conv::epilogue).
 #[inline(never)]
-pub fn input_grad_row<T: Real>(g: &ConvGeom, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
-    let (yn, zy) = (g.y, g.z * g.y);
+pub fn input_grad_row<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
+    let g = &plan.g;
+    let zy = g.z * g.y;
     let dlen = if g.filters == 1 { 0 } else { g.filters * g.oy };
     with_scratch(2 * zy + dlen, |buf: &mut [T]| {
         let (acc, rest) = buf.split_at_mut(zy);
         let (row, dbuf) = rest.split_at_mut(zy);
-        input_grad_acc(g, w, delta, ix, acc, dbuf);
+        match (f32s(w), f32s(delta), f32s_mut(acc)) {
+            #[cfg(target_arch = "x86_64")]
+            (Some(w), Some(delta), Some(acc)) if one_filter_kernels(g) => input_grad_gather(plan, w, delta, ix, acc),
+            _ => input_grad_acc(plan, w, delta, ix, acc, dbuf),
+        }
         // back to channels-last order
         let acc: &[T] = if needs_planar(g) {
-            for r in 0..g.sy.min(yn) {
-                let s0 = phase_start(g, r);
-                for j in 0..phase_len(g, r) {
-                    let iy = r + j * g.sy;
-                    for c in 0..g.z {
-                        row[iy * g.z + c] = acc[c * yn + s0 + j];
-                    }
-                }
-            }
+            from_planar_row(g, acc, row);
             row
         } else {
             acc
@@ -381,8 +409,12 @@ mod tests {
             ([7, 9, 3], [0, 2], [1, 5], [3, 2], 4),
             ([5, 41, 3], [1, 1], [3, 3], [1, 1], 1),
             ([6, 40, 1], [1, 1], [4, 4], [2, 2], 1),
+            ([4, 83, 3], [1, 1], [3, 3], [1, 1], 1),
+            ([5, 86, 1], [1, 1], [4, 4], [1, 2], 1),
+            ([3, 70, 2], [0, 2], [2, 5], [1, 1], 1),
         ] {
             let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
+            let plan = Plan::new(g);
             let (k, f) = (g.k(), g.filters);
             let x: Vec<f64> = (0..g.in_size()).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
             let w: Vec<f64> = (0..k * f).map(|i| ((i * 7) % 13) as f64 / 6.0 - 1.0).collect();
@@ -397,19 +429,19 @@ mod tests {
             let mut got = vec![f64::NAN; p * f];
             let cut = g.ox / 2;
             for (a, b) in [(0, cut), (cut, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| forward_row(&g, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]));
+                for_rows(&g, &x, a, b, |rows, ox| forward_row(&plan, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]));
             }
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
             // f32 (the register-blocked AVX2 kernel where the CPU has it), outputs poisoned
             let (x32, w32): (Vec<f32>, Vec<f32>) = (x.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
             let mut got32 = vec![f32::NAN; p * f];
-            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&g, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]));
+            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&plan, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]));
             assert!(got32.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs())), "forward f32 {dim:?}");
             let mut dw_want = vec![0.0; k * f];
             matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
             let mut dw = vec![0.0; k * f];
             for (a, b) in [(0, 1), (1, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&g, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw));
+                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&plan, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw));
             }
             assert!(dw.iter().zip(&dw_want).all(|(a, b)| (a - b).abs() < 1e-10), "weight grad {dim:?}");
             let mut dcol = vec![0.0; p * k];
@@ -419,9 +451,20 @@ mod tests {
             let mut dx = vec![f64::NAN; g.in_size()];
             let yz = g.y * g.z;
             for ix in 0..g.x {
-                input_grad_row(&g, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None);
+                input_grad_row(&plan, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None);
             }
             assert!(dx.iter().zip(&dx_want).all(|(a, b)| (a - b).abs() < 1e-10), "input grad {dim:?}");
+            // f32 backward (direct1.rs's kernels for one filter where the CPU has AVX2)
+            let d32: Vec<f32> = d.iter().map(|&v| v as f32).collect();
+            let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-4 * (1.0 + b.abs());
+            let mut dw32 = vec![0f32; k * f];
+            for_rows(&g, &x32, 0, g.ox, |rows, ox| weight_grad_row(&plan, rows, &d32[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw32));
+            assert!(dw32.iter().zip(&dw_want).all(|(a, b)| close(*a, *b)), "weight grad f32 {dim:?}");
+            let mut dx32 = vec![f32::NAN; g.in_size()];
+            for ix in 0..g.x {
+                input_grad_row(&plan, &w32, &d32, ix, &mut dx32[ix * yz..(ix + 1) * yz], None);
+            }
+            assert!(dx32.iter().zip(&dx_want).all(|(a, b)| close(*a, *b)), "input grad f32 {dim:?}");
         }
     }
 }

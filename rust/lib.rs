@@ -9,6 +9,7 @@ pub mod activator;
 pub mod conv;
 pub mod dense;
 pub mod direct;
+pub mod direct1;
 pub mod im2col;
 pub mod loss;
 pub mod matmul;

@@ -98,10 +98,10 @@ impl<T: Real> Network<T> {
         let mut layers = Vec::new();
         for (i, l) in spec.layers.iter().enumerate() {
             let layer = match *l {
-                LayerSpec::Conv { dim_in, padding, field, stride, filters, activator } => Layer::Conv(Conv {
-                    g: ConvGeom::new(dim_in, padding, field, stride, filters).map_err(|e| crate::error::Error(format!("layer {i}: {e}")))?,
-                    act: activator,
-                }),
+                LayerSpec::Conv { dim_in, padding, field, stride, filters, activator } => Layer::Conv(Conv::new(
+                    ConvGeom::new(dim_in, padding, field, stride, filters).map_err(|e| crate::error::Error(format!("layer {i}: {e}")))?,
+                    activator,
+                )),
                 LayerSpec::Dense { dim_in, neurons, activator } => {
                     if dim_in == 0 || neurons == 0 {
                         crate::bail!("layer {i}: dense sizes must be positive");

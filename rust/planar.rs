@@ -59,6 +59,48 @@ simd_fn! {
     }
 }
 
+simd_fn! {
+    /// The inverse of `to_planar_row`: dst[y·Z + c] = src[c·Y + start(y mod sy) + y / sy]
+    /// (the input gradient's way back to channels last). For f32 with AVX2, 2 streams
+    /// are merged 8 groups at a time.
+    pub fn from_planar_row<T: Real>(g: &ConvGeom, src: &[T], dst: &mut [T]) {
+        let (yn, z) = (g.y, g.z);
+        let n = g.sy * z;
+        let mut j0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if n == 2 && yn >= g.sy && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::is_x86_feature_detected!("avx2") {
+            j0 = yn / g.sy / 8 * 8;
+            let ins: [*const f32; 2] = std::array::from_fn(|s| src[(s % z) * yn + phase_start(g, s / z)..].as_ptr() as *const f32);
+            // SAFETY: T is f32; the CPU has AVX2; each stream holds at least j0 values and
+            // dst at least 2·j0.
+            unsafe { merge_streams2_f32_avx2(ins, j0, dst.as_mut_ptr() as *mut f32) };
+        }
+        for s in 0..n {
+            let (r, c) = (s / z, s % z);
+            let from = c * yn + phase_start(g, r);
+            for (j, &v) in src[from..from + phase_len(g, r)].iter().enumerate().skip(j0) {
+                dst[j * n + s] = v;
+            }
+        }
+    }
+}
+
+/// Interleave two f32 streams, `groups` values each (a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn merge_streams2_f32_avx2(ins: [*const f32; 2], groups: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let mut j = 0;
+    while j < groups {
+        let (e, o) = (_mm256_loadu_ps(ins[0].add(j)), _mm256_loadu_ps(ins[1].add(j)));
+        // per 128-bit lane: e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7
+        let (lo, hi) = (_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o));
+        _mm256_storeu_ps(dst.add(2 * j), _mm256_permute2f128_ps::<0x20>(lo, hi));
+        _mm256_storeu_ps(dst.add(2 * j + 8), _mm256_permute2f128_ps::<0x31>(lo, hi));
+        j += 8;
+    }
+}
+
 /// Split `groups` groups of n ∈ {2, 3} interleaved f32 values into n streams.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -146,29 +188,9 @@ pub fn for_rows<T: Real>(g: &ConvGeom, x: &[T], ox0: usize, ox1: usize, mut f: i
                 to_planar_row(g, &x[done * yz..(done + 1) * yz], &mut win[at..at + yz]);
                 done += 1;
             }
-            // the rows the next output row will copy: fetched while this one computes
-            if ox + 1 < ox1 {
-                let next = input_rows(g, ox + 1, ox + 2).1;
-                prefetch(&x[done * yz..next * yz]);
-            }
             f(Rows { data: &win[..], x0: lo }, ox);
         }
     });
-}
-
-/// Ask for `v` to be brought into cache (a hint; a no-op off x86-64).
-#[inline(always)]
-fn prefetch<T>(v: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = std::mem::size_of_val(v);
-        let p = v.as_ptr() as *const i8;
-        for off in (0..bytes).step_by(64) {
-            // SAFETY: prefetching never faults, and p + off lies inside `v`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
-        }
-    }
 }
 
 #[cfg(test)]
@@ -192,6 +214,9 @@ mod tests {
                         assert_eq!(dst[at], src[y * z + c], "z {z} sy {sy} Y {yn} y {y} c {c}");
                     }
                 }
+                let mut back = vec![f32::NAN; yn * z];
+                from_planar_row(&g, &dst, &mut back);
+                assert_eq!(back, src, "back: z {z} sy {sy} Y {yn}");
             }
         }
     }
