@@ -105,8 +105,9 @@ impl Conv {
         if self.direct() {
             let row = g.oy * f;
             let ox0 = ui * self.row_block();
+            let mut taps = direct::TapList::new();
             planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, ox| {
-                direct::forward_row(&self.plan, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row]);
+                direct::forward_row(&self.plan, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row], &mut taps);
             });
             return;
         }
@@ -163,8 +164,9 @@ impl Conv {
         let (k, f) = (g.k(), g.filters);
         if self.direct() {
             let (ox0, row) = (ui * self.row_block(), g.oy * f);
+            let mut taps = direct::TapList::new();
             planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, ox| {
-                direct::weight_grad_row(&self.plan, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part);
+                direct::weight_grad_row(&self.plan, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part, &mut taps);
             });
             return;
         }
@@ -193,8 +195,9 @@ impl Conv {
             dinput[..n * inp].par_chunks_mut(inp).enumerate().for_each(|(ni, dx)| {
                 let d = &delta[ni * out..(ni + 1) * out];
                 dx.par_chunks_mut(rb * yz).enumerate().for_each(|(bi, block)| {
+                    let mut taps = direct::TapList::new();
                     for (i, dx_row) in block.chunks_mut(yz).enumerate() {
-                        direct::input_grad_row(&self.plan, w, d, bi * rb + i, dx_row, mask);
+                        direct::input_grad_row(&self.plan, w, d, bi * rb + i, dx_row, mask, &mut taps);
                     }
                 });
             });

@@ -8,7 +8,8 @@
 //! (weight gradient). Index map as im2col.rs: tap = (kx·fy + ky)·Z + c.
 
 use crate::activator::Activator;
-use crate::direct1::{self, Tap, TapList};
+use crate::direct1::{self, Tap};
+pub use crate::direct1::TapList;
 use crate::im2col::ConvGeom;
 use crate::real::Real;
 use crate::planar::{from_planar_row, needs_planar, phase_start, Rows};
@@ -207,12 +208,13 @@ simd_fn! {
 
 /// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
 #[inline(never)]
-pub fn forward_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T]) {
+/// `taps` is scratch, reused from row to row.
+pub fn forward_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T], taps: &mut TapList) {
     let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
     #[cfg(target_arch = "x86_64")]
     if let (Some(data), Some(w), Some(out)) = (f32s(rows.data), f32s(w), f32s_mut(s_row)) {
         if one_filter_kernels(&plan.g) {
-            let taps = row_taps(plan, Rows { data, x0: rows.x0 }, w, ox);
+            row_taps(plan, Rows { data, x0: rows.x0 }, w, ox, taps);
             // SAFETY: the CPU has AVX2 and FMA (one_filter_kernels); each tap's range
             // stays inside its planar row (for_taps).
             return unsafe { direct1::gather(data.as_ptr(), taps.as_slice(), &plan.out_cuts, out) };
@@ -240,14 +242,13 @@ fn one_filter_kernels(g: &ConvGeom) -> bool {
 
 /// The taps of output row `ox` for direct1.rs: output oy reads rows.data[base + oy].
 #[inline(always)]
-fn row_taps(plan: &Plan, rows: Rows<'_, f32>, w: &[f32], ox: usize) -> TapList {
-    let mut taps = TapList::new();
+fn row_taps(plan: &Plan, rows: Rows<'_, f32>, w: &[f32], ox: usize, taps: &mut TapList) {
+    taps.clear();
     for_taps!(plan, rows, ox, |tap, row, start, lo, hi| {
         // SAFETY: `row` is a sub-slice of rows.data.
         let at = unsafe { row.as_ptr().offset_from(rows.data.as_ptr()) };
         taps.push(Tap { base: at + start as isize - lo as isize, w: w.get(tap).copied().unwrap_or(0.0), id: tap as u32, lo: lo as u32, hi: hi as u32 });
     });
-    taps
 }
 
 /// `s` as f32 when T is f32.
@@ -277,12 +278,12 @@ simd_fn! {
 
 /// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
 #[inline(never)]
-pub fn weight_grad_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T]) {
+pub fn weight_grad_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T], taps: &mut TapList) {
     let g = &plan.g;
     #[cfg(target_arch = "x86_64")]
     if let (Some(data), Some(d), Some(dw)) = (f32s(rows.data), f32s(d_row), f32s_mut(dw)) {
         if one_filter_kernels(g) {
-            let taps = row_taps(plan, Rows { data, x0: rows.x0 }, &[], ox);
+            row_taps(plan, Rows { data, x0: rows.x0 }, &[], ox, taps);
             // SAFETY: as in forward_row; every tap's hi ≤ OY = d.len().
             return unsafe { direct1::correlate(data.as_ptr(), taps.as_slice(), &plan.out_cuts, d, dw) };
         }
@@ -327,10 +328,9 @@ simd_fn! {
 /// input_grad_acc for one filter in f32, by direct1::gather: per channel, each tap a
 /// shifted view of the delta row of the output row that reads input row `ix`.
 #[cfg(target_arch = "x86_64")]
-fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32]) {
+fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32], taps: &mut TapList) {
     let g = &plan.g;
     let (oy_n, yn) = (g.oy, g.y);
-    let mut taps = TapList::new();
     for c in 0..g.z {
         taps.clear();
         for kx in 0..g.fx {
@@ -356,7 +356,7 @@ fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut
 /// previous layer's activations on entry and receives the gradient ⊙ f'(a) (see
 /// conv::epilogue).
 #[inline(never)]
-pub fn input_grad_row<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>) {
+pub fn input_grad_row<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, dx_row: &mut [T], mask: Option<&Activator>, taps: &mut TapList) {
     let g = &plan.g;
     let zy = g.z * g.y;
     let dlen = if g.filters == 1 { 0 } else { g.filters * g.oy };
@@ -365,7 +365,7 @@ pub fn input_grad_row<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, dx_
         let (row, dbuf) = rest.split_at_mut(zy);
         match (f32s(w), f32s(delta), f32s_mut(acc)) {
             #[cfg(target_arch = "x86_64")]
-            (Some(w), Some(delta), Some(acc)) if one_filter_kernels(g) => input_grad_gather(plan, w, delta, ix, acc),
+            (Some(w), Some(delta), Some(acc)) if one_filter_kernels(g) => input_grad_gather(plan, w, delta, ix, acc, taps),
             _ => input_grad_acc(plan, w, delta, ix, acc, dbuf),
         }
         // back to channels-last order
@@ -415,6 +415,7 @@ mod tests {
         ] {
             let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
             let plan = Plan::new(g);
+            let mut taps = TapList::new();
             let (k, f) = (g.k(), g.filters);
             let x: Vec<f64> = (0..g.in_size()).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
             let w: Vec<f64> = (0..k * f).map(|i| ((i * 7) % 13) as f64 / 6.0 - 1.0).collect();
@@ -429,19 +430,19 @@ mod tests {
             let mut got = vec![f64::NAN; p * f];
             let cut = g.ox / 2;
             for (a, b) in [(0, cut), (cut, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| forward_row(&plan, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f]));
+                for_rows(&g, &x, a, b, |rows, ox| forward_row(&plan, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f], &mut taps));
             }
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
             // f32 (the register-blocked AVX2 kernel where the CPU has it), outputs poisoned
             let (x32, w32): (Vec<f32>, Vec<f32>) = (x.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
             let mut got32 = vec![f32::NAN; p * f];
-            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&plan, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f]));
+            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&plan, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f], &mut taps));
             assert!(got32.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs())), "forward f32 {dim:?}");
             let mut dw_want = vec![0.0; k * f];
             matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
             let mut dw = vec![0.0; k * f];
             for (a, b) in [(0, 1), (1, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&plan, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw));
+                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&plan, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw, &mut taps));
             }
             assert!(dw.iter().zip(&dw_want).all(|(a, b)| (a - b).abs() < 1e-10), "weight grad {dim:?}");
             let mut dcol = vec![0.0; p * k];
@@ -451,18 +452,18 @@ mod tests {
             let mut dx = vec![f64::NAN; g.in_size()];
             let yz = g.y * g.z;
             for ix in 0..g.x {
-                input_grad_row(&plan, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None);
+                input_grad_row(&plan, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None, &mut taps);
             }
             assert!(dx.iter().zip(&dx_want).all(|(a, b)| (a - b).abs() < 1e-10), "input grad {dim:?}");
             // f32 backward (direct1.rs's kernels for one filter where the CPU has AVX2)
             let d32: Vec<f32> = d.iter().map(|&v| v as f32).collect();
             let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-4 * (1.0 + b.abs());
             let mut dw32 = vec![0f32; k * f];
-            for_rows(&g, &x32, 0, g.ox, |rows, ox| weight_grad_row(&plan, rows, &d32[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw32));
+            for_rows(&g, &x32, 0, g.ox, |rows, ox| weight_grad_row(&plan, rows, &d32[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw32, &mut taps));
             assert!(dw32.iter().zip(&dw_want).all(|(a, b)| close(*a, *b)), "weight grad f32 {dim:?}");
             let mut dx32 = vec![f32::NAN; g.in_size()];
             for ix in 0..g.x {
-                input_grad_row(&plan, &w32, &d32, ix, &mut dx32[ix * yz..(ix + 1) * yz], None);
+                input_grad_row(&plan, &w32, &d32, ix, &mut dx32[ix * yz..(ix + 1) * yz], None, &mut taps);
             }
             assert!(dx32.iter().zip(&dx_want).all(|(a, b)| close(*a, *b)), "input grad f32 {dim:?}");
         }

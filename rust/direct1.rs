@@ -38,19 +38,20 @@ pub fn available() -> bool {
 /// Up to MAX_TAPS taps on the stack, not initialised until pushed (zeroing two whole
 /// arrays per row had cost a few per cent of the glasses step).
 pub struct TapList {
-    taps: [std::mem::MaybeUninit<Tap>; MAX_TAPS],
+    taps: std::mem::MaybeUninit<[Tap; MAX_TAPS]>,
     len: usize,
 }
 
 impl TapList {
     #[inline(always)]
     pub fn new() -> TapList {
-        TapList { taps: [std::mem::MaybeUninit::uninit(); MAX_TAPS], len: 0 }
+        TapList { taps: std::mem::MaybeUninit::uninit(), len: 0 }
     }
-    /// Panics past MAX_TAPS (callers check the layer's tap count first).
     #[inline(always)]
     pub fn push(&mut self, t: Tap) {
-        self.taps[self.len].write(t);
+        assert!(self.len < MAX_TAPS, "more than {MAX_TAPS} taps");
+        // SAFETY: len < MAX_TAPS, inside the array.
+        unsafe { (self.taps.as_mut_ptr() as *mut Tap).add(self.len).write(t) };
         self.len += 1;
     }
     #[inline(always)]
