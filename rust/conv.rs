@@ -145,14 +145,13 @@ impl Conv {
             }
         });
         let parts = &partials[..groups * kf];
+        // group by group over a chunk (contiguous, vectorised), in the same order for every
+        // element: dw = ((p0 + p1) + p2) + …
         dw[..kf].par_chunks_mut(1024).enumerate().for_each(|(ci, chunk)| {
-            for (i, v) in chunk.iter_mut().enumerate() {
-                let e = ci * 1024 + i;
-                let mut acc = T::zero();
-                for gi in 0..groups {
-                    acc += parts[gi * kf + e];
-                }
-                *v = acc;
+            let at = ci * 1024;
+            chunk.copy_from_slice(&parts[at..at + chunk.len()]);
+            for gi in 1..groups {
+                crate::im2col::add_into(chunk, &parts[gi * kf + at..gi * kf + at + chunk.len()]);
             }
         });
     }

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::real::Real;
+use crate::simd::simd_fn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
@@ -63,7 +64,7 @@ impl ConvGeom {
     /// Visit, for each output position p in `p0..p1` and each kx, the contiguous run of the
     /// patch row that lies inside the input: `f(row, col_offset, input_offset, len)`.
     /// Elements of the row not visited lie in the padding.
-    #[inline]
+    #[inline(always)]
     fn runs(&self, p0: usize, p1: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
         let (z, fy) = (self.z, self.fy);
         for p in p0..p1 {
@@ -114,12 +115,27 @@ impl ConvGeom {
 
     /// input_grad += col2im(dcol) for output positions p0..p1 of one sample.
     pub fn col2im_add<T: Real>(&self, dcol: &[T], p0: usize, p1: usize, input_grad: &mut [T]) {
-        let k = self.k();
-        self.runs(p0, p1, |r, c, i, len| {
-            for (g, &d) in input_grad[i..i + len].iter_mut().zip(&dcol[r * k + c..r * k + c + len]) {
-                *g += d;
+        col2im_add_runs(self, dcol, p0, p1, input_grad);
+    }
+}
+
+simd_fn! {
+    fn col2im_add_runs<T: Real>(g: &ConvGeom, dcol: &[T], p0: usize, p1: usize, input_grad: &mut [T]) {
+        let k = g.k();
+        g.runs(p0, p1, |r, c, i, len| {
+            for (v, &d) in input_grad[i..i + len].iter_mut().zip(&dcol[r * k + c..r * k + c + len]) {
+                *v += d;
             }
         });
+    }
+}
+
+simd_fn! {
+    /// acc += x, element by element.
+    pub fn add_into<T: Real>(acc: &mut [T], x: &[T]) {
+        for (a, &v) in acc.iter_mut().zip(x) {
+            *a += v;
+        }
     }
 }
 
