@@ -9,7 +9,7 @@ use crate::planar;
 use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
-use crate::scratch::with_scratch;
+use crate::scratch::{with_scratch, with_window};
 use rayon::prelude::*;
 
 /// Target elements of one work unit (a column tile, or a block of output rows): 128 KiB
@@ -30,11 +30,18 @@ pub struct Conv {
     pub g: ConvGeom,
     pub act: Activator,
     plan: direct::Plan,
+    /// For stride-1 im2col layers: the geometry of the input gradient as a convolution
+    /// of the delta with the flipped weights (see `input_grad_transposed`).
+    transposed: Option<ConvGeom>,
 }
 
 impl Conv {
     pub fn new(g: ConvGeom, act: Activator) -> Conv {
-        Conv { g, act, plan: direct::Plan::new(g) }
+        let mut c = Conv { g, act, plan: direct::Plan::new(g), transposed: None };
+        if !c.direct() && !g.pointwise() && g.sx == 1 && g.sy == 1 && g.px < g.fx && g.py < g.fy {
+            c.transposed = ConvGeom::new([g.ox, g.oy, g.filters], [g.fx - 1 - g.px, g.fy - 1 - g.py], [g.fx, g.fy], [1, 1], g.z).ok();
+        }
+        c
     }
 
     fn direct(&self) -> bool {
@@ -101,7 +108,7 @@ impl Conv {
     #[inline(never)]
     fn forward_unit<T: Real>(&self, x: &[T], w: &[T], ui: usize, su: &mut [T]) {
         let g = &self.g;
-        let (k, f) = (g.k(), g.filters);
+        let f = g.filters;
         if self.direct() {
             let row = g.oy * f;
             let ox0 = ui * self.row_block();
@@ -111,16 +118,7 @@ impl Conv {
             });
             return;
         }
-        let (p0, r) = (ui * self.tile_rows(), su.len() / f);
-        let wm = Mat::new(w, k, f);
-        if g.pointwise() {
-            matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k), wm, su, false, 1);
-        } else {
-            with_scratch(r * k, |col: &mut [T]| {
-                g.im2col(x, p0, p0 + r, col);
-                matmul(Mat::new(col, r, k), wm, su, false, 1);
-            });
-        }
+        conv_tile(g, x, w, ui * self.tile_rows(), su);
     }
 
     /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples.
@@ -184,8 +182,11 @@ impl Conv {
     /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples. With `mask` (the previous
     /// layer's activator), `dinput` holds that layer's activations on entry and receives
     /// ∂L/∂input ⊙ f'(a): its delta.
-    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>) {
+    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>, wt: &mut Vec<T>) {
         let g = &self.g;
+        if let Some(gt) = &self.transposed {
+            return self.input_grad_transposed(gt, w, delta, n, dinput, mask, wt);
+        }
 
         let (out, inp) = (g.out_size(), g.in_size());
         if self.direct() {
@@ -207,6 +208,46 @@ impl Conv {
             .par_chunks_mut(inp)
             .zip(delta[..n * out].par_chunks(out))
             .for_each(|(dx, d)| self.input_grad_sample(w, d, dx, mask));
+    }
+
+    /// Stride 1: ∂L/∂input[ix, iy, c] = Σ delta[ix + px − kx, iy + py − ky, f] · w[kx, ky, c, f]
+    /// is a convolution of the delta (padding f − 1 − p) with the weights flipped in x and
+    /// y and transposed (wt[kx', ky', f, c] = w[fx − 1 − kx', fy − 1 − ky', c, f]). As im2col ×
+    /// gemm its inner dimension is fx·fy·F, not F as in delta · wᵀ, and no col2im
+    /// scatter-add is needed: gemm runs near its peak on the backward pass too.
+    #[allow(clippy::too_many_arguments)]
+    fn input_grad_transposed<T: Real>(&self, gt: &ConvGeom, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>, wt: &mut Vec<T>) {
+        let g = &self.g;
+        let (f, z) = (g.filters, g.z);
+        let kt = gt.k();
+        if wt.len() < kt * z {
+            wt.resize(kt * z, T::zero());
+        }
+        wt[..kt * z].par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
+            let (kx, ky) = (g.fx - 1 - kk / g.fy, g.fy - 1 - kk % g.fy);
+            for c in 0..z {
+                let src = &w[((kx * g.fy + ky) * z + c) * f..][..f];
+                for (fi, &v) in src.iter().enumerate() {
+                    block[fi * z + c] = v;
+                }
+            }
+        });
+        let wt = &wt[..kt * z];
+        let (out, inp) = (g.out_size(), g.in_size());
+        let p = gt.out_positions().max(1);
+        let rows = {
+            let target = (GEMM_TILE_ELEMS / kt).max(64).min(p);
+            p.div_ceil(p.div_ceil(target))
+        };
+        dinput[..n * inp].par_chunks_mut(inp).zip(delta[..n * out].par_chunks(out)).for_each(|(dx, d)| {
+            dx.par_chunks_mut(rows * z).enumerate().for_each(|(ui, dxu)| match mask {
+                None => conv_tile(gt, d, wt, ui * rows, dxu),
+                Some(_) => with_window(dxu.len(), |acc: &mut [T]| {
+                    conv_tile(gt, d, wt, ui * rows, acc);
+                    epilogue(acc, dxu, mask);
+                }),
+            });
+        });
     }
 
     /// dx = ∂L/∂input of one sample (⊙ f'(a) with `mask`): dcol = delta · wᵀ per tile,
@@ -243,5 +284,57 @@ pub fn epilogue<T: Real>(acc: &[T], dx: &mut [T], mask: Option<&Activator>) {
     match mask {
         Some(act) => act.mask_into(acc, dx),
         None => dx.copy_from_slice(acc),
+    }
+}
+
+/// out = the convolution's output rows p0.. of one sample (out.len() / F of them): im2col
+/// of those positions × the weights, or the input itself as the column matrix for 1×1.
+fn conv_tile<T: Real>(g: &ConvGeom, x: &[T], w: &[T], p0: usize, out: &mut [T]) {
+    let (k, f) = (g.k(), g.filters);
+    let r = out.len() / f;
+    let wm = Mat::new(w, k, f);
+    if g.pointwise() {
+        matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k), wm, out, false, 1);
+    } else {
+        with_scratch(r * k, |col: &mut [T]| {
+            g.im2col(x, p0, p0 + r, col);
+            matmul(Mat::new(col, r, k), wm, out, false, 1);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activator::ActKind;
+
+    /// The stride-1 input gradient as a convolution with flipped weights against the
+    /// delta · wᵀ + col2im path, with and without the previous layer's f′ mask.
+    #[test]
+    fn transposed_input_grad_matches_col2im() {
+        for &(dim, pad, field, filters) in &[
+            ([6, 5, 3], [1, 1], [3, 3], 5),
+            ([7, 4, 2], [0, 2], [2, 3], 6),
+            ([5, 6, 4], [2, 0], [3, 1], 8),
+            ([9, 9, 1], [1, 1], [4, 4], 7),
+        ] {
+            let g = ConvGeom::new(dim, pad, field, [1, 1], filters).unwrap();
+            let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.05 };
+            let fast = Conv::new(g, act);
+            assert!(fast.transposed.is_some(), "{dim:?}");
+            let plain = Conv { transposed: None, ..fast.clone() };
+            let n = 3;
+            let w: Vec<f64> = (0..g.k() * filters).map(|i| ((i * 29) % 31) as f64 / 15.0 - 1.0).collect();
+            let d: Vec<f64> = (0..n * g.out_size()).map(|i| ((i * 17) % 23) as f64 / 11.0 - 1.0).collect();
+            let a: Vec<f64> = (0..n * g.in_size()).map(|i| ((i * 7) % 13) as f64 / 6.0 - 1.0).collect();
+            for mask in [None, Some(&act)] {
+                let start = if mask.is_some() { a.clone() } else { vec![f64::NAN; n * g.in_size()] };
+                let (mut want, mut got) = (start.clone(), start);
+                plain.input_grad(&w, &d, n, &mut want, mask, &mut Vec::new());
+                fast.input_grad(&w, &d, n, &mut got, mask, &mut Vec::new());
+                assert!(want.iter().all(|v| v.is_finite()));
+                assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "{dim:?} {pad:?} {field:?} mask {}", mask.is_some());
+            }
+        }
     }
 }

@@ -82,6 +82,8 @@ pub struct Network<T: Real> {
     a: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
     partials: Vec<T>,
+    /// Flipped, transposed conv weights for the stride-1 input gradient.
+    wt: Vec<T>,
     /// Dense layers' input gradient before the previous activator's f' is applied.
     dense_tmp: Vec<T>,
     row: Vec<T>,
@@ -137,6 +139,7 @@ impl<T: Real> Network<T> {
             a: vec![Vec::new(); nl],
             grads,
             partials: Vec::new(),
+            wt: Vec::new(),
             dense_tmp: Vec::new(),
             row: vec![T::zero(); k],
         })
@@ -277,7 +280,7 @@ impl<T: Real> Network<T> {
                 let prev = *self.layers[l - 1].act();
                 let mask = prev.from_output().then_some(&prev);
                 match &self.layers[l] {
-                    Layer::Conv(c) => c.input_grad(w, delta, n, dx, mask),
+                    Layer::Conv(c) => c.input_grad(w, delta, n, dx, mask, &mut self.wt),
                     Layer::Dense(d) => d.input_grad(w, delta, n, dx, threads, mask, &mut self.dense_tmp),
                 }
             }
