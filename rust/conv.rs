@@ -10,6 +10,7 @@ use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
 use crate::scratch::{with_scratch, with_window};
+use crate::winograd::{self, Wino};
 use rayon::prelude::*;
 
 /// Target elements of one work unit (a column tile, or a block of output rows): 128 KiB
@@ -33,13 +34,20 @@ pub struct Conv {
     /// For stride-1 im2col layers: the geometry of the input gradient as a convolution
     /// of the delta with the flipped weights (see `input_grad_transposed`).
     transposed: Option<ConvGeom>,
+    /// Winograd tilings of 3×3 stride-1 layers: the layer's, and its input gradient's.
+    wino: Option<Wino>,
+    wino_t: Option<Wino>,
 }
 
 impl Conv {
     pub fn new(g: ConvGeom, act: Activator) -> Conv {
-        let mut c = Conv { g, act, plan: direct::Plan::new(g), transposed: None };
+        let mut c = Conv { g, act, plan: direct::Plan::new(g), transposed: None, wino: None, wino_t: None };
         if !c.direct() && !g.pointwise() && g.sx == 1 && g.sy == 1 && g.px < g.fx && g.py < g.fy {
             c.transposed = ConvGeom::new([g.ox, g.oy, g.filters], [g.fx - 1 - g.px, g.fy - 1 - g.py], [g.fx, g.fy], [1, 1], g.z).ok();
+        }
+        if !c.direct() && winograd::applies(&g) {
+            c.wino = Some(Wino::new(g));
+            c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
         }
         c
     }
@@ -77,9 +85,26 @@ impl Conv {
     }
 
     /// s = conv(input, w), a = act(s), for `n` samples; only a when the activator's
-    /// derivative follows from a (then `s` is not touched).
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize) {
+    /// derivative follows from a (then `s` is not touched). `wbuf` holds transformed
+    /// weights (Winograd layers).
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>) {
         let g = &self.g;
+        if let Some(wg) = &self.wino {
+            let u = grown(wbuf, 16 * g.z * g.filters);
+            wg.weights(w, u);
+            let u = &*u;
+            if self.act.from_output() {
+                wg.par_units(a, n, |un, au| {
+                    wg.forward_unit(input, u, un, au);
+                    self.act.forward_inplace(au);
+                });
+            } else {
+                wg.par_units(s, n, |un, su| wg.forward_unit(input, u, un, su));
+                let out = g.out_size();
+                a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks(TILE_ELEMS)).for_each(|(au, su)| self.act.forward(su, au));
+            }
+            return;
+        }
         let (out, inp) = (g.out_size(), g.in_size());
         let (_, unit) = self.units();
         if self.act.from_output() {
@@ -124,6 +149,9 @@ impl Conv {
     /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples.
     pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
         let g = &self.g;
+        if let Some(wg) = &self.wino {
+            return self.weight_grad_wino(wg, input, delta, n, dw, partials);
+        }
         let (k, f) = (g.k(), g.filters);
         let (out, inp) = (g.out_size(), g.in_size());
         let (per_sample, unit) = self.units();
@@ -152,6 +180,29 @@ impl Conv {
                 crate::im2col::add_into(chunk, &parts[gi * kf + at..gi * kf + at + chunk.len()]);
             }
         });
+    }
+
+    /// weight_grad through Winograd: ∂U summed per group of units in a fixed order (as
+    /// the im2col path), then dw = Gᵀ ∂U G.
+    fn weight_grad_wino<T: Real>(&self, wg: &Wino, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
+        let pz = 16 * self.g.z * self.g.filters;
+        let jobs = wg.unit_count(n);
+        let groups = jobs.min(MAX_GROUPS);
+        let parts = grown(partials, groups * pz);
+        parts.par_chunks_mut(pz).enumerate().for_each(|(gi, part)| {
+            part.iter_mut().for_each(|v| *v = T::zero());
+            for j in gi * jobs / groups..(gi + 1) * jobs / groups {
+                wg.weight_grad_unit(input, delta, &wg.unit(j, n), part);
+            }
+        });
+        let (first, rest) = parts.split_at_mut(pz);
+        first.par_chunks_mut(1024).enumerate().for_each(|(ci, chunk)| {
+            let at = ci * 1024;
+            for gi in 1..groups {
+                crate::im2col::add_into(chunk, &rest[(gi - 1) * pz + at..(gi - 1) * pz + at + chunk.len()]);
+            }
+        });
+        wg.weight_grad_finish(first, dw);
     }
 
     /// part += the weight gradient of work unit `ui` of one sample (`d`: its delta).
@@ -220,10 +271,9 @@ impl Conv {
         let g = &self.g;
         let (f, z) = (g.filters, g.z);
         let kt = gt.k();
-        if wt.len() < kt * z {
-            wt.resize(kt * z, T::zero());
-        }
-        wt[..kt * z].par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
+        let wino_len = if self.wino_t.is_some() { 16 * f * z } else { 0 };
+        let (wt, u) = grown(wt, kt * z + wino_len).split_at_mut(kt * z);
+        wt.par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
             let (kx, ky) = (g.fx - 1 - kk / g.fy, g.fy - 1 - kk % g.fy);
             for c in 0..z {
                 let src = &w[((kx * g.fy + ky) * z + c) * f..][..f];
@@ -232,7 +282,19 @@ impl Conv {
                 }
             }
         });
-        let wt = &wt[..kt * z];
+        let wt = &*wt;
+        if let Some(wgt) = &self.wino_t {
+            wgt.weights(wt, u);
+            let u = &*u;
+            wgt.par_units(dinput, n, |un, dxu| match mask {
+                None => wgt.forward_unit(delta, u, un, dxu),
+                Some(_) => with_window(dxu.len(), |acc: &mut [T]| {
+                    wgt.forward_unit(delta, u, un, acc);
+                    epilogue(acc, dxu, mask);
+                }),
+            });
+            return;
+        }
         let (out, inp) = (g.out_size(), g.in_size());
         let p = gt.out_positions().max(1);
         let rows = {
@@ -287,6 +349,14 @@ pub fn epilogue<T: Real>(acc: &[T], dx: &mut [T], mask: Option<&Activator>) {
     }
 }
 
+/// buf[..len], grown (never shrunk) to hold it.
+fn grown<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::zero());
+    }
+    &mut buf[..len]
+}
+
 /// out = the convolution's output rows p0.. of one sample (out.len() / F of them): im2col
 /// of those positions × the weights, or the input itself as the column matrix for 1×1.
 fn conv_tile<T: Real>(g: &ConvGeom, x: &[T], w: &[T], p0: usize, out: &mut [T]) {
@@ -336,5 +406,54 @@ mod tests {
                 assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "{dim:?} {pad:?} {field:?} mask {}", mask.is_some());
             }
         }
+    }
+
+    /// Winograd layers (forward, weight gradient, input gradient) against the same layer
+    /// on im2col × gemm: whole-sample and part-sample work units, odd output sizes, every
+    /// padding, f64 and f32; outputs poisoned.
+    #[test]
+    fn winograd_matches_im2col() {
+        fn check<T: Real>(tol: f64) {
+            for &(dim, pad, filters, n) in &[
+                ([6, 5, 8], [1, 1], 9, 3usize),
+                ([7, 9, 10], [0, 2], 8, 2),
+                ([30, 26, 8], [1, 1], 12, 2),
+                ([9, 8, 16], [2, 0], 16, 5),
+            ] {
+                let g = ConvGeom::new(dim, pad, [3, 3], [1, 1], filters).unwrap();
+                let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.05 };
+                let wino = Conv::new(g, act);
+                assert!(wino.wino.is_some(), "{dim:?}");
+                let plain = Conv { wino: None, wino_t: None, ..wino.clone() };
+                let (inp, out) = (g.in_size(), g.out_size());
+                let val = |i: usize, m: usize, q: usize| T::of(((i * m) % q) as f64 / (q as f64 / 2.0) - 1.0);
+                let x: Vec<T> = (0..n * inp).map(|i| val(i, 37, 41)).collect();
+                let w: Vec<T> = (0..g.k() * filters).map(|i| val(i, 29, 31)).collect();
+                let d: Vec<T> = (0..n * out).map(|i| val(i, 17, 23)).collect();
+                let close = |a: &[T], b: &[T], what: &str| {
+                    assert!(b.iter().all(|v| v.is_finite()), "{what} reference");
+                    let worst = a.iter().zip(b).map(|(p, q)| (p.f64() - q.f64()).abs() / (1.0 + q.f64().abs())).fold(0.0, f64::max);
+                    assert!(worst < tol, "{what} {dim:?} {pad:?} {}: {worst:e}", T::NAME);
+                };
+                let nan = T::of(f64::NAN);
+                let (mut s1, mut a1, mut s2, mut a2) = (vec![nan; n * out], vec![nan; n * out], vec![nan; n * out], vec![nan; n * out]);
+                wino.forward(&x, &w, &mut s1, &mut a1, n, &mut Vec::new());
+                plain.forward(&x, &w, &mut s2, &mut a2, n, &mut Vec::new());
+                close(&a1, &a2, "forward");
+                let (mut dw1, mut dw2) = (vec![nan; g.k() * filters], vec![nan; g.k() * filters]);
+                wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new());
+                plain.weight_grad(&x, &d, n, &mut dw2, &mut Vec::new());
+                close(&dw1, &dw2, "weight grad");
+                for mask in [None, Some(&act)] {
+                    let start = if mask.is_some() { x.clone() } else { vec![nan; n * inp] };
+                    let (mut dx1, mut dx2) = (start.clone(), start);
+                    wino.input_grad(&w, &d, n, &mut dx1, mask, &mut Vec::new());
+                    plain.input_grad(&w, &d, n, &mut dx2, mask, &mut Vec::new());
+                    close(&dx1, &dx2, "input grad");
+                }
+            }
+        }
+        check::<f64>(1e-12);
+        check::<f32>(1e-4);
     }
 }

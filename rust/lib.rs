@@ -21,6 +21,7 @@ mod simd;
 pub mod spec;
 pub mod threads;
 pub mod update;
+pub mod winograd;
 
 #[cfg(test)]
 mod gradcheck;

@@ -82,7 +82,8 @@ pub struct Network<T: Real> {
     a: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
     partials: Vec<T>,
-    /// Flipped, transposed conv weights for the stride-1 input gradient.
+    /// Transformed conv weights: flipped and transposed for the stride-1 input gradient,
+    /// Winograd's G g Gᵀ.
     wt: Vec<T>,
     /// Dense layers' input gradient before the previous activator's f' is applied.
     dense_tmp: Vec<T>,
@@ -214,7 +215,7 @@ impl<T: Real> Network<T> {
             let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let (s, a, w) = (&mut self.s[l], &mut after[0], &self.weights[l]);
             match &self.layers[l] {
-                Layer::Conv(c) => c.forward(input, w, s, a, n),
+                Layer::Conv(c) => c.forward(input, w, s, a, n, &mut self.wt),
                 Layer::Dense(d) => d.forward(input, w, s, a, n, threads),
             }
         }
