@@ -126,9 +126,11 @@ impl Wino {
     pub fn forward_unit<T: Real>(&self, x: &[T], u: &[T], un: &Unit, out: &mut [T]) {
         let g = &self.g;
         let (z, f, t) = (g.z, g.filters, self.tiles(un));
-        with_scratch(16 * t * (z + f), |buf: &mut [T]| {
-            let (v, m) = buf.split_at_mut(16 * t * z);
-            input_transform(self, x, un, v);
+        with_scratch(16 * t * (z + f) + z, |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(16 * t * z);
+            let (m, zeros) = rest.split_at_mut(16 * t * f);
+            zeros.iter_mut().for_each(|v| *v = T::zero());
+            input_transform(self, x, un, v, zeros);
             for xi in 0..16 {
                 let (vx, mx) = (&v[xi * t * z..(xi + 1) * t * z], &mut m[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z), Mat::new(&u[xi * z * f..(xi + 1) * z * f], z, f), mx, false, 1);
@@ -142,10 +144,12 @@ impl Wino {
     pub fn weight_grad_unit<T: Real>(&self, x: &[T], delta: &[T], un: &Unit, du: &mut [T]) {
         let g = &self.g;
         let (z, f, t) = (g.z, g.filters, self.tiles(un));
-        with_scratch(16 * t * (z + f), |buf: &mut [T]| {
-            let (v, q) = buf.split_at_mut(16 * t * z);
-            input_transform(self, x, un, v);
-            delta_transform(self, delta, un, q);
+        with_scratch(16 * t * (z + f) + z.max(f), |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(16 * t * z);
+            let (q, zeros) = rest.split_at_mut(16 * t * f);
+            zeros.iter_mut().for_each(|v| *v = T::zero());
+            input_transform(self, x, un, v, zeros);
+            delta_transform(self, delta, un, q, zeros);
             for xi in 0..16 {
                 let (vx, qx) = (&v[xi * t * z..(xi + 1) * t * z], &q[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], true, 1);
@@ -245,10 +249,10 @@ fn bt<T: Real, const N: usize>(a: Lanes<T, N>, b: Lanes<T, N>, e: Lanes<T, N>, h
     [lanes!(N, |i| a[i] - e[i]), lanes!(N, |i| b[i] + e[i]), lanes!(N, |i| e[i] - b[i]), lanes!(N, |i| b[i] - h[i])]
 }
 
-/// V for channels c..c+N of one tile: d[i][j] are the patch's rows (None = padding).
+/// V for channels c..c+N of one tile: d[i][j] are the patch's rows (zeros in the padding).
 #[inline(always)]
-fn input_lanes<T: Real, const N: usize>(d: &[[Option<&[T]>; 4]; 4], c: usize, v: &mut [T], tz: usize, at: usize) {
-    let ld = |i: usize, j: usize| -> Lanes<T, N> { d[i][j].map_or([T::zero(); N], |s| load(s, c)) };
+fn input_lanes<T: Real, const N: usize>(d: &[[&[T]; 4]; 4], c: usize, v: &mut [T], tz: usize, at: usize) {
+    let ld = |i: usize, j: usize| -> Lanes<T, N> { load(d[i][j], c) };
     // columns j of Bᵀ d, then each row of that through B
     let mut cols = [[[T::zero(); N]; 4]; 4];
     for (j, col) in cols.iter_mut().enumerate() {
@@ -265,7 +269,7 @@ fn input_lanes<T: Real, const N: usize>(d: &[[Option<&[T]>; 4]; 4], c: usize, v:
 simd_fn! {
     /// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t, Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0],
     /// [0, −1, 1, 0], [0, 1, 0, −1]]; patch values outside the input are zero (padding).
-    fn input_transform<T: Real>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T]) {
+    fn input_transform<T: Real>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
         let g = &wg.g;
         let z = g.z;
         let tz = wg.tiles(un) * z;
@@ -275,12 +279,12 @@ simd_fn! {
             for tx in un.tx0..un.tx1 {
                 for ty in 0..wg.nty {
                     let (ix0, iy0) = ((2 * tx) as isize - g.px as isize, (2 * ty) as isize - g.py as isize);
-                    let mut d: [[Option<&[T]>; 4]; 4] = [[None; 4]; 4];
+                    let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
                     for (i, row) in d.iter_mut().enumerate() {
                         for (j, v) in row.iter_mut().enumerate() {
                             let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
                             if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
-                                *v = Some(&xs[(ix as usize * g.y + iy as usize) * z..][..z]);
+                                *v = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
                             }
                         }
                     }
@@ -374,11 +378,11 @@ fn a4<T: Real, const N: usize>(a: Lanes<T, N>, b: Lanes<T, N>) -> [Lanes<T, N>; 
     [a, lanes!(N, |i| a[i] + b[i]), lanes!(N, |i| a[i] - b[i]), lanes!(N, |i| -b[i])]
 }
 
-/// Q = A δ Aᵀ for filters f..f+N of one tile: d[i][j] the tile's delta rows (None = no
-/// such output).
+/// Q = A δ Aᵀ for filters f..f+N of one tile: d[i][j] the tile's delta rows (zeros where
+/// there is no such output).
 #[inline(always)]
-fn delta_lanes<T: Real, const N: usize>(d: &[[Option<&[T]>; 2]; 2], f: usize, q: &mut [T], tf: usize, at: usize) {
-    let ld = |i: usize, j: usize| -> Lanes<T, N> { d[i][j].map_or([T::zero(); N], |s| load(s, f)) };
+fn delta_lanes<T: Real, const N: usize>(d: &[[&[T]; 2]; 2], f: usize, q: &mut [T], tf: usize, at: usize) {
+    let ld = |i: usize, j: usize| -> Lanes<T, N> { load(d[i][j], f) };
     let cols = [a4(ld(0, 0), ld(1, 0)), a4(ld(0, 1), ld(1, 1))];
     for i in 0..4 {
         for (j, val) in a4(cols[0][i], cols[1][i]).into_iter().enumerate() {
@@ -390,7 +394,7 @@ fn delta_lanes<T: Real, const N: usize>(d: &[[Option<&[T]>; 2]; 2], f: usize, q:
 simd_fn! {
     /// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles, A = [[1, 0], [1, 1], [1, −1], [0, −1]];
     /// deltas of outputs that do not exist are zero.
-    fn delta_transform<T: Real>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T]) {
+    fn delta_transform<T: Real>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
         let g = &wg.g;
         let nf = g.filters;
         let tf = wg.tiles(un) * nf;
@@ -399,12 +403,12 @@ simd_fn! {
             let ds = &delta[s * g.out_size()..(s + 1) * g.out_size()];
             for tx in un.tx0..un.tx1 {
                 for ty in 0..wg.nty {
-                    let mut d: [[Option<&[T]>; 2]; 2] = [[None; 2]; 2];
+                    let mut d: [[&[T]; 2]; 2] = [[zeros; 2]; 2];
                     for (i, row) in d.iter_mut().enumerate() {
                         for (j, v) in row.iter_mut().enumerate() {
                             let (ox, oy) = (2 * tx + i, 2 * ty + j);
                             if ox < g.ox && oy < g.oy {
-                                *v = Some(&ds[(ox * g.oy + oy) * nf..][..nf]);
+                                *v = &ds[(ox * g.oy + oy) * nf..][..nf];
                             }
                         }
                     }
