@@ -20,7 +20,7 @@ use crate::simd::simd_fn;
 use rayon::prelude::*;
 
 /// Tiles per work unit: enough rows for each of the 16 products to run gemm near peak.
-const TARGET_TILES: usize = 128;
+const TARGET_TILES: usize = 256;
 
 /// Does this layer run through Winograd? 3×3, stride 1, and enough channels on both sides
 /// for the 16 products to be real matrix products.
