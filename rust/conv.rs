@@ -138,8 +138,8 @@ impl Conv {
             let row = g.oy * f;
             let ox0 = ui * self.row_block();
             let mut taps = direct::TapList::new();
-            planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, ox| {
-                direct::forward_row(&self.plan, rows, w, ox, &mut su[(ox - ox0) * row..(ox - ox0 + 1) * row], &mut taps);
+            planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, a, b| {
+                direct::forward_rows(&self.plan, rows, w, a, b, &mut su[(a - ox0) * row..(b - ox0) * row], &mut taps);
             });
             return;
         }
@@ -213,8 +213,8 @@ impl Conv {
         if self.direct() {
             let (ox0, row) = (ui * self.row_block(), g.oy * f);
             let mut taps = direct::TapList::new();
-            planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, ox| {
-                direct::weight_grad_row(&self.plan, rows, &d[(ox - ox0) * row..(ox - ox0 + 1) * row], ox, part, &mut taps);
+            planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, a, b| {
+                direct::weight_grad_rows(&self.plan, rows, &d[(a - ox0) * row..(b - ox0) * row], a, b, part, &mut taps);
             });
             return;
         }

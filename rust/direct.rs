@@ -206,31 +206,63 @@ simd_fn! {
     }
 }
 
-/// s_row[oy, f] = Σ over taps, for output row `ox` of one sample (s_row is OY·F long).
+/// out = the output rows a..b of one sample (OY·F values each). `taps` is scratch.
 #[inline(never)]
-/// `taps` is scratch, reused from row to row.
-pub fn forward_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], ox: usize, s_row: &mut [T], taps: &mut TapList) {
+pub fn forward_rows<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], a: usize, b: usize, out: &mut [T], taps: &mut TapList) {
     let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
     #[cfg(target_arch = "x86_64")]
-    if let (Some(data), Some(w), Some(out)) = (f32s(rows.data), f32s(w), f32s_mut(s_row)) {
+    if let (Some(data), Some(w), Some(out)) = (f32s(rows.data), f32s(w), f32s_mut(out)) {
         if one_filter_kernels(&plan.g) {
-            row_taps(plan, Rows { data, x0: rows.x0 }, w, ox, taps);
-            // SAFETY: the CPU has AVX2 and FMA (one_filter_kernels); each tap's range
-            // stays inside its planar row (for_taps).
-            return unsafe { direct1::gather(data.as_ptr(), taps.as_slice(), &plan.out_cuts, out) };
+            for (r0, r1) in runs(&plan.g, a, b) {
+                row_taps(plan, Rows { data, x0: rows.x0 }, w, r0, taps);
+                // SAFETY: the CPU has AVX2 and FMA (one_filter_kernels); each tap's range
+                // stays inside its planar row (for_taps), for every row of the run.
+                unsafe { direct1::gather(data.as_ptr(), row_stride(&plan.g), r1 - r0, taps.as_slice(), &plan.out_cuts, &mut out[(r0 - a) * oy_n..(r1 - a) * oy_n]) };
+            }
+            return;
         }
     }
-    if f_n == 1 {
-        return forward_acc(plan, rows, w, ox, s_row);
+    for (ox, s_row) in (a..b).zip(out.chunks_mut(oy_n * f_n)) {
+        if f_n == 1 {
+            forward_acc(plan, rows, w, ox, s_row);
+            continue;
+        }
+        with_scratch(f_n * oy_n, |acc: &mut [T]| {
+            forward_acc(plan, rows, w, ox, acc);
+            for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
+                for (f, v) in s.iter_mut().enumerate() {
+                    *v = acc[f * oy_n + oy];
+                }
+            }
+        });
     }
-    with_scratch(f_n * oy_n, |acc: &mut [T]| {
-        forward_acc(plan, rows, w, ox, acc);
-        for (oy, s) in s_row.chunks_mut(f_n).enumerate() {
-            for (f, v) in s.iter_mut().enumerate() {
-                *v = acc[f * oy_n + oy];
+}
+
+/// Split output rows a..b into runs whose rows read the same taps (the same kx lie inside
+/// the input): within a run, row ox + 1 reads what row ox reads, sx input rows further.
+fn runs(g: &ConvGeom, a: usize, b: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let inside = move |ox: usize| (0..g.fx).map(|kx| (ox * g.sx + kx) as isize - g.px as isize).filter(|&ix| ix >= 0 && ix < g.x as isize).count() == g.fx;
+    let mut ox = a;
+    std::iter::from_fn(move || {
+        if ox >= b {
+            return None;
+        }
+        let start = ox;
+        ox += 1;
+        // edge rows (some kx in the padding) run alone; inner rows together
+        if inside(start) {
+            while ox < b && inside(ox) {
+                ox += 1;
             }
         }
-    });
+        Some((start, ox))
+    })
+}
+
+/// The distance between the planar rows that consecutive output rows start at.
+#[inline(always)]
+fn row_stride(g: &ConvGeom) -> isize {
+    (g.sx * g.z * g.y) as isize
 }
 
 /// Do the register-blocked one-filter f32 kernels of direct1.rs take this layer (the
@@ -276,25 +308,33 @@ simd_fn! {
     }
 }
 
-/// dw[tap, f] += Σ_oy input · delta, for output row `ox` of one sample.
+/// dw[tap, f] += Σ_oy input · delta over output rows a..b of one sample (`d`: their
+/// deltas, OY·F each).
 #[inline(never)]
-pub fn weight_grad_row<T: Real>(plan: &Plan, rows: Rows<'_, T>, d_row: &[T], ox: usize, dw: &mut [T], taps: &mut TapList) {
+pub fn weight_grad_rows<T: Real>(plan: &Plan, rows: Rows<'_, T>, d: &[T], a: usize, b: usize, dw: &mut [T], taps: &mut TapList) {
     let g = &plan.g;
+    let row = g.oy * g.filters;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(data), Some(d), Some(dw)) = (f32s(rows.data), f32s(d_row), f32s_mut(dw)) {
+    if let (Some(data), Some(d), Some(dw)) = (f32s(rows.data), f32s(d), f32s_mut(dw)) {
         if one_filter_kernels(g) {
-            row_taps(plan, Rows { data, x0: rows.x0 }, &[], ox, taps);
-            // SAFETY: as in forward_row; every tap's hi ≤ OY = d.len().
-            return unsafe { direct1::correlate(data.as_ptr(), taps.as_slice(), &plan.out_cuts, d, dw) };
+            for (r0, r1) in runs(g, a, b) {
+                row_taps(plan, Rows { data, x0: rows.x0 }, &[], r0, taps);
+                // SAFETY: as in forward_rows; every tap's hi ≤ OY, the length of a delta row.
+                unsafe { direct1::correlate(data.as_ptr(), row_stride(g), r1 - r0, taps.as_slice(), &plan.out_cuts, &d[(r0 - a) * row..(r1 - a) * row], dw) };
+            }
+            return;
         }
     }
-    if g.filters == 1 {
-        return weight_grad_acc(plan, rows, d_row, ox, dw);
+    for (ox, d_row) in (a..b).zip(d.chunks(row)) {
+        if g.filters == 1 {
+            weight_grad_acc(plan, rows, d_row, ox, dw);
+            continue;
+        }
+        with_scratch(g.filters * g.oy, |buf: &mut [T]| {
+            let d = by_filter(g, d_row, buf);
+            weight_grad_acc(plan, rows, d, ox, dw);
+        });
     }
-    with_scratch(g.filters * g.oy, |buf: &mut [T]| {
-        let d = by_filter(g, d_row, buf);
-        weight_grad_acc(plan, rows, d, ox, dw);
-    });
 }
 
 simd_fn! {
@@ -347,7 +387,7 @@ fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut
             }
         }
         // SAFETY: one_filter_kernels checked AVX2 and FMA; each tap reads inside its delta row.
-        unsafe { direct1::gather(delta.as_ptr(), taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]) };
+        unsafe { direct1::gather(delta.as_ptr(), 0, 1, taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]) };
     }
 }
 
@@ -430,19 +470,19 @@ mod tests {
             let mut got = vec![f64::NAN; p * f];
             let cut = g.ox / 2;
             for (a, b) in [(0, cut), (cut, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| forward_row(&plan, rows, &w, ox, &mut got[ox * g.oy * f..(ox + 1) * g.oy * f], &mut taps));
+                for_rows(&g, &x, a, b, |rows, r0, r1| forward_rows(&plan, rows, &w, r0, r1, &mut got[r0 * g.oy * f..r1 * g.oy * f], &mut taps));
             }
             assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "forward {dim:?}");
             // f32 (the register-blocked AVX2 kernel where the CPU has it), outputs poisoned
             let (x32, w32): (Vec<f32>, Vec<f32>) = (x.iter().map(|&v| v as f32).collect(), w.iter().map(|&v| v as f32).collect());
             let mut got32 = vec![f32::NAN; p * f];
-            for_rows(&g, &x32, 0, g.ox, |rows, ox| forward_row(&plan, rows, &w32, ox, &mut got32[ox * g.oy * f..(ox + 1) * g.oy * f], &mut taps));
+            for_rows(&g, &x32, 0, g.ox, |rows, r0, r1| forward_rows(&plan, rows, &w32, r0, r1, &mut got32[r0 * g.oy * f..r1 * g.oy * f], &mut taps));
             assert!(got32.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs())), "forward f32 {dim:?}");
             let mut dw_want = vec![0.0; k * f];
             matmul(Mat::new(&col, p, k).t(), Mat::new(&d, p, f), &mut dw_want, false, 1);
             let mut dw = vec![0.0; k * f];
             for (a, b) in [(0, 1), (1, g.ox)] {
-                for_rows(&g, &x, a, b, |rows, ox| weight_grad_row(&plan, rows, &d[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw, &mut taps));
+                for_rows(&g, &x, a, b, |rows, r0, r1| weight_grad_rows(&plan, rows, &d[r0 * g.oy * f..r1 * g.oy * f], r0, r1, &mut dw, &mut taps));
             }
             assert!(dw.iter().zip(&dw_want).all(|(a, b)| (a - b).abs() < 1e-10), "weight grad {dim:?}");
             let mut dcol = vec![0.0; p * k];
@@ -459,13 +499,47 @@ mod tests {
             let d32: Vec<f32> = d.iter().map(|&v| v as f32).collect();
             let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-4 * (1.0 + b.abs());
             let mut dw32 = vec![0f32; k * f];
-            for_rows(&g, &x32, 0, g.ox, |rows, ox| weight_grad_row(&plan, rows, &d32[ox * g.oy * f..(ox + 1) * g.oy * f], ox, &mut dw32, &mut taps));
+            for_rows(&g, &x32, 0, g.ox, |rows, r0, r1| weight_grad_rows(&plan, rows, &d32[r0 * g.oy * f..r1 * g.oy * f], r0, r1, &mut dw32, &mut taps));
             assert!(dw32.iter().zip(&dw_want).all(|(a, b)| close(*a, *b)), "weight grad f32 {dim:?}");
             let mut dx32 = vec![f32::NAN; g.in_size()];
             for ix in 0..g.x {
                 input_grad_row(&plan, &w32, &d32, ix, &mut dx32[ix * yz..(ix + 1) * yz], None, &mut taps);
             }
             assert!(dx32.iter().zip(&dx_want).all(|(a, b)| close(*a, *b)), "input grad f32 {dim:?}");
+        }
+    }
+
+    /// Not a test: in-cache speed of the direct kernels (cargo test --release kernel_speed -- --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        for &(dim, field, stride) in &[([400usize, 400, 3], 3usize, 1usize), ([400, 400, 1], 3, 1), ([400, 400, 1], 4, 2), ([200, 200, 1], 3, 1)] {
+            let g = ConvGeom::new(dim, [1, 1], [field, field], [stride, stride], 1).unwrap();
+            let plan = Plan::new(g);
+            let mut taps = TapList::new();
+            let x: Vec<f32> = (0..g.in_size()).map(|i| (i % 7) as f32 * 0.1).collect();
+            let w: Vec<f32> = (0..g.k()).map(|i| i as f32 * 0.01).collect();
+            let mut out = vec![0f32; g.out_size()];
+            let mut dw = vec![0f32; g.k()];
+            let macs = (g.out_size() * g.k()) as f64;
+            let time = |f: &mut dyn FnMut()| {
+                f();
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / 20.0
+            };
+            let fwd = time(&mut || for_rows(&g, &x, 0, g.ox, |rows, a, b| forward_rows(&plan, rows, &w, a, b, &mut out[a * g.oy..b * g.oy], &mut taps)));
+            let wg = time(&mut || for_rows(&g, &x, 0, g.ox, |rows, a, b| weight_grad_rows(&plan, rows, &out[a * g.oy..b * g.oy], a, b, &mut dw, &mut taps)));
+            let mut dx = vec![0f32; g.in_size()];
+            let yz = g.y * g.z;
+            let ig = time(&mut || {
+                for ix in 0..g.x {
+                    input_grad_row(&plan, &w, &out, ix, &mut dx[ix * yz..(ix + 1) * yz], None, &mut taps);
+                }
+            });
+            println!("{dim:?} f{field} s{stride}: forward {:.2} GMAC/s, weight grad {:.2}, input grad {:.2} ({:.2} ms fwd)", macs / fwd / 1e9, macs / wg / 1e9, macs / ig / 1e9, fwd * 1e3);
         }
     }
 }

@@ -81,18 +81,44 @@ fn pieces(taps: &[Tap], cuts: &[usize], mut f: impl FnMut(usize, usize, &[Tap]))
 }
 
 /// out[q] = Σ over the taps reaching q of w · src[base + q] (forward, and the input
-/// gradient as a gather).
+/// gradient as a gather), for `rows` rows: row r reads src + r·stride and writes
+/// out[r·n..], n = out.len() / rows (rows of one tap pattern share one tap list).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; every tap's `src + base + q` is readable for lo ≤ q < hi;
-/// `cuts` runs from 0 to out.len() and holds every tap's lo and hi.
+/// The CPU has AVX2 and FMA; for every row r and tap, `src + r·stride + base + q` is
+/// readable for lo ≤ q < hi; `cuts` runs from 0 to n and holds every tap's lo and hi.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn gather(src: *const f32, taps: &[Tap], cuts: &[usize], out: &mut [f32]) {
+pub unsafe fn gather(src: *const f32, stride: isize, rows: usize, taps: &[Tap], cuts: &[usize], out: &mut [f32]) {
+    let n = out.len() / rows.max(1);
     pieces(taps, cuts, |u, v, live| {
-        let o = out.as_mut_ptr();
+        for r in 0..rows {
+            gather_piece(src.offset(r as isize * stride), live, u, v, out[r * n..(r + 1) * n].as_mut_ptr());
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn gather_piece(src: *const f32, live: &[Tap], u: usize, v: usize, o: *mut f32) {
+    {
         let mut q = u;
-        // 32 outputs (four registers) per pass over the taps, then 8, then one
+        // 64 outputs (eight registers: enough independent sums to cover the FMA latency)
+        // per pass over the taps, then 32, then 8, then one
+        while q + 64 <= v {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for t in live {
+                let (w, p) = (_mm256_set1_ps(t.w), src.offset(t.base + q as isize));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * j)), *a);
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(q + 8 * j), *a);
+            }
+            q += 64;
+        }
         while q + 32 <= v {
             let mut acc = [_mm256_setzero_ps(); 4];
             for t in live {
@@ -121,16 +147,19 @@ pub unsafe fn gather(src: *const f32, taps: &[Tap], cuts: &[usize], out: &mut [f
             }
             *o.add(q) = acc;
         }
-    });
+    }
 }
 
-/// dw[id] += Σ_q src[base + q] · d[q] over each tap's range (the weight gradient).
+/// dw[id] += Σ_rows Σ_q src[r·stride + base + q] · d[r·n + q] over each tap's range (the
+/// weight gradient), n = d.len() / rows; each sum stays in registers across the rows.
 ///
 /// # Safety
-/// As `gather`, with `cuts` ending at most at d.len().
+/// As `gather`, with `cuts` ending at most at n.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn correlate(src: *const f32, taps: &[Tap], cuts: &[usize], d: &[f32], dw: &mut [f32]) {
+pub unsafe fn correlate(src: *const f32, stride: isize, rows: usize, taps: &[Tap], cuts: &[usize], d: &[f32], dw: &mut [f32]) {
+    let n = d.len() / rows.max(1);
+    let rs = RowSteps { stride, rows, n };
     pieces(taps, cuts, |u, v, live| {
         // groups of at most 12 taps, as even as possible, share each load of d
         let groups = live.len().div_ceil(12);
@@ -139,48 +168,60 @@ pub unsafe fn correlate(src: *const f32, taps: &[Tap], cuts: &[usize], d: &[f32]
             let (group, more) = rest.split_at(rest.len() / (groups - gi));
             rest = more;
             match group.len() {
-                1 => correlate_group::<1>(src, group, d, u, v, dw),
-                2 => correlate_group::<2>(src, group, d, u, v, dw),
-                3 => correlate_group::<3>(src, group, d, u, v, dw),
-                4 => correlate_group::<4>(src, group, d, u, v, dw),
-                5 => correlate_group::<5>(src, group, d, u, v, dw),
-                6 => correlate_group::<6>(src, group, d, u, v, dw),
-                7 => correlate_group::<7>(src, group, d, u, v, dw),
-                8 => correlate_group::<8>(src, group, d, u, v, dw),
-                9 => correlate_group::<9>(src, group, d, u, v, dw),
-                10 => correlate_group::<10>(src, group, d, u, v, dw),
-                11 => correlate_group::<11>(src, group, d, u, v, dw),
-                _ => correlate_group::<12>(src, group, d, u, v, dw),
+                1 => correlate_group::<1>(src, &rs, group, d, u, v, dw),
+                2 => correlate_group::<2>(src, &rs, group, d, u, v, dw),
+                3 => correlate_group::<3>(src, &rs, group, d, u, v, dw),
+                4 => correlate_group::<4>(src, &rs, group, d, u, v, dw),
+                5 => correlate_group::<5>(src, &rs, group, d, u, v, dw),
+                6 => correlate_group::<6>(src, &rs, group, d, u, v, dw),
+                7 => correlate_group::<7>(src, &rs, group, d, u, v, dw),
+                8 => correlate_group::<8>(src, &rs, group, d, u, v, dw),
+                9 => correlate_group::<9>(src, &rs, group, d, u, v, dw),
+                10 => correlate_group::<10>(src, &rs, group, d, u, v, dw),
+                11 => correlate_group::<11>(src, &rs, group, d, u, v, dw),
+                _ => correlate_group::<12>(src, &rs, group, d, u, v, dw),
             }
         }
     });
 }
 
+/// Rows of a correlate call: source stride, count, and length of a delta row.
+struct RowSteps {
+    stride: isize,
+    rows: usize,
+    n: usize,
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn correlate_group<const G: usize>(src: *const f32, taps: &[Tap], d: &[f32], u: usize, v: usize, dw: &mut [f32]) {
+unsafe fn correlate_group<const G: usize>(src: *const f32, rs: &RowSteps, taps: &[Tap], d: &[f32], u: usize, v: usize, dw: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); G];
-    let mut p = [std::ptr::null::<f32>(); G];
-    for j in 0..G {
-        p[j] = src.offset(taps[j].base);
-    }
-    let dp = d.as_ptr();
-    let mut q = u;
-    while q + 8 <= v {
-        let dv = _mm256_loadu_ps(dp.add(q));
+    let mut tail = [0f32; G];
+    for r in 0..rs.rows {
+        let mut p = [std::ptr::null::<f32>(); G];
         for j in 0..G {
-            acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(p[j].add(q)), dv, acc[j]);
+            p[j] = src.offset(r as isize * rs.stride + taps[j].base);
         }
-        q += 8;
+        let dp = d.as_ptr().add(r * rs.n);
+        let mut q = u;
+        while q + 8 <= v {
+            let dv = _mm256_loadu_ps(dp.add(q));
+            for j in 0..G {
+                acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(p[j].add(q)), dv, acc[j]);
+            }
+            q += 8;
+        }
+        for q in q..v {
+            for j in 0..G {
+                tail[j] += *p[j].add(q) * *dp.add(q);
+            }
+        }
     }
     for j in 0..G {
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j]);
-        let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        for q in q..v {
-            total += *p[j].add(q) * d[q];
-        }
-        dw[taps[j].id as usize] += total;
+        let total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        dw[taps[j].id as usize] += total + tail[j];
     }
 }

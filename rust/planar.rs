@@ -163,14 +163,19 @@ fn input_rows(g: &ConvGeom, ox0: usize, ox1: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Run `f(rows, ox)` for output rows ox0..ox1 of one sample `x`, in order. Where the layout
-/// needs a planar copy, each input row is copied into a per-thread window just before the
-/// first output row that reads it: the copy is made while the row is in cache and read
-/// back from cache, and no full-size copy of the input is ever kept.
-pub fn for_rows<T: Real>(g: &ConvGeom, x: &[T], ox0: usize, ox1: usize, mut f: impl FnMut(Rows<'_, T>, usize)) {
+/// Output rows per call of `for_rows`'s callback: their input rows stay in L1/L2.
+const ROW_CHUNK: usize = 8;
+
+/// Run `f(rows, a, b)` for consecutive chunks [a, b) of the output rows ox0..ox1 of one
+/// sample `x`, in order. Where the layout needs a planar copy, each input row is copied
+/// into a per-thread window just before the first chunk that reads it: the copy is made
+/// while the row is in cache and read back from cache, and no full-size copy of the
+/// input is ever kept.
+pub fn for_rows<T: Real>(g: &ConvGeom, x: &[T], ox0: usize, ox1: usize, mut f: impl FnMut(Rows<'_, T>, usize, usize)) {
+    let chunks = (ox0..ox1).step_by(ROW_CHUNK).map(|a| (a, (a + ROW_CHUNK).min(ox1)));
     if !needs_planar(g) {
-        for ox in ox0..ox1 {
-            f(Rows { data: x, x0: 0 }, ox);
+        for (a, b) in chunks {
+            f(Rows { data: x, x0: 0 }, a, b);
         }
         return;
     }
@@ -181,14 +186,14 @@ pub fn for_rows<T: Real>(g: &ConvGeom, x: &[T], ox0: usize, ox1: usize, mut f: i
     let (lo, hi) = input_rows(g, ox0, ox1);
     with_window((hi - lo) * yz, |win: &mut [T]| {
         let mut done = lo;
-        for ox in ox0..ox1 {
-            let need = input_rows(g, ox, ox + 1).1;
+        for (a, b) in chunks {
+            let need = input_rows(g, a, b).1;
             while done < need {
                 let at = (done - lo) * yz;
                 to_planar_row(g, &x[done * yz..(done + 1) * yz], &mut win[at..at + yz]);
                 done += 1;
             }
-            f(Rows { data: &win[..], x0: lo }, ox);
+            f(Rows { data: &win[..], x0: lo }, a, b);
         }
     });
 }
