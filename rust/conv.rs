@@ -247,9 +247,7 @@ impl Conv {
                 let d = &delta[ni * out..(ni + 1) * out];
                 dx.par_chunks_mut(rb * yz).enumerate().for_each(|(bi, block)| {
                     let mut taps = direct::TapList::new();
-                    for (i, dx_row) in block.chunks_mut(yz).enumerate() {
-                        direct::input_grad_row(&self.plan, w, d, bi * rb + i, dx_row, mask, &mut taps);
-                    }
+                    direct::input_grad_rows(&self.plan, w, d, bi * rb, block, mask, &mut taps);
                 });
             });
             return;

@@ -370,25 +370,79 @@ simd_fn! {
 #[cfg(target_arch = "x86_64")]
 fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32], taps: &mut TapList) {
     let g = &plan.g;
-    let (oy_n, yn) = (g.oy, g.y);
+    let yn = g.y;
     for c in 0..g.z {
-        taps.clear();
-        for kx in 0..g.fx {
-            let t = ix as isize + g.px as isize - kx as isize;
-            if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
-                continue;
-            }
-            let ox = t as usize / g.sx;
-            for sp in &plan.spans {
-                let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
-                let tap = (kx * g.fy + ky) * g.z + c;
-                // planar position q ∈ [start, start + hi − lo) reads delta[ox·OY + lo + q − start]
-                taps.push(Tap { base: (ox * oy_n + lo) as isize - start as isize, w: w[tap], id: tap as u32, lo: start as u32, hi: (start + hi - lo) as u32 });
-            }
-        }
+        input_taps(plan, w, ix, c, taps);
         // SAFETY: one_filter_kernels checked AVX2 and FMA; each tap reads inside its delta row.
         unsafe { direct1::gather(delta.as_ptr(), 0, 1, taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]) };
     }
+}
+
+/// The taps of input row `ix`, channel c, for the gather form of the input gradient:
+/// planar position q ∈ [start, start + hi − lo) reads delta[ox·OY + lo + q − start].
+#[cfg(target_arch = "x86_64")]
+fn input_taps(plan: &Plan, w: &[f32], ix: usize, c: usize, taps: &mut TapList) {
+    let g = &plan.g;
+    taps.clear();
+    for kx in 0..g.fx {
+        let t = ix as isize + g.px as isize - kx as isize;
+        if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
+            continue;
+        }
+        let ox = t as usize / g.sx;
+        for sp in &plan.spans {
+            let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
+            let tap = (kx * g.fy + ky) * g.z + c;
+            taps.push(Tap { base: (ox * g.oy + lo) as isize - start as isize, w: w[tap], id: tap as u32, lo: start as u32, hi: (start + hi - lo) as u32 });
+        }
+    }
+}
+
+/// dx rows ix0.. of one sample (`block`: whole rows of Y·Z values; see input_grad_row).
+/// For one filter on one channel at stride 1 (f32, AVX2), the rows whose taps all lie
+/// inside the delta share one tap list and are gathered together.
+pub fn input_grad_rows<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix0: usize, block: &mut [T], mask: Option<&Activator>, taps: &mut TapList) {
+    let g = &plan.g;
+    let yz = g.y * g.z;
+    let nrows = block.len() / yz;
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(wf), Some(df)) = (f32s(w), f32s(delta)) {
+        if one_filter_kernels(g) && g.z == 1 && g.sx == 1 && !needs_planar(g) {
+            // rows whose every kx reads an output row: ix + px − kx ∈ [0, OX) for all kx
+            let (lo, hi) = ((g.fx - 1).saturating_sub(g.px), g.ox.saturating_sub(g.px));
+            let a = lo.clamp(ix0, ix0 + nrows);
+            let b = hi.clamp(a, ix0 + nrows);
+            for (i, row) in block[..(a - ix0) * yz].chunks_mut(yz).enumerate() {
+                input_grad_row(plan, w, delta, ix0 + i, row, mask, taps);
+            }
+            if b > a {
+                inner_input_rows(plan, wf, df, a, b, &mut block[(a - ix0) * yz..(b - ix0) * yz], mask, taps);
+            }
+            for (i, row) in block[(b - ix0) * yz..].chunks_mut(yz).enumerate() {
+                input_grad_row(plan, w, delta, b + i, row, mask, taps);
+            }
+            return;
+        }
+    }
+    for (i, row) in block.chunks_mut(yz).enumerate() {
+        input_grad_row(plan, w, delta, ix0 + i, row, mask, taps);
+    }
+}
+
+/// Inner input rows a..b (one filter, one channel, stride 1, f32): one gather over all
+/// of them, then the mask.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn inner_input_rows<T: Real>(plan: &Plan, w: &[f32], delta: &[f32], a: usize, b: usize, dx: &mut [T], mask: Option<&Activator>, taps: &mut TapList) {
+    let g = &plan.g;
+    with_scratch((b - a) * g.y, |acc: &mut [T]| {
+        let accf = f32s_mut(acc).expect("T is f32 here");
+        input_taps(plan, w, a, 0, taps);
+        // SAFETY: AVX2 and FMA checked (one_filter_kernels); for rows a..b every tap reads
+        // inside the delta (all kx are inside), one output row further per input row.
+        unsafe { direct1::gather(delta.as_ptr(), g.oy as isize, b - a, taps.as_slice(), &plan.in_cuts, accf) };
+        crate::conv::epilogue(acc, dx, mask);
+    });
 }
 
 /// dx_row = ∂L/∂input for input row `ix` of one sample (Y·Z values, channels last),
@@ -491,9 +545,9 @@ mod tests {
             g.col2im_add(&dcol, 0, p, &mut dx_want);
             let mut dx = vec![f64::NAN; g.in_size()];
             let yz = g.y * g.z;
-            for ix in 0..g.x {
-                input_grad_row(&plan, &w, &d, ix, &mut dx[ix * yz..(ix + 1) * yz], None, &mut taps);
-            }
+            let cut = g.x / 3; // two blocks of rows, the second starting inside the input
+            input_grad_rows(&plan, &w, &d, 0, &mut dx[..cut * yz], None, &mut taps);
+            input_grad_rows(&plan, &w, &d, cut, &mut dx[cut * yz..], None, &mut taps);
             assert!(dx.iter().zip(&dx_want).all(|(a, b)| (a - b).abs() < 1e-10), "input grad {dim:?}");
             // f32 backward (direct1.rs's kernels for one filter where the CPU has AVX2)
             let d32: Vec<f32> = d.iter().map(|&v| v as f32).collect();
@@ -502,9 +556,8 @@ mod tests {
             for_rows(&g, &x32, 0, g.ox, |rows, r0, r1| weight_grad_rows(&plan, rows, &d32[r0 * g.oy * f..r1 * g.oy * f], r0, r1, &mut dw32, &mut taps));
             assert!(dw32.iter().zip(&dw_want).all(|(a, b)| close(*a, *b)), "weight grad f32 {dim:?}");
             let mut dx32 = vec![f32::NAN; g.in_size()];
-            for ix in 0..g.x {
-                input_grad_row(&plan, &w32, &d32, ix, &mut dx32[ix * yz..(ix + 1) * yz], None, &mut taps);
-            }
+            input_grad_rows(&plan, &w32, &d32, 0, &mut dx32[..cut * yz], None, &mut taps);
+            input_grad_rows(&plan, &w32, &d32, cut, &mut dx32[cut * yz..], None, &mut taps);
             assert!(dx32.iter().zip(&dx_want).all(|(a, b)| close(*a, *b)), "input grad f32 {dim:?}");
         }
     }
@@ -533,12 +586,7 @@ mod tests {
             let fwd = time(&mut || for_rows(&g, &x, 0, g.ox, |rows, a, b| forward_rows(&plan, rows, &w, a, b, &mut out[a * g.oy..b * g.oy], &mut taps)));
             let wg = time(&mut || for_rows(&g, &x, 0, g.ox, |rows, a, b| weight_grad_rows(&plan, rows, &out[a * g.oy..b * g.oy], a, b, &mut dw, &mut taps)));
             let mut dx = vec![0f32; g.in_size()];
-            let yz = g.y * g.z;
-            let ig = time(&mut || {
-                for ix in 0..g.x {
-                    input_grad_row(&plan, &w, &out, ix, &mut dx[ix * yz..(ix + 1) * yz], None, &mut taps);
-                }
-            });
+            let ig = time(&mut || input_grad_rows(&plan, &w, &out, 0, &mut dx, None, &mut taps));
             println!("{dim:?} f{field} s{stride}: forward {:.2} GMAC/s, weight grad {:.2}, input grad {:.2} ({:.2} ms fwd)", macs / fwd / 1e9, macs / wg / 1e9, macs / ig / 1e9, fwd * 1e3);
         }
     }
