@@ -140,14 +140,34 @@ unsafe fn gather_piece(src: *const f32, live: &[Tap], u: usize, v: usize, o: *mu
             _mm256_storeu_ps(o.add(q), acc);
             q += 8;
         }
-        for q in q..v {
-            let mut acc = 0f32;
+        if q < v && v - u >= 8 {
+            // the last 1..7 outputs: one more block ending at v, recomputing a few outputs
+            // of the block before (the same values; cheaper than a scalar loop over taps)
+            let q = v - 8;
+            let mut acc = _mm256_setzero_ps();
             for t in live {
-                acc += t.w * *src.offset(t.base + q as isize);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(t.w), _mm256_loadu_ps(src.offset(t.base + q as isize)), acc);
             }
-            *o.add(q) = acc;
+            _mm256_storeu_ps(o.add(q), acc);
+        } else {
+            for q in q..v {
+                let mut acc = 0f32;
+                for t in live {
+                    acc += t.w * *src.offset(t.base + q as isize);
+                }
+                *o.add(q) = acc;
+            }
         }
     }
+}
+
+/// Lanes 0..k of 8 selected (k < 8), for masked loads and stores.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tail_mask(k: usize) -> __m256i {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(k as i32), lane)
 }
 
 /// dw[id] += Σ_rows Σ_q src[r·stride + base + q] · d[r·n + q] over each tap's range (the
@@ -197,7 +217,7 @@ struct RowSteps {
 #[inline]
 unsafe fn correlate_group<const G: usize>(src: *const f32, rs: &RowSteps, taps: &[Tap], d: &[f32], u: usize, v: usize, dw: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); G];
-    let mut tail = [0f32; G];
+    let mut tail = [_mm256_setzero_ps(); G];
     for r in 0..rs.rows {
         let mut p = [std::ptr::null::<f32>(); G];
         for j in 0..G {
@@ -212,16 +232,19 @@ unsafe fn correlate_group<const G: usize>(src: *const f32, rs: &RowSteps, taps: 
             }
             q += 8;
         }
-        for q in q..v {
+        if q < v {
+            // the last 1..7 positions, masked (masked-off lanes load as zero)
+            let m = tail_mask(v - q);
+            let dv = _mm256_maskload_ps(dp.add(q), m);
             for j in 0..G {
-                tail[j] += *p[j].add(q) * *dp.add(q);
+                tail[j] = _mm256_fmadd_ps(_mm256_maskload_ps(p[j].add(q), m), dv, tail[j]);
             }
         }
     }
     for j in 0..G {
         let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j]);
+        _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[j], tail[j]));
         let total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        dw[taps[j].id as usize] += total + tail[j];
+        dw[taps[j].id as usize] += total;
     }
 }
