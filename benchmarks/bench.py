@@ -139,14 +139,20 @@ def memory_probe(spec_name, framework, steps):
     print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024)
 
 
-def gemm_probe(impl: str, n: int, reps: int = 10) -> None:
-    """Print the median sgemm GFLOP/s of one implementation in this (fresh) process."""
+def gemm_probe(impl: str, n: int, reps: int = 10, warm_s: float = 0.2) -> None:
+    """Print the median sgemm GFLOP/s of one implementation in this (fresh) process:
+    products for `warm_s` seconds first (a 512³ product takes about a millisecond, less
+    than it takes an idle core of a shared machine to come up to speed), then at least
+    `reps` timed ones, and at least `warm_s` seconds of them."""
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     f = nf._core.matmul if impl == "rust" else np.matmul
     c = f(a, b)
+    start = time.perf_counter()
+    while time.perf_counter() - start < warm_s:
+        f(a, b)
     times = []
-    for _ in range(reps):
+    while len(times) < reps or sum(times) < warm_s:
         t = time.perf_counter()
         f(a, b)
         times.append(time.perf_counter() - t)
