@@ -102,62 +102,50 @@ pub unsafe fn gather(src: *const f32, stride: isize, rows: usize, taps: &[Tap], 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn gather_piece(src: *const f32, live: &[Tap], u: usize, v: usize, o: *mut f32) {
-    {
-        let mut q = u;
-        // 64 outputs (eight registers: enough independent sums to cover the FMA latency)
-        // per pass over the taps, then 32, then 8, then one
-        while q + 64 <= v {
-            let mut acc = [_mm256_setzero_ps(); 8];
+    // 64 outputs (eight registers: enough independent sums to cover the FMA latency) per
+    // pass over the taps, then 32, then 8
+    let mut q = u;
+    while q + 64 <= v {
+        gather_block::<8>(src, live, q, o);
+        q += 64;
+    }
+    while q + 32 <= v {
+        gather_block::<4>(src, live, q, o);
+        q += 32;
+    }
+    while q + 8 <= v {
+        gather_block::<1>(src, live, q, o);
+        q += 8;
+    }
+    if q < v && v - u >= 8 {
+        // the last 1..7 outputs: one more block ending at v, recomputing a few outputs of
+        // the block before (the same values; cheaper than a scalar loop over the taps)
+        gather_block::<1>(src, live, v - 8, o);
+    } else {
+        for q in q..v {
+            let mut acc = 0f32;
             for t in live {
-                let (w, p) = (_mm256_set1_ps(t.w), src.offset(t.base + q as isize));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * j)), *a);
-                }
+                acc += t.w * *src.offset(t.base + q as isize);
             }
-            for (j, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(q + 8 * j), *a);
-            }
-            q += 64;
+            *o.add(q) = acc;
         }
-        while q + 32 <= v {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for t in live {
-                let (w, p) = (_mm256_set1_ps(t.w), src.offset(t.base + q as isize));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * j)), *a);
-                }
-            }
-            for (j, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(q + 8 * j), *a);
-            }
-            q += 32;
+    }
+}
+
+/// Outputs q..q + 8R, summed over the taps in R registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn gather_block<const R: usize>(src: *const f32, live: &[Tap], q: usize, o: *mut f32) {
+    let mut acc = [_mm256_setzero_ps(); R];
+    for t in live {
+        let (w, p) = (_mm256_set1_ps(t.w), src.offset(t.base + q as isize));
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * j)), *a);
         }
-        while q + 8 <= v {
-            let mut acc = _mm256_setzero_ps();
-            for t in live {
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(t.w), _mm256_loadu_ps(src.offset(t.base + q as isize)), acc);
-            }
-            _mm256_storeu_ps(o.add(q), acc);
-            q += 8;
-        }
-        if q < v && v - u >= 8 {
-            // the last 1..7 outputs: one more block ending at v, recomputing a few outputs
-            // of the block before (the same values; cheaper than a scalar loop over taps)
-            let q = v - 8;
-            let mut acc = _mm256_setzero_ps();
-            for t in live {
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(t.w), _mm256_loadu_ps(src.offset(t.base + q as isize)), acc);
-            }
-            _mm256_storeu_ps(o.add(q), acc);
-        } else {
-            for q in q..v {
-                let mut acc = 0f32;
-                for t in live {
-                    acc += t.w * *src.offset(t.base + q as isize);
-                }
-                *o.add(q) = acc;
-            }
-        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(o.add(q + 8 * j), *a);
     }
 }
 
