@@ -158,7 +158,7 @@ impl Activator {
         let b = T::of(self.bias);
         match self.name {
             ActKind::Relu => v.iter_mut().for_each(|x| *x = (*x + b).max(T::zero())),
-            ActKind::Linear => v.iter_mut().for_each(|x| *x = *x + b),
+            ActKind::Linear => v.iter_mut().for_each(|x| *x += b),
             _ => v.iter_mut().for_each(|x| *x = self.apply(*x)),
         }
     }

@@ -33,6 +33,7 @@ impl Dense {
     }
 
     /// dinput = delta · wᵀ (⊙ f'(a) with `mask`, as conv::Conv::input_grad).
+    #[allow(clippy::too_many_arguments)]
     pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], threads: usize, mask: Option<&Activator>, tmp: &mut Vec<T>) {
         let (d, o) = (self.dim_in, self.neurons);
         let prod = |out: &mut [T]| matmul(Mat::new(&delta[..n * o], n, o), Mat::new(w, d, o).t(), out, false, threads);

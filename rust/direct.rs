@@ -346,7 +346,7 @@ simd_fn! {
         acc.iter_mut().for_each(|v| *v = T::zero());
         for kx in 0..g.fx {
             let t = ix as isize + g.px as isize - kx as isize;
-            if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
+            if t < 0 || !(t as usize).is_multiple_of(g.sx) || t as usize / g.sx >= g.ox {
                 continue;
             }
             let ox = t as usize / g.sx;
@@ -386,7 +386,7 @@ fn input_taps(plan: &Plan, w: &[f32], ix: usize, c: usize, taps: &mut TapList) {
     taps.clear();
     for kx in 0..g.fx {
         let t = ix as isize + g.px as isize - kx as isize;
-        if t < 0 || t as usize % g.sx != 0 || t as usize / g.sx >= g.ox {
+        if t < 0 || !(t as usize).is_multiple_of(g.sx) || t as usize / g.sx >= g.ox {
             continue;
         }
         let ox = t as usize / g.sx;

@@ -42,6 +42,12 @@ pub struct TapList {
     len: usize,
 }
 
+impl Default for TapList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TapList {
     #[inline(always)]
     pub fn new() -> TapList {

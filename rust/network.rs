@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 #[derive(Clone, Debug)]
 pub enum Layer {
-    Conv(Conv),
+    Conv(Box<Conv>),
     Dense(Dense),
 }
 
@@ -101,10 +101,10 @@ impl<T: Real> Network<T> {
         let mut layers = Vec::new();
         for (i, l) in spec.layers.iter().enumerate() {
             let layer = match *l {
-                LayerSpec::Conv { dim_in, padding, field, stride, filters, activator } => Layer::Conv(Conv::new(
+                LayerSpec::Conv { dim_in, padding, field, stride, filters, activator } => Layer::Conv(Box::new(Conv::new(
                     ConvGeom::new(dim_in, padding, field, stride, filters).map_err(|e| crate::error::Error(format!("layer {i}: {e}")))?,
                     activator,
-                )),
+                ))),
                 LayerSpec::Dense { dim_in, neurons, activator } => {
                     if dim_in == 0 || neurons == 0 {
                         crate::bail!("layer {i}: dense sizes must be positive");
@@ -174,7 +174,7 @@ impl<T: Real> Network<T> {
     /// copy), bytes converted (÷255) into the network's input buffer.
     fn with_input<R: Send>(&mut self, x: Input<T>, t: Option<&[T]>, f: impl FnOnce(&mut Self, &[T], usize) -> R + Send) -> Result<R> {
         let d = self.in_size();
-        if x.len() == 0 || x.len() % d != 0 {
+        if x.len() == 0 || !x.len().is_multiple_of(d) {
             crate::bail!("x: expected a non-empty batch of samples of {d} values, got {} values", x.len());
         }
         let n = x.len() / d;

@@ -12,6 +12,9 @@
 //! convolution (conv.rs, `input_grad_transposed`), so it runs here too. The transforms'
 //! constants are 0, ±1 and ½: the results differ from direct summation by rounding only.
 
+// The transforms are small matrix formulas: index loops read closer to the maths.
+#![allow(clippy::needless_range_loop)]
+
 use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
@@ -114,6 +117,21 @@ impl Wino {
 
     fn tiles(&self, u: &Unit) -> usize {
         u.ns * (u.tx1 - u.tx0) * self.nty
+    }
+
+    /// f(t, s, tx, ty) for the unit's tiles in order: t counts them, s is the sample
+    /// within the unit.
+    #[inline(always)]
+    fn each_tile(&self, u: &Unit, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let mut t = 0;
+        for s in 0..u.ns {
+            for tx in u.tx0..u.tx1 {
+                for ty in 0..self.nty {
+                    f(t, s, tx, ty);
+                    t += 1;
+                }
+            }
+        }
     }
 
     /// U = G g Gᵀ for every (c, f): u[ξ][c][f] from w[(kx·3 + ky)·Z + c][f].
@@ -273,34 +291,28 @@ simd_fn! {
         let g = &wg.g;
         let z = g.z;
         let tz = wg.tiles(un) * z;
-        let mut t = 0;
-        for s in un.n0..un.n0 + un.ns {
-            let xs = &x[s * g.in_size()..(s + 1) * g.in_size()];
-            for tx in un.tx0..un.tx1 {
-                for ty in 0..wg.nty {
-                    let (ix0, iy0) = ((2 * tx) as isize - g.px as isize, (2 * ty) as isize - g.py as isize);
-                    let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
-                    for (i, row) in d.iter_mut().enumerate() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
-                            if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
-                                *v = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
-                            }
-                        }
+        wg.each_tile(un, |t, s, tx, ty| {
+            let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
+            let (ix0, iy0) = ((2 * tx) as isize - g.px as isize, (2 * ty) as isize - g.py as isize);
+            let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
+            for (i, row) in d.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
+                    if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
+                        *v = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
                     }
-                    let mut c = 0;
-                    while c + 8 <= z {
-                        input_lanes::<T, 8>(&d, c, v, tz, t * z);
-                        c += 8;
-                    }
-                    while c < z {
-                        input_lanes::<T, 1>(&d, c, v, tz, t * z);
-                        c += 1;
-                    }
-                    t += 1;
                 }
             }
-        }
+            let mut c = 0;
+            while c + 8 <= z {
+                input_lanes::<T, 8>(&d, c, v, tz, t * z);
+                c += 8;
+            }
+            while c < z {
+                input_lanes::<T, 1>(&d, c, v, tz, t * z);
+                c += 1;
+            }
+        });
     }
 }
 
@@ -328,47 +340,41 @@ simd_fn! {
         let g = &wg.g;
         let nf = g.filters;
         let tf = wg.tiles(un) * nf;
-        let mut t = 0;
-        for s in 0..un.ns {
-            for tx in un.tx0..un.tx1 {
-                for ty in 0..wg.nty {
-                    // where output (i, j) of this tile goes, if it exists
-                    let mut dst: [[Option<usize>; 2]; 2] = [[None; 2]; 2];
-                    for (i, row) in dst.iter_mut().enumerate() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            let (ox, oy) = (2 * tx + i, 2 * ty + j);
-                            if ox < g.ox && oy < g.oy {
-                                *v = Some(s * g.out_size() + ((ox - 2 * un.tx0) * g.oy + oy) * nf);
-                            }
-                        }
+        wg.each_tile(un, |t, s, tx, ty| {
+            // where output (i, j) of this tile goes, if it exists
+            let mut dst: [[Option<usize>; 2]; 2] = [[None; 2]; 2];
+            for (i, row) in dst.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let (ox, oy) = (2 * tx + i, 2 * ty + j);
+                    if ox < g.ox && oy < g.oy {
+                        *v = Some(s * g.out_size() + ((ox - 2 * un.tx0) * g.oy + oy) * nf);
                     }
-                    let mut f = 0;
-                    while f + 8 <= nf {
-                        let y = output_lanes::<T, 8>(m, tf, t * nf, f);
-                        for i in 0..2 {
-                            for j in 0..2 {
-                                if let Some(o) = dst[i][j] {
-                                    store(out, o + f, y[i][j]);
-                                }
-                            }
-                        }
-                        f += 8;
-                    }
-                    while f < nf {
-                        let y = output_lanes::<T, 1>(m, tf, t * nf, f);
-                        for i in 0..2 {
-                            for j in 0..2 {
-                                if let Some(o) = dst[i][j] {
-                                    store(out, o + f, y[i][j]);
-                                }
-                            }
-                        }
-                        f += 1;
-                    }
-                    t += 1;
                 }
             }
-        }
+            let mut f = 0;
+            while f + 8 <= nf {
+                let y = output_lanes::<T, 8>(m, tf, t * nf, f);
+                for i in 0..2 {
+                    for j in 0..2 {
+                        if let Some(o) = dst[i][j] {
+                            store(out, o + f, y[i][j]);
+                        }
+                    }
+                }
+                f += 8;
+            }
+            while f < nf {
+                let y = output_lanes::<T, 1>(m, tf, t * nf, f);
+                for i in 0..2 {
+                    for j in 0..2 {
+                        if let Some(o) = dst[i][j] {
+                            store(out, o + f, y[i][j]);
+                        }
+                    }
+                }
+                f += 1;
+            }
+        });
     }
 }
 
@@ -398,32 +404,26 @@ simd_fn! {
         let g = &wg.g;
         let nf = g.filters;
         let tf = wg.tiles(un) * nf;
-        let mut t = 0;
-        for s in un.n0..un.n0 + un.ns {
-            let ds = &delta[s * g.out_size()..(s + 1) * g.out_size()];
-            for tx in un.tx0..un.tx1 {
-                for ty in 0..wg.nty {
-                    let mut d: [[&[T]; 2]; 2] = [[zeros; 2]; 2];
-                    for (i, row) in d.iter_mut().enumerate() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            let (ox, oy) = (2 * tx + i, 2 * ty + j);
-                            if ox < g.ox && oy < g.oy {
-                                *v = &ds[(ox * g.oy + oy) * nf..][..nf];
-                            }
-                        }
+        wg.each_tile(un, |t, s, tx, ty| {
+            let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
+            let mut d: [[&[T]; 2]; 2] = [[zeros; 2]; 2];
+            for (i, row) in d.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let (ox, oy) = (2 * tx + i, 2 * ty + j);
+                    if ox < g.ox && oy < g.oy {
+                        *v = &ds[(ox * g.oy + oy) * nf..][..nf];
                     }
-                    let mut f = 0;
-                    while f + 8 <= nf {
-                        delta_lanes::<T, 8>(&d, f, q, tf, t * nf);
-                        f += 8;
-                    }
-                    while f < nf {
-                        delta_lanes::<T, 1>(&d, f, q, tf, t * nf);
-                        f += 1;
-                    }
-                    t += 1;
                 }
             }
-        }
+            let mut f = 0;
+            while f + 8 <= nf {
+                delta_lanes::<T, 8>(&d, f, q, tf, t * nf);
+                f += 8;
+            }
+            while f < nf {
+                delta_lanes::<T, 1>(&d, f, q, tf, t * nf);
+                f += 1;
+            }
+        });
     }
 }
