@@ -506,6 +506,8 @@ mod tests {
             ([4, 83, 3], [1, 1], [3, 3], [1, 1], 1),
             ([5, 86, 1], [1, 1], [4, 4], [1, 2], 1),
             ([3, 70, 2], [0, 2], [2, 5], [1, 1], 1),
+            ([70, 9, 3], [1, 1], [3, 3], [1, 1], 1),   // several chunks of for_rows
+            ([68, 10, 1], [1, 1], [4, 4], [2, 2], 1),
         ] {
             let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
             let plan = Plan::new(g);

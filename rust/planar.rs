@@ -163,8 +163,9 @@ fn input_rows(g: &ConvGeom, ox0: usize, ox1: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Output rows per call of `for_rows`'s callback: their input rows stay in L1/L2.
-const ROW_CHUNK: usize = 8;
+/// Output rows per call of `for_rows`'s callback: long runs of rows share one tap set-up
+/// (8 rows → 32: ~8 % on the glasses step), and their input rows still fit L2.
+const ROW_CHUNK: usize = 32;
 
 /// Run `f(rows, a, b)` for consecutive chunks [a, b) of the output rows ox0..ox1 of one
 /// sample `x`, in order. Where the layout needs a planar copy, each input row is copied
