@@ -35,6 +35,8 @@ LR = 1e-4
 # OpenMP less): measured right after another framework, a run would share its cores with
 # those spinners. Each measurement starts after this pause.
 SETTLE_S = 0.25
+# Untimed steps after each pause, for at least this long.
+WARM_S = 0.1
 
 
 def try_torch():
@@ -91,9 +93,13 @@ class TorchRunner:
 
 def images_per_second(runner, steps):
     time.sleep(SETTLE_S)
-    # The first step after an idle pause pays for waking the cores (here 10-20 ms, on any
-    # framework): untimed, or it would tax the faster framework's shorter measurement most.
+    # The first steps after an idle pause pay for waking the cores (here the first two
+    # steps of either framework are 10-20 % slower): untimed, and the same wall time for
+    # both, or the warm-up would tax the faster framework's shorter measurement most.
+    t = time.perf_counter()
     runner.step()
+    while time.perf_counter() - t < WARM_S:
+        runner.step()
     t = time.perf_counter()
     for _ in range(steps):
         runner.step()
