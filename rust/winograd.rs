@@ -291,7 +291,7 @@ simd_fn! {
         let g = &wg.g;
         let z = g.z;
         let tz = wg.tiles(un) * z;
-        wg.each_tile(un, |t, s, tx, ty| {
+        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
             let (ix0, iy0) = ((2 * tx) as isize - g.px as isize, (2 * ty) as isize - g.py as isize);
             let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
@@ -340,7 +340,7 @@ simd_fn! {
         let g = &wg.g;
         let nf = g.filters;
         let tf = wg.tiles(un) * nf;
-        wg.each_tile(un, |t, s, tx, ty| {
+        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             // where output (i, j) of this tile goes, if it exists
             let mut dst: [[Option<usize>; 2]; 2] = [[None; 2]; 2];
             for (i, row) in dst.iter_mut().enumerate() {
@@ -404,7 +404,7 @@ simd_fn! {
         let g = &wg.g;
         let nf = g.filters;
         let tf = wg.tiles(un) * nf;
-        wg.each_tile(un, |t, s, tx, ty| {
+        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
             let mut d: [[&[T]; 2]; 2] = [[zeros; 2]; 2];
             for (i, row) in d.iter_mut().enumerate() {
