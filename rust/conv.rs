@@ -158,10 +158,8 @@ impl Conv {
         let jobs = n * per_sample;
         let groups = jobs.min(MAX_GROUPS);
         let kf = k * f;
-        if partials.len() < groups * kf {
-            partials.resize(groups * kf, T::zero());
-        }
-        partials[..groups * kf].par_chunks_mut(kf).enumerate().for_each(|(gi, part)| {
+        let parts = grown(partials, groups * kf);
+        parts.par_chunks_mut(kf).enumerate().for_each(|(gi, part)| {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
                 let (ni, ui) = (j / per_sample, j % per_sample);
@@ -170,16 +168,7 @@ impl Conv {
                 self.weight_grad_unit(&input[ni * inp..(ni + 1) * inp], d, ui, part);
             }
         });
-        let parts = &partials[..groups * kf];
-        // group by group over a chunk (contiguous, vectorised), in the same order for every
-        // element: dw = ((p0 + p1) + p2) + …
-        dw[..kf].par_chunks_mut(1024).enumerate().for_each(|(ci, chunk)| {
-            let at = ci * 1024;
-            chunk.copy_from_slice(&parts[at..at + chunk.len()]);
-            for gi in 1..groups {
-                crate::im2col::add_into(chunk, &parts[gi * kf + at..gi * kf + at + chunk.len()]);
-            }
-        });
+        sum_groups(parts, groups, &mut dw[..kf]);
     }
 
     /// weight_grad through Winograd: ∂U summed per group of units in a fixed order (as
@@ -188,21 +177,16 @@ impl Conv {
         let pz = 16 * self.g.z * self.g.filters;
         let jobs = wg.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
-        let parts = grown(partials, groups * pz);
+        // the groups' partial sums, then their total in one more slot
+        let (parts, total) = grown(partials, (groups + 1) * pz).split_at_mut(groups * pz);
         parts.par_chunks_mut(pz).enumerate().for_each(|(gi, part)| {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
                 wg.weight_grad_unit(input, delta, &wg.unit(j, n), part);
             }
         });
-        let (first, rest) = parts.split_at_mut(pz);
-        first.par_chunks_mut(1024).enumerate().for_each(|(ci, chunk)| {
-            let at = ci * 1024;
-            for gi in 1..groups {
-                crate::im2col::add_into(chunk, &rest[(gi - 1) * pz + at..(gi - 1) * pz + at + chunk.len()]);
-            }
-        });
-        wg.weight_grad_finish(first, dw);
+        sum_groups(parts, groups, total);
+        wg.weight_grad_finish(total, dw);
     }
 
     /// part += the weight gradient of work unit `ui` of one sample (`d`: its delta).
@@ -345,6 +329,20 @@ pub fn epilogue<T: Real>(acc: &[T], dx: &mut [T], mask: Option<&Activator>) {
         Some(act) => act.mask_into(acc, dx),
         None => dx.copy_from_slice(acc),
     }
+}
+
+/// out = Σ of the `groups` equal parts of `parts`, summed group by group over chunks
+/// (contiguous, vectorised) in the same order for every element: ((p0 + p1) + p2) + …, so
+/// the result does not depend on the thread count.
+fn sum_groups<T: Real>(parts: &[T], groups: usize, out: &mut [T]) {
+    let len = out.len();
+    out.par_chunks_mut(1024).enumerate().for_each(|(ci, chunk)| {
+        let at = ci * 1024;
+        chunk.copy_from_slice(&parts[at..at + chunk.len()]);
+        for gi in 1..groups {
+            crate::im2col::add_into(chunk, &parts[gi * len + at..gi * len + at + chunk.len()]);
+        }
+    });
 }
 
 /// buf[..len], grown (never shrunk) to hold it.

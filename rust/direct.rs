@@ -32,6 +32,18 @@ fn segment_start(g: &ConvGeom, ky: usize, lo: usize) -> usize {
     phase_start(g, iy % g.sy) + iy / g.sy
 }
 
+/// The input row that output row `ox` reads through tap column kx, if inside the input.
+#[inline(always)]
+fn input_row(g: &ConvGeom, ox: usize, kx: usize) -> Option<usize> {
+    (ox * g.sx + kx).checked_sub(g.px).filter(|&ix| ix < g.x)
+}
+
+/// The output row that reads input row `ix` through tap column kx, if there is one.
+#[inline(always)]
+fn output_row(g: &ConvGeom, ix: usize, kx: usize) -> Option<usize> {
+    (ix + g.px).checked_sub(kx).filter(|t| t.is_multiple_of(g.sx)).map(|t| t / g.sx).filter(|&ox| ox < g.ox)
+}
+
 /// Tap row ky of a layer reaches outputs lo..hi, whose inputs start at `start` in a
 /// planar row.
 #[derive(Clone, Copy, Debug)]
@@ -82,14 +94,11 @@ macro_rules! for_taps {
         let (plan, rows, ox) = ($plan, $rows, $ox);
         let g = &plan.g;
         for kx in 0..g.fx {
-            let ix = (ox * g.sx + kx) as isize - g.px as isize;
-            if ix < 0 || ix >= g.x as isize {
-                continue;
-            }
+            let Some(ix) = input_row(g, ox, kx) else { continue };
             for sp in &plan.spans {
                 let (ky, $lo, $hi, $start) = (sp.ky, sp.lo, sp.hi, sp.start);
                 for c in 0..g.z {
-                    let $row = rows.row(g, c, ix as usize);
+                    let $row = rows.row(g, c, ix);
                     let $tap = (kx * g.fy + ky) * g.z + c;
                     $body
                 }
@@ -241,7 +250,7 @@ pub fn forward_rows<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], a: usize, 
 /// Split output rows a..b into runs whose rows read the same taps (the same kx lie inside
 /// the input): within a run, row ox + 1 reads what row ox reads, sx input rows further.
 fn runs(g: &ConvGeom, a: usize, b: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let inside = move |ox: usize| (0..g.fx).map(|kx| (ox * g.sx + kx) as isize - g.px as isize).filter(|&ix| ix >= 0 && ix < g.x as isize).count() == g.fx;
+    let inside = move |ox: usize| (0..g.fx).all(|kx| input_row(g, ox, kx).is_some());
     let mut ox = a;
     std::iter::from_fn(move || {
         if ox >= b {
@@ -345,11 +354,7 @@ simd_fn! {
         let (f_n, oy_n, yn) = (g.filters, g.oy, g.y);
         acc.iter_mut().for_each(|v| *v = T::zero());
         for kx in 0..g.fx {
-            let t = ix as isize + g.px as isize - kx as isize;
-            if t < 0 || !(t as usize).is_multiple_of(g.sx) || t as usize / g.sx >= g.ox {
-                continue;
-            }
-            let ox = t as usize / g.sx;
+            let Some(ox) = output_row(g, ix, kx) else { continue };
             let d = by_filter(g, &delta[ox * oy_n * f_n..(ox + 1) * oy_n * f_n], dbuf);
             for sp in &plan.spans {
                 let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
@@ -385,11 +390,7 @@ fn input_taps(plan: &Plan, w: &[f32], ix: usize, c: usize, taps: &mut TapList) {
     let g = &plan.g;
     taps.clear();
     for kx in 0..g.fx {
-        let t = ix as isize + g.px as isize - kx as isize;
-        if t < 0 || !(t as usize).is_multiple_of(g.sx) || t as usize / g.sx >= g.ox {
-            continue;
-        }
-        let ox = t as usize / g.sx;
+        let Some(ox) = output_row(g, ix, kx) else { continue };
         for sp in &plan.spans {
             let (ky, lo, hi, start) = (sp.ky, sp.lo, sp.hi, sp.start);
             let tap = (kx * g.fy + ky) * g.z + c;
