@@ -27,6 +27,12 @@ def _pair(value, name: str, layer: str, minimum: int) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+def _positive_int(value, name: str, layer: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def _dims(value, name: str, layer: str) -> tuple[int, int, int]:
     if (
         not isinstance(value, (tuple, list))
@@ -81,9 +87,7 @@ class Convolution:
         self.padding = _pair(padding, "padding", label, 0)
         self.field = _pair(field, "field", label, 1)
         self.stride = _pair(stride, "stride", label, 1)
-        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool) or filters < 1:
-            raise ValueError(f"{label}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = _positive_int(filters, "filters", label)
         if activator is None:
             raise TypeError(f"{label}: activator is required (e.g. activator=ReLU)")
         self.activator = check_activator(activator, f"{label}: activator")
@@ -142,15 +146,11 @@ class Dense:
     def __init__(self, neurons: int, activator: Activator | None = None, dim_in: int | None = None, name: str | None = None) -> None:
         label = name or "Dense"
         self.name = label
-        if not isinstance(neurons, numbers.Integral) or isinstance(neurons, bool) or neurons < 1:
-            raise ValueError(f"{label}: neurons must be a positive int, got {neurons!r}")
-        self.neurons = int(neurons)
+        self.neurons = _positive_int(neurons, "neurons", label)
         if activator is None:
             raise TypeError(f"{label}: activator is required (e.g. Dense({neurons}, ReLU))")
         self.activator = check_activator(activator, f"{label}: activator")
-        if dim_in is not None and (not isinstance(dim_in, numbers.Integral) or dim_in < 1):
-            raise ValueError(f"{label}: dim_in must be a positive int, got {dim_in!r}")
-        self.dim_in = None if dim_in is None else int(dim_in)
+        self.dim_in = None if dim_in is None else _positive_int(dim_in, "dim_in", label)
         self.dim_out = (self.neurons,)
 
     def to_spec(self, dim_in: int) -> dict:
