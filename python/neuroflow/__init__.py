@@ -3,20 +3,90 @@ of the article "Convolutional Nets". A Rust core computes on the CPU; WGSL shade
 GPU through wgpu-py.
 
     from neuroflow import Convolution, Dense, SoftmaxLogEntropy, Network, Settings, ReLU
+
+The package is laid out by role: ``neuroflow.nn`` (layers, network, training, optimizers),
+``neuroflow.engines`` (the CPU engine in Rust, the GPU engine, a NumPy reference),
+``neuroflow.io`` (images, data sets, model files, NeuroFlow JSON) and ``neuroflow.apps``
+(the command line, the demo, the experiments, plots). The submodules users reach for have
+short names that load on first use, so ``import neuroflow`` stays fast and pulls in wgpu or
+Pillow only when they are needed: ``neuroflow.gpu``, ``neuroflow.datasets``,
+``neuroflow.image``, ``neuroflow.modelfile``, ``neuroflow.metrics``, ``neuroflow.plots``, …
 """
 
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
 from . import _core
-from .activators import Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
-from .checkpoint import checkpoint_to
-from .layers import Convolution, Dense
-from .losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
-from .modelfile import load
-from .network import Network, TrainingRun
-from .settings import FiniteDifferences, LossFuncOutput, Settings, Waypoint
-from .updates import Momentum, Nesterov, Vanilla
-from .weights import WeightBreeder
+from .io.checkpoint import checkpoint_to
+from .io.modelfile import load
+from .nn.activators import Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
+from .nn.breeders import WeightBreeder
+from .nn.layers import Convolution, Dense
+from .nn.losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
+from .nn.network import Network, TrainingRun
+from .nn.optim import Momentum, Nesterov, Vanilla
+from .nn.settings import FiniteDifferences, LossFuncOutput, Settings, Waypoint
 
 __version__ = _core.__version__
+
+# Public short names -> where the module lives.
+SUBMODULES = {
+    "gpu": "neuroflow.engines.gpu",
+    "datasets": "neuroflow.io.datasets",
+    "image": "neuroflow.io.image",
+    "modelfile": "neuroflow.io.modelfile",
+    "nfjson": "neuroflow.io.nfjson",
+    "checkpoint": "neuroflow.io.checkpoint",
+    "metrics": "neuroflow.nn.metrics",
+    "plots": "neuroflow.apps.plots",
+    "avatars": "neuroflow.apps.avatars",
+    "cli": "neuroflow.apps.cli",
+}
+
+
+class _ShortNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import neuroflow.datasets`` (and ``from neuroflow.gpu.device import …``) give
+    the module at its real home: one module object under both names."""
+
+    @staticmethod
+    def _real(fullname: str) -> str | None:
+        head, _, rest = fullname.partition("neuroflow.")[2].partition(".")
+        if not fullname.startswith("neuroflow.") or head not in SUBMODULES:
+            return None
+        return SUBMODULES[head] + ("." + rest if rest else "")
+
+    def find_spec(self, fullname, path=None, target=None):
+        real = self._real(fullname)
+        return importlib.util.spec_from_loader(fullname, self) if real else None
+
+    def create_module(self, spec):
+        module = importlib.import_module(self._real(spec.name))
+        self._own = (module.__spec__, module.__loader__)
+        return module
+
+    def exec_module(self, module):
+        # the import system stamped the short name's spec on the module: give back its own
+        module.__spec__, module.__loader__ = self._own
+
+
+if not any(isinstance(f, _ShortNames) for f in sys.meta_path):
+    sys.meta_path.insert(0, _ShortNames())
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        module = importlib.import_module(f"neuroflow.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'neuroflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(SUBMODULES))
 
 
 def set_num_threads(n: int) -> None:

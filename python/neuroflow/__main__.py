@@ -1,5 +1,5 @@
 """``python -m neuroflow``: the command line (see neuroflow.cli)."""
 
-from .cli import main
+from .apps.cli import main
 
 raise SystemExit(main())

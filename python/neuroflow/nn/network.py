@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .banner import banner as _banner
-from .checkpoint import RunState, data_fingerprint
+from ..io.checkpoint import RunState, data_fingerprint
 from .layers import Convolution, Dense
 from .losses import Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy
 from .settings import Settings
-from .weights import WeightBreeder
+from .breeders import WeightBreeder
 
 # Activation memory for one evaluation chunk (inference and gradients are chunked).
 _EVAL_BUDGET_BYTES = 256 * 2**20
@@ -204,7 +204,7 @@ class Network:
 
     def banner(self) -> str:
         """The article's banner: version, network, weights, precision, loss, update, layout."""
-        from . import __version__
+        from .. import __version__
 
         return _banner(self, __version__)
 
@@ -476,7 +476,7 @@ class Network:
                 raise ValueError("resume=True: this network has no run to continue; train it first, or load a checkpoint")
             where = "this network's last run"
         else:
-            from .modelfile import check_compatible, read
+            from ..io.modelfile import check_compatible, read
 
             mf = read(resume)
             check_compatible(self, mf)
@@ -516,14 +516,14 @@ class Network:
     def save(self, path) -> "Path":
         """Write this network to one safetensors file (layout, settings, weights, optimizer
         state, iteration count, the run in flight), atomically. See ``neuroflow.modelfile``."""
-        from .modelfile import save
+        from ..io.modelfile import save
 
         return save(self, path)
 
     @classmethod
     def load(cls, path, **kw) -> "Network":
         """``neuroflow.load``: a network rebuilt from a model file."""
-        from .modelfile import load
+        from ..io.modelfile import load
 
         return load(path, **kw)
 
@@ -602,7 +602,7 @@ def _make_engine(backend: str, spec_json: Callable[[bool], str]):
     if backend == "cpu":
         return "cpu", _core.Engine(spec_json(False))
     try:
-        from .gpu import GpuEngine
+        from ..engines.gpu import GpuEngine
 
         return "gpu", GpuEngine(spec_json(True))
     except Exception as e:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .activators import Linear, ReLU
-from .atomic import atomic_write_bytes
-from .layers import Convolution, Dense
-from .losses import SoftmaxLogEntropy
-from .network import Network
-from .settings import LossFuncOutput, Settings, Waypoint
-from .updates import Momentum
-from .weights import WeightBreeder
+from ..nn.activators import Linear, ReLU
+from ..io.atomic import atomic_write_bytes
+from ..nn.layers import Convolution, Dense
+from ..nn.losses import SoftmaxLogEntropy
+from ..nn.network import Network
+from ..nn.settings import LossFuncOutput, Settings, Waypoint
+from ..nn.optim import Momentum
+from ..nn.breeders import WeightBreeder
 
 __all__ = ["NEUROFLOW_INIT", "fast_net", "neuroflow_net", "neuroflow_rate", "run_cifar10"]
 
@@ -82,9 +82,9 @@ def _say(text: str) -> None:
 
 def run_cifar10(args) -> dict:
     """Train as the parsed command line says; returns a summary (also in ``out/summary.json``)."""
-    from . import set_num_threads
-    from .datasets import cifar10
-    from .metrics import accuracy, confusion_matrix
+    from .. import set_num_threads
+    from ..io.datasets import cifar10
+    from ..nn.metrics import accuracy, confusion_matrix
     from .plots import confusion_matrix_png, loss_curve_png
 
     if args.threads:

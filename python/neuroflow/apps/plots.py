@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["loss_curve_png", "confusion_matrix_png"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_bytes
-from .layers import Convolution
+from ..nn.layers import Convolution
 
 __all__ = ["neuroflow_matrices", "read_neuroflow_json", "set_neuroflow_weights", "weights_from_neuroflow",
            "write_neuroflow_json"]

@@ -34,16 +34,16 @@ from typing import Callable
 
 import numpy as np
 
-from .activators import Activator
+from ..nn.activators import Activator
 from .atomic import atomic_write_bytes
 from .checkpoint import RunState
-from .layers import Convolution, Dense
-from .losses import Loss, loss_from_spec
+from ..nn.layers import Convolution, Dense
+from ..nn.losses import Loss, loss_from_spec
 from .nfjson import (
     neuroflow_matrices, read_neuroflow_json, set_neuroflow_weights, weights_from_neuroflow, write_neuroflow_json,
 )
-from .settings import FiniteDifferences, Settings, _constant_rate
-from .updates import update_from_spec
+from ..nn.settings import FiniteDifferences, Settings, _constant_rate
+from ..nn.optim import update_from_spec
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "load", "read", "save",
@@ -110,7 +110,7 @@ def save(net, path: str | os.PathLike) -> Path:
     flight) to ``path`` as one safetensors file, atomically. Returns the path."""
     from safetensors.numpy import save as st_save
 
-    from . import __version__
+    from .. import __version__
 
     tensors: dict[str, np.ndarray] = {}
     for i, w in enumerate(net.weights):
@@ -363,7 +363,7 @@ def read(path: str | os.PathLike) -> ModelFile:
 def _check_spec(layers, loss, settings: dict, spec) -> list[tuple]:
     """Weight shapes of ``layers``, checking that the stored engine spec is the one the stored
     layers, loss and settings give."""
-    from .network import Network
+    from ..nn.network import Network
 
     specs = Network._layer_specs(layers)
     want = {"dtype": settings["dtype"], "layers": specs, "loss": loss.to_spec(),
@@ -417,7 +417,7 @@ def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, s
     ``settings`` replaces all stored settings; its dtype, update rule and reduction must be
     the stored ones, since the weights and optimizer state depend on them.
     """
-    from .network import Network
+    from ..nn.network import Network
 
     mf = read(path)
     if settings is None:

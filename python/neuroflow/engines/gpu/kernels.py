@@ -41,7 +41,7 @@ def _shader_dirs():
         yield importlib.resources.files("neuroflow") / "shaders"
     except (ModuleNotFoundError, TypeError):
         pass
-    yield Path(__file__).resolve().parents[3] / "shaders"
+    yield Path(__file__).resolve().parents[4] / "shaders"
 
 
 def shader_source(name: str) -> str:

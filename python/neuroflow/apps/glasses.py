@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .activators import ReLU
-from .atomic import atomic_write_bytes
-from .layers import Convolution, Dense
-from .losses import SoftmaxLogEntropy
-from .network import Network
-from .settings import Settings
-from .updates import Momentum
-from .weights import WeightBreeder
+from ..nn.activators import ReLU
+from ..io.atomic import atomic_write_bytes
+from ..nn.layers import Convolution, Dense
+from ..nn.losses import SoftmaxLogEntropy
+from ..nn.network import Network
+from ..nn.settings import Settings
+from ..nn.optim import Momentum
+from ..nn.breeders import WeightBreeder
 
 __all__ = ["ARTICLE_INIT", "DEFAULTS", "article_layout", "article_settings", "dead_layers", "run_demo"]
 
@@ -102,7 +102,7 @@ def _focus_maps(net: Network, xs: np.ndarray) -> list[np.ndarray]:
 
 
 def _map_image(t: np.ndarray):
-    from .image import images_from_tensor3d
+    from ..io.image import images_from_tensor3d
 
     top = float(t.max())
     # Each map is scaled to its own maximum: layers differ in scale by orders of magnitude.
@@ -110,7 +110,7 @@ def _map_image(t: np.ndarray):
 
 
 def _load_folder(data: Path) -> tuple[np.ndarray, np.ndarray]:
-    from .datasets import image_folder
+    from ..io.datasets import image_folder
 
     if not data.is_dir():
         raise FileNotFoundError(f"--data: folder not found: {data} (it should hold glasses/ and noglasses/)")
@@ -159,9 +159,9 @@ def run_demo(data: str | None = None, out: str = "neuroflow-demo", iterations: i
              seed: int = DEFAULTS.seed, backend: str = "cpu", attempts: int = DEFAULTS.attempts,
              size: int = DEFAULTS.size, pairs: int = DEFAULTS.pairs, say=print) -> dict:
     """Run the experiment; returns a summary (also written to ``out/summary.json``)."""
-    from . import __version__
+    from .. import __version__
     from .avatars import make_avatars
-    from .image import contact_sheet, write_image
+    from ..io.image import contact_sheet, write_image
     from .plots import loss_curve_png
 
     t_start = time.perf_counter()
@@ -178,7 +178,7 @@ def run_demo(data: str | None = None, out: str = "neuroflow-demo", iterations: i
     out_dir.mkdir(parents=True, exist_ok=True)
     if backend == "auto":
         try:
-            from .gpu import is_available
+            from ..engines.gpu import is_available
 
             backend = "gpu" if is_available() else "cpu"
         except Exception:  # no wgpu: the CPU it is

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .image import write_image
+from ..io.image import write_image
 
 __all__ = ["make_avatars", "save_avatar_folders", "draw_avatar_pair", "CLASS_NAMES"]
 

@@ -81,12 +81,12 @@ def _info() -> int:
 
     import numpy as np
 
-    from . import __version__, num_threads
+    from .. import __version__, num_threads
 
     print(f"neuroflow {__version__} (Python {platform.python_version()}, NumPy {np.__version__})")
     print(f"CPU engine threads: {num_threads()} (set with NEUROFLOW_NUM_THREADS or --threads)")
     try:
-        from .gpu import adapters
+        from ..engines.gpu import adapters
 
         found = adapters()
     except Exception as e:  # wgpu missing, no driver: say why instead of failing
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(data=args.data, out=args.out, iterations=args.iterations, seed=args.seed,
                      backend=args.backend, attempts=args.attempts)
             return 0
-        from .cifar_experiment import run_cifar10
+        from .cifar import run_cifar10
 
         run_cifar10(args)
         return 0

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .updates import Momentum, Nesterov, Vanilla
+from .optim import Momentum, Nesterov, Vanilla
 
 
 @dataclass(frozen=True)
