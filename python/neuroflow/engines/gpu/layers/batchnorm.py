@@ -1,0 +1,84 @@
+"""BatchNorm over the last dimension (channels), then the layer's activator.
+
+Train mode: the batch's mean and biased variance per channel (a deterministic reduction,
+one workgroup per channel), optionally moving the running statistics (PyTorch's momentum
+convention, unbiased running variance); eval mode: the running statistics. The backward
+pass recomputes x̂ and f′ from the input, so the layer keeps no per-element state beyond
+its output.
+"""
+
+from __future__ import annotations
+
+from ..kernels import kernel
+from ..ops import groups
+from ..spec import activator, fail, number
+from . import Ctx, Layer
+
+
+class BatchNorm(Layer):
+    kind = "batchnorm"
+
+    def __init__(self, spec: dict, uid: int, name: str, where: str, dim_in: tuple):
+        super().__init__(spec, uid, name, where, dim_in)
+        if self.dim_out != self.dim_in:
+            fail(where, f"dim_out {list(self.dim_out)} must equal dim_in {list(self.dim_in)}")
+        self.c = self.dim_in[-1]
+        self.positions = self.in_size // self.c
+        self.momentum = number(spec, "momentum", where)
+        self.eps = number(spec, "eps", where)
+        flags = {k: spec.get(k, True) for k in ("scale", "shift")}
+        for k, v in flags.items():
+            if not isinstance(v, bool):
+                fail(where, f"{k} must be true or false, got {v!r}")
+        self.act = activator(spec.get("activator", {"name": "linear"}), where)
+        wanted = [(k, (self.c,)) for k in ("scale", "shift") if flags[k]]
+        t = self.take_params(wanted)
+        self.scale, self.shift = t.get("scale"), t.get("shift")
+        s = self.take_state([("running_mean", (self.c,)), ("running_var", (self.c,))])
+        self.running_mean, self.running_var = s["running_mean"], s["running_var"]
+
+    def fixed(self) -> dict[str, int]:
+        # stats: μ then σ² of the batch; sums: Σg then Σg·x̂ (backward)
+        return {"stats": 2 * self.c, "sums": 2 * self.c}
+
+    def _uniforms(self, ctx: Ctx, train: bool, update: bool = False):
+        if train:
+            mean_off, var_off = 0, self.c
+        else:
+            mean_off, var_off = self.running_mean.offset, self.running_var.offset
+        return ctx.rec.params(
+            ctx.rows * self.positions, self.c, self.act.id, float(self.act.alpha),
+            float(self.act.bias), float(self.eps), float(self.momentum), int(update),
+            mean_off, var_off, self.running_mean.offset, self.running_var.offset,
+            self.scale.offset if self.scale else 0, self.shift.offset if self.shift else 0,
+            int(self.scale is not None), int(self.shift is not None),
+            self.scale.offset if self.scale else 0, self.shift.offset if self.shift else 0,
+            float(ctx.scale), float(ctx.beta),
+        )
+
+    def _per_channel(self, ctx: Ctx) -> tuple:
+        return (max(1, min(self.c, ctx.gpu.max_groups)), 1, 1)
+
+    def forward(self, ctx: Ctx, inp):
+        rec, a = ctx.rec, self.buf(ctx, "a")
+        stats = self.buf(ctx, "stats")
+        if ctx.train:
+            p = self._uniforms(ctx, True, ctx.update_state)
+            rec.dispatch(kernel(ctx.gpu, "batchnorm", "stats"), (p, inp, stats, ctx.state), self._per_channel(ctx))
+            src = stats
+        else:
+            p = self._uniforms(ctx, False)
+            src = ctx.state
+        count = ctx.rows * self.in_size
+        rec.dispatch(kernel(ctx.gpu, "batchnorm", "forward"), (p, inp, ctx.params, src, a), groups(rec, count))
+        return a
+
+    def backward(self, ctx: Ctx, inp, d_out, d_in) -> None:
+        rec = ctx.rec
+        p = self._uniforms(ctx, True)
+        stats, sums = self.buf(ctx, "stats"), self.buf(ctx, "sums")
+        rec.dispatch(kernel(ctx.gpu, "batchnorm", "backward_sums"), (p, inp, ctx.params, stats, d_out, sums, ctx.grads),
+                     self._per_channel(ctx))
+        if d_in is not None:
+            rec.dispatch(kernel(ctx.gpu, "batchnorm", "backward_input"), (p, inp, ctx.params, stats, d_out, sums, d_in),
+                         groups(rec, ctx.rows * self.in_size))
