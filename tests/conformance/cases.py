@@ -96,12 +96,14 @@ def _out_size(size, pad, field, stride, exact: bool, what: str) -> int:
 
 def hand_resolve(spec: dict) -> dict:
     """dim_in, dim_out, params and state of every layer from `input` and the layers'
-    configuration (docs/engine.md's table); residual layers list their inner layers' params
-    and state with the inner layer's name as prefix."""
+    configuration (docs/engine.md's table), with per-parameter multipliers from a layer's
+    `lr_mult`/`wd_mult` maps (param name -> factor, default 1). A residual's own lists are
+    empty: its inner layers carry theirs (full names "res.inner.weight")."""
     spec = copy.deepcopy(spec)
 
-    def param(name, shape):
-        return {"name": name, "shape": list(shape), "lr_mult": 1.0, "wd_mult": 1.0}
+    def param(d, name, shape):
+        mults = (d.get("lr_mult", {}).get(name, 1.0), d.get("wd_mult", {}).get(name, 1.0))
+        return {"name": name, "shape": list(shape), "lr_mult": mults[0], "wd_mult": mults[1]}
 
     def walk(layers, dim):
         for d in layers:
@@ -114,21 +116,18 @@ def hand_resolve(spec: dict) -> dict:
                 out = [_out_size(X, px, fx, sx, exact, d["name"]), _out_size(Y, py, fy, sy, exact, d["name"])]
                 dim = out + [d["filters"] if kind == "conv" else Z]
                 if kind == "conv":
-                    params = [param("weight", (fx, fy, Z, d["filters"]))] + ([param("bias", (d["filters"],))] if d["bias"] else [])
+                    params = [param(d, "weight", (fx, fy, Z, d["filters"]))] + ([param(d, "bias", (d["filters"],))] if d["bias"] else [])
             elif kind == "dense":
-                params = [param("weight", (math.prod(dim), d["neurons"]))] + ([param("bias", (d["neurons"],))] if d["bias"] else [])
+                params = [param(d, "weight", (math.prod(dim), d["neurons"]))] + ([param(d, "bias", (d["neurons"],))] if d["bias"] else [])
                 dim = [d["neurons"]]
             elif kind == "batchnorm":
-                params = [param(n, (dim[-1],)) for n in ("scale", "shift") if d[n]]
+                params = [param(d, n, (dim[-1],)) for n in ("scale", "shift") if d[n]]
                 state = [{"name": "running_mean", "shape": [dim[-1]], "init": 0.0},
                          {"name": "running_var", "shape": [dim[-1]], "init": 1.0}]
             elif kind == "global_avg_pool":
                 dim = [dim[2]]
             elif kind == "residual":
-                walk(d["layers"], dim)
-                for inner in d["layers"]:
-                    params += [dict(p, name=f"{inner['name']}.{p['name']}") for p in inner["params"]]
-                    state += [dict(s, name=f"{inner['name']}.{s['name']}") for s in inner["state"]]
+                walk(d["layers"], dim)  # its params and state are its inner layers' own
             d["dim_out"], d["params"], d["state"] = list(dim), params, state
 
     walk(spec["layers"], spec["input"])
@@ -175,13 +174,20 @@ class Case:
     levels: Optional[tuple] = None  # uint8 values to draw from
     negative_x: bool = False  # all inputs negative (padding must not win a max-pool)
     soft_targets: bool = False  # probability rows instead of one-hot (softmax losses)
-    mults: dict = field(default_factory=dict)  # full param name -> (lr_mult, wd_mult)
+    mults: dict = field(default_factory=dict)  # full param name -> (lr_mult, wd_mult), set on its layer
     fixed: dict = field(default_factory=dict)  # full param name -> constant value (ties)
     smooth: bool = True  # differentiable at the case's data: finite differences apply
 
     def spec(self, dtype: str = "f64") -> dict:
-        """The unresolved spec."""
-        return {"version": 2, "dtype": dtype, "input": list(self.input), "layers": copy.deepcopy(self.layers),
+        """The unresolved spec, with the multipliers as the layers' lr_mult/wd_mult maps."""
+        layers = copy.deepcopy(self.layers)
+        for full, d in leaves(layers):
+            for key, (lr, wd) in self.mults.items():
+                layer, _, param = key.rpartition(".")
+                if layer == full:
+                    d.setdefault("lr_mult", {})[param] = lr
+                    d.setdefault("wd_mult", {})[param] = wd
+        return {"version": 2, "dtype": dtype, "input": list(self.input), "layers": layers,
                 "loss": dict(self.loss), "update": dict(self.update), "reduction": self.reduction, "seed": self.seed}
 
     def kinds(self) -> set:
@@ -189,19 +195,11 @@ class Case:
 
 
 def resolved(case: Case, dtype: str) -> dict:
-    """The case's resolved spec in `dtype`, with its per-parameter multipliers applied."""
+    """The case's resolved spec in `dtype`."""
     spec = resolve(case.spec(dtype))
-    seen = set()
-    for full, d in leaves(spec["layers"]):
-        if d["kind"] == "residual":
-            continue
-        for p in d["params"]:
-            key = f"{full}.{p['name']}"
-            if key in case.mults:
-                p["lr_mult"], p["wd_mult"] = case.mults[key]
-                seen.add(key)
-    missing = set(case.mults) - seen
-    assert not missing, f"{case.name}: multipliers for unknown params {sorted(missing)}"
+    got = {f"{full}.{p['name']}": (p["lr_mult"], p["wd_mult"]) for full, d in leaves(spec["layers"]) for p in d["params"]}
+    for key, mults in case.mults.items():
+        assert got.get(key) == mults, f"{case.name}: {key} resolved with multipliers {got.get(key)}, expected {mults}"
     return spec
 
 

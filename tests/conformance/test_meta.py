@@ -111,6 +111,4 @@ def test_hand_resolver_matches_core_resolve():
         got, want = json.loads(real(json.dumps(spec))), hand_resolve(spec)
         for (name, g), (_, w) in zip(leaves(got["layers"]), leaves(want["layers"])):
             for key in ("dim_in", "dim_out", "params", "state"):
-                if w["kind"] == "residual" and key in ("params", "state"):
-                    continue  # engines read the leaves' lists; a residual's own list is informative
                 assert g.get(key) == w[key], f"{case.name}: layer {name} {key}: resolve {g.get(key)} vs hand {w[key]}"

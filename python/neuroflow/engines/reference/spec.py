@@ -96,7 +96,7 @@ class Layer:
         self.params: list[int] = []  # indices into the engine's parameter list
         self.state: list[int] = []  # indices into the engine's state list
         if self.kind == "residual":
-            return  # its params and state are its inner layers'; the walk collects them
+            return  # its params and state are its inner layers' (whatever its own lists say); the walk collects them
         self._read_params(d.get("params", []), where, params)
         self._read_state(d.get("state", []), where, state)
 
@@ -171,7 +171,8 @@ def read_update(d) -> dict:
         raise ValueError(f"spec: update name must be one of {IDS['updates']}, got {d!r}")
     assert set(SLOTS) == set(IDS["updates"])
     name = d["name"]
-    rule = {"name": name, "weight_decay": number(d, "weight_decay", "update", 0.0, lo=0.0)}
+    # weight_decay defaults to 0 except for adamw, whose point it is (no silent default there)
+    rule = {"name": name, "weight_decay": number(d, "weight_decay", "update", None if name == "adamw" else 0.0, lo=0.0)}
     if name in ("momentum", "nesterov"):
         rule["mu"] = number(d, "mu", "update", lo=0.0, hi=1.0, open_hi=True)
     if name in ("adam", "adamw"):
