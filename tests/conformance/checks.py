@@ -108,7 +108,16 @@ def reference_fd(case_name: str, delta: float) -> tuple[list, float]:
     run = Run(ENGINES["reference"], CASES[case_name])
     e = run.load()
     x, t = run.batch(0)
-    return e.fd_gradients(x, t, delta), abs(e.loss(x, t, "train"))
+    before = run.snapshot(e)
+    fd = e.fd_gradients(x, t, delta)
+    unchanged(run.snapshot(e), before, "the reference's fd_gradients changed the engine")
+    return fd, abs(e.loss(x, t, "train"))
+
+
+def unchanged(after: dict, before: dict, what: str) -> None:
+    """Two snapshots (Run.snapshot) bit-identical."""
+    equal_lists(after["params"] + after["state"] + after["slots"], before["params"] + before["state"] + before["slots"], what)
+    assert after["step"] == before["step"], f"{what}: step {before['step']} -> {after['step']}"
 
 
 def close(got, want, rtol: float, what: str, *, atol: float = 0.0, dtype=None) -> None:
