@@ -113,6 +113,8 @@ def hand_resolve(spec: dict) -> dict:
                 X, Y, Z = dim
                 (px, py), (fx, fy), (sx, sy) = d["padding"], d["field"], d["stride"]
                 exact = kind == "conv"
+                if not exact and (2 * px > fx or 2 * py > fy):
+                    raise ValueError(f"{d['name']}: pooling padding must be at most half the field")
                 out = [_out_size(X, px, fx, sx, exact, d["name"]), _out_size(Y, py, fy, sy, exact, d["name"])]
                 dim = out + [d["filters"] if kind == "conv" else Z]
                 if kind == "conv":

@@ -78,7 +78,11 @@ def test_input_errors(small):
     with pytest.raises(ValueError):
         e.forward(x[:, :-1])
     with pytest.raises(ValueError):
-        e.forward(x.reshape(len(x), -1))
+        e.forward(x.reshape(len(x), -1))  # the right number of values, but not (N, *input)
+    with pytest.raises(ValueError):
+        e.forward(np.asfortranarray(x))
+    with pytest.raises(ValueError):
+        e.loss(x, np.asfortranarray(t))
     with pytest.raises(TypeError):
         e.forward(x.astype(other))
     with pytest.raises(TypeError):

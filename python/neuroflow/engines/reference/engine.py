@@ -172,6 +172,8 @@ class ReferenceEngine:
             raise TypeError(f"x: expected {self._dtype.name} or uint8, got {x.dtype}")
         if x.shape[1:] != self._input or len(x) == 0:
             raise ValueError(f"x: expected shape (N >= 1, {', '.join(map(str, self._input))}), got {x.shape}")
+        if not x.flags.c_contiguous:
+            raise ValueError("x: the array must be C-contiguous (np.ascontiguousarray)")
         return x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
 
     def _t(self, t, n: int) -> np.ndarray:
@@ -179,6 +181,8 @@ class ReferenceEngine:
             raise TypeError(f"t: expected a numpy array of {self._dtype.name}, got {getattr(t, 'dtype', type(t).__name__)}")
         if t.shape != (n, self._k):
             raise ValueError(f"t: expected shape ({n}, {self._k}), got {t.shape}")
+        if not t.flags.c_contiguous:
+            raise ValueError("t: the array must be C-contiguous (np.ascontiguousarray)")
         return t.astype(np.float64)
 
     @staticmethod
