@@ -41,8 +41,18 @@ __all__ = ["act", "avgpool", "bn", "conv", "dense", "dropout", "gap", "loss", "m
 # ---- specs ----
 
 
-def spec_json(input_shape, layers, loss_spec=None, update_spec=None, reduction="sum", seed=0) -> str:
-    """A resolved f32 spec."""
+def spec_json(input_shape, layers, loss_spec=None, update_spec=None, reduction="sum", seed=0, mults=None) -> str:
+    """A resolved f32 spec; `mults` maps full parameter names ("r3.c4.bias") to their
+    (lr_mult, wd_mult), set as their layers' lr_mult/wd_mult maps before resolving."""
+    layers = json.loads(json.dumps(layers))
+    for full, (lr, wd) in (mults or {}).items():
+        *path, param = full.split(".")
+        chain, d = layers, None
+        for name in path:
+            d = next(layer for layer in chain if layer["name"] == name)
+            chain = d.get("layers", [])
+        d.setdefault("lr_mult", {})[param] = lr
+        d.setdefault("wd_mult", {})[param] = wd
     spec = {"version": 2, "dtype": "f32", "input": list(input_shape), "layers": layers,
             "loss": loss_spec or loss(), "update": update_spec or update(), "reduction": reduction, "seed": seed}
     return json.dumps(resolve(spec))

@@ -154,8 +154,7 @@ class GpuEngine:
             raise TypeError("x: expected a numpy array of f32 or uint8")
         if not x.flags.c_contiguous:
             raise ValueError("x: the array must be C-contiguous")
-        d = self._net.in_size
-        if x.ndim < 2 or x.shape[0] == 0 or math.prod(x.shape[1:]) != d:
+        if x.ndim < 2 or x.shape[0] == 0 or tuple(x.shape[1:]) != tuple(self._net.input):
             raise ValueError(f"x: expected a non-empty batch (N, {', '.join(map(str, self._net.input))}), got shape {x.shape}")
         n = x.shape[0]
         if x.dtype == np.uint8:  # as the CPU engine: f32(b) · f32(1/255)
@@ -164,9 +163,11 @@ class GpuEngine:
             if not isinstance(t, np.ndarray) or t.dtype != np.float32:
                 raise TypeError("t: expected a numpy array of f32")
             k = self._net.last.out_size
-            if t.size != n * k:
-                raise ValueError(f"t: expected {n} rows of {k} values, got shape {t.shape}")
-            t = np.ascontiguousarray(t).reshape(-1)
+            if t.shape != (n, k):
+                raise ValueError(f"t: expected shape ({n}, {k}), got {t.shape}")
+            if not t.flags.c_contiguous:
+                raise ValueError("t: the array must be C-contiguous")
+            t = t.reshape(-1)
         return n, x.reshape(-1), t
 
     @staticmethod

@@ -129,12 +129,16 @@ def ints(v, n: int | None, where: str, positive: bool = True) -> tuple:
     return tuple(vals)
 
 
-def number(obj: dict, key: str, where: str, default=None) -> float:
+def number(obj: dict, key: str, where: str, default=None, lo: float = -math.inf, hi: float = math.inf,
+           open_lo: bool = False, open_hi: bool = False) -> float:
+    """A finite number in [lo, hi] (an open end when open_lo / open_hi)."""
     v = obj.get(key, default)
     if v is None:
         fail(where, f"lacks {key!r}")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         fail(where, f"{key} must be a finite number, got {v!r}")
+    if v < lo or v > hi or (open_lo and v == lo) or (open_hi and v == hi):
+        fail(where, f"{key} must be in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}, got {v!r}")
     return float(v)
 
 
@@ -218,9 +222,7 @@ def parse(spec_json: str) -> Net:
     loss = get(s, "loss", "the spec")
     if not isinstance(loss, dict) or loss.get("name") not in LOSSES:
         raise ValueError(f"spec: loss must name one of {', '.join(LOSSES)}, got {loss!r}")
-    smoothing = number(loss, "label_smoothing", "loss", 0.0)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"spec: loss.label_smoothing must be in [0, 1), got {smoothing}")
+    smoothing = number(loss, "label_smoothing", "loss", 0.0, lo=0.0, hi=1.0, open_hi=True)
     upd = get(s, "update", "the spec")
     if not isinstance(upd, dict) or upd.get("name") not in UPDATES:
         raise ValueError(f"spec: update must name one of {', '.join(UPDATES)}, got {upd!r}")
@@ -228,11 +230,11 @@ def parse(spec_json: str) -> Net:
     if rule in ("momentum", "nesterov") and "mu" not in upd:
         raise ValueError(f"spec: update {rule!r} needs 'mu'")
     hyper = {
-        "mu": number(upd, "mu", "update", 0.0),
-        "beta1": number(upd, "beta1", "update", 0.9),
-        "beta2": number(upd, "beta2", "update", 0.999),
-        "eps": number(upd, "eps", "update", 1e-8),
-        "weight_decay": number(upd, "weight_decay", "update", 0.0),
+        "mu": number(upd, "mu", "update", 0.0, lo=0.0, hi=1.0, open_hi=True),
+        "beta1": number(upd, "beta1", "update", 0.9, lo=0.0, hi=1.0, open_hi=True),
+        "beta2": number(upd, "beta2", "update", 0.999, lo=0.0, hi=1.0, open_hi=True),
+        "eps": number(upd, "eps", "update", 1e-8, lo=0.0, open_lo=True),
+        "weight_decay": number(upd, "weight_decay", "update", 0.0, lo=0.0),
     }
     reduction = s.get("reduction", "sum")
     if reduction not in REDUCTIONS:
@@ -242,7 +244,7 @@ def parse(spec_json: str) -> Net:
         raise ValueError(f"spec: seed must be an integer in [0, 2^64), got {seed!r}")
     return Net(
         input=inp, layers=layers, walk=walk, params=params, state=state,
-        loss=loss["name"], mult=number(loss, "n", "loss", 1.0), smoothing=smoothing,
+        loss=loss["name"], mult=number(loss, "n", "loss", 1.0, lo=0.0, open_lo=True), smoothing=smoothing,
         update=rule, hyper=hyper, mean=reduction == "mean", seed=seed,
         param_floats=p_off, state_floats=s_off,
     )

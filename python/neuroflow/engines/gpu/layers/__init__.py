@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..spec import KINDS, Tensor, fail, get, ints
+from ..spec import KINDS, Tensor, fail, get, ints, number
 
 
 @dataclass
@@ -95,7 +95,8 @@ class Layer:
             s = ints(p.get("shape"), None, f"{self.where}.params.{name}.shape")
             if s != tuple(shape):
                 fail(self.where, f"param {name} has shape {list(s)}, expected {list(shape)}")
-            t = Tensor(f"{self.name}.{name}", s, lr_mult=float(p.get("lr_mult", 1.0)), wd_mult=float(p.get("wd_mult", 1.0)))
+            mults = {k: number(p, k, f"{self.where}.params.{name}", 1.0, lo=0.0) for k in ("lr_mult", "wd_mult")}
+            t = Tensor(f"{self.name}.{name}", s, **mults)
             self.params.append(t)
             out[name] = t
         return out
@@ -110,7 +111,7 @@ class Layer:
             s = ints(p.get("shape"), None, f"{self.where}.state.{name}.shape")
             if s != tuple(shape):
                 fail(self.where, f"state {name} has shape {list(s)}, expected {list(shape)}")
-            t = Tensor(f"{self.name}.{name}", s, init=float(p.get("init", 0.0)))
+            t = Tensor(f"{self.name}.{name}", s, init=number(p, "init", f"{self.where}.state.{name}", 0.0))
             self.state.append(t)
             out[name] = t
         return out

@@ -24,8 +24,8 @@ class BatchNorm(Layer):
             fail(where, f"dim_out {list(self.dim_out)} must equal dim_in {list(self.dim_in)}")
         self.c = self.dim_in[-1]
         self.positions = self.in_size // self.c
-        self.momentum = number(spec, "momentum", where)
-        self.eps = number(spec, "eps", where)
+        self.momentum = number(spec, "momentum", where, lo=0.0, hi=1.0)
+        self.eps = number(spec, "eps", where, lo=0.0, open_lo=True)
         flags = {k: spec.get(k, True) for k in ("scale", "shift")}
         for k, v in flags.items():
             if not isinstance(v, bool):

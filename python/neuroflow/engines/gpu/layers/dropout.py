@@ -19,9 +19,7 @@ class Dropout(Layer):
         super().__init__(spec, uid, name, where, dim_in)
         if self.dim_out != self.dim_in:
             fail(where, f"dim_out {list(self.dim_out)} must equal dim_in {list(self.dim_in)}")
-        self.rate = number(spec, "rate", where)
-        if not 0.0 <= self.rate < 1.0:
-            fail(where, f"rate must be in [0, 1), got {self.rate}")
+        self.rate = number(spec, "rate", where, lo=0.0, hi=1.0, open_hi=True)
         self.threshold = math.floor(self.rate * 2.0**32)  # exact: a power-of-two scaling
         self.take_params([])
         self.take_state([])
