@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cases import CASES, dropout, loss, resolve, update
-from checks import Run, casts
+from checks import Run, casts, unchanged
 from registry import ENGINES
 
 M32 = 0xFFFFFFFF
@@ -65,46 +65,48 @@ def test_dropout_masks(engine_name, seed, step):
 
 @pytest.fixture(params=list(ENGINES))
 def small(request) -> Run:
-    run = Run(ENGINES[request.param], CASES["bn_conv_relu"])
+    """A small engine with parameters, state and a non-square input (4, 5, 2)."""
+    run = Run(ENGINES[request.param], CASES["bn_scale_only"])
     run.load()
     return run
 
 
-def test_input_errors(small):
+def _other(kind):
+    return np.float64 if kind.dtype == "f32" else np.float32
+
+
+BAD_CALLS = {  # name -> (expected error, call(engine, x, t, kind))
+    "x_short_sample": (ValueError, lambda e, x, t, k: e.forward(np.ascontiguousarray(x[:, :-1]))),
+    "x_transposed": (ValueError, lambda e, x, t, k: e.forward(np.ascontiguousarray(x.transpose(0, 2, 1, 3)))),
+    "x_flat": (ValueError, lambda e, x, t, k: e.forward(x.reshape(len(x), -1))),
+    "x_empty_batch": (ValueError, lambda e, x, t, k: e.forward(x[:0])),
+    "x_fortran_order": (ValueError, lambda e, x, t, k: e.forward(np.asfortranarray(x))),
+    "x_other_float": (TypeError, lambda e, x, t, k: e.forward(x.astype(_other(k)))),
+    "x_int32": (TypeError, lambda e, x, t, k: e.forward(x.astype(np.int32))),
+    "x_list": (TypeError, lambda e, x, t, k: e.forward(x.tolist())),
+    "t_short_row": (ValueError, lambda e, x, t, k: e.loss(x, np.ascontiguousarray(t[:, :-1]))),
+    "t_too_few_rows": (ValueError, lambda e, x, t, k: e.gradients(x, t[:-1])),
+    "t_fortran_order": (ValueError, lambda e, x, t, k: e.loss(x, np.asfortranarray(t))),
+    "t_other_float": (TypeError, lambda e, x, t, k: e.train_step(x, t.astype(_other(k)), 0.1)),
+    "mode": (ValueError, lambda e, x, t, k: e.forward(x, mode="test")),
+    "layer_out_of_range": ((ValueError, IndexError), lambda e, x, t, k: e.forward(x, layer=99)),
+    "lr_nan": ((ValueError, OverflowError), lambda e, x, t, k: e.train_step(x, t, float("nan"))),
+    "fd_delta_zero": (ValueError, lambda e, x, t, k: e.fd_gradients(x, t, 0.0)),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_CALLS))
+def test_input_errors(small, bad):
+    """A malformed call is refused with a ValueError or TypeError and changes nothing.
+    (A transposed (N, Y, X, Z) batch has the right size but the wrong layout: an engine that
+    checks only the size would silently read it wrongly.)"""
     e, kind = small.engine, small.kind
     x, t = small.batch(0)
     before = small.snapshot()
-    other = np.float64 if kind.dtype == "f32" else np.float32
-    with pytest.raises(ValueError):
-        e.forward(x[:, :-1])
-    with pytest.raises(ValueError):
-        e.forward(x.reshape(len(x), -1))  # the right number of values, but not (N, *input)
-    with pytest.raises(ValueError):
-        e.forward(np.asfortranarray(x))
-    with pytest.raises(ValueError):
-        e.loss(x, np.asfortranarray(t))
-    with pytest.raises(TypeError):
-        e.forward(x.astype(other))
-    with pytest.raises(TypeError):
-        e.forward(x.astype(np.int32))
-    with pytest.raises(TypeError):
-        e.forward(x.tolist())
-    with pytest.raises(ValueError):
-        e.loss(x, t[:, :-1])
-    with pytest.raises(ValueError):
-        e.gradients(x, t[:-1])
-    with pytest.raises(TypeError):
-        e.train_step(x, t.astype(other), 0.1)
-    with pytest.raises(ValueError):
-        e.forward(x, mode="test")
-    with pytest.raises((ValueError, IndexError)):
-        e.forward(x, layer=99)
-    with pytest.raises((ValueError, OverflowError)):
-        e.train_step(x, t, float("nan"))
-    after = small.snapshot()
-    for a, b in zip(after["params"] + after["state"] + after["slots"], before["params"] + before["state"] + before["slots"]):
-        assert np.array_equal(a, b), "a refused call changed the engine"
-    assert after["step"] == before["step"]
+    error, call = BAD_CALLS[bad]
+    with pytest.raises(error):
+        call(e, x, t, kind)
+    unchanged(small.snapshot(), before, "a refused call changed the engine")
     assert np.isfinite(e.forward(x)).all(), "the engine still works after refusing"
 
 
@@ -129,7 +131,7 @@ def test_state_errors(small):
 @pytest.mark.parametrize("engine_name", list(ENGINES))
 def test_spec_errors(engine_name):
     kind = ENGINES[engine_name]
-    run = Run(kind, CASES["bn_conv_relu"])
+    run = Run(kind, CASES["bn_scale_only"])
     good = run.spec
 
     def refused(edit):
