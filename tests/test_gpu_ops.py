@@ -476,6 +476,10 @@ CONVS = [
     ((8, 9, 2), ref.conv("c", 5, field=(4, 3), stride=(2, 1), padding=(1, 0), activator=ref.act("leaky_relu", 0.1)), 3, 2),
     ((5, 6, 4), ref.conv("c", 3, field=1, bias=True, activator=ref.act("gelu")), 2, None),
     ((6, 7, 3), ref.conv("c", 1, field=5, stride=(1, 2), padding=2, bias=True, activator=ref.act("square")), 4, 1),
+    # linear: no f′ pass; without any bias no forward pass either (the output is s)
+    ((5, 5, 3), ref.conv("c", 4, padding=1), 3, 2),
+    ((5, 5, 3), ref.conv("c", 4, padding=1, bias=True), 2, None),
+    ((4, 5, 2), ref.conv("c", 3, field=1, activator=ref.act("linear", bias=0.2)), 2, None),
 ]
 
 
@@ -511,17 +515,18 @@ def test_conv_layer(gpu, rng, case, accumulate):
            what=f"conv {shape}")
 
 
+@pytest.mark.parametrize("f", ["sigmoid", "linear"])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", [(13,), (3, 4, 2)], ids=str)
-def test_dense_layer(gpu, rng, shape, bias):
+def test_dense_layer(gpu, rng, shape, bias, f):
     n = 5
-    d = ref.layer_spec(shape, ref.dense("d", 7, bias=bias, activator=ref.act("sigmoid", bias=-0.2)))
+    d = ref.layer_spec(shape, ref.dense("d", 7, bias=bias, activator=ref.act(f)))
 
     def reference(a):
         x, w = a["x"].reshape(n, -1).astype(np.float64), a["p0"].astype(np.float64)
-        s = x @ w + (a["p1"] if bias else 0.0) - 0.2
-        ds = a["dy"] * ref.act_df("sigmoid", s)
-        out = {"y": ref.act_f("sigmoid", s), "g0": x.T @ ds, "dx": (ds @ w.T).reshape(n, *shape)}
+        s = x @ w + (a["p1"] if bias else 0.0)
+        ds = a["dy"] * ref.act_df(f, s)
+        out = {"y": ref.act_f(f, s), "g0": x.T @ ds, "dx": (ds @ w.T).reshape(n, *shape)}
         if bias:
             out["g1"] = ds.sum(axis=0)
         return out

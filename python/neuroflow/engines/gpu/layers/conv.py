@@ -55,17 +55,16 @@ class Conv(Affine):
         return col, 0
 
     def forward(self, ctx: Ctx, inp):
-        g, s, a = self.g, self.buf(ctx, "s"), self.buf(ctx, "a")
+        g, s = self.g, self.buf(ctx, "s")
         for b0, nb in self._blocks(ctx):
             col, off = self._columns(ctx, inp, b0, nb)
             ops.gemm(ctx.rec, col, ctx.params, s, nb * g.positions, self.channels, g.k,
                      offsets=(off, self.w.offset, b0 * self.out_size))
-        self.activate(ctx, s, a)
-        return a
+        return self.activate(ctx, s)
 
     def backward(self, ctx: Ctx, inp, d_out, d_in) -> None:
-        g, rec, s = self.g, ctx.rec, self.buf(ctx, "s")
-        self.delta(ctx, d_out, s)
+        g, rec = self.g, ctx.rec
+        s = self.delta(ctx, d_out, self.buf(ctx, "s"))  # now ∂L/∂s
         # Last block first: after the forward the column buffer may still hold it.
         for i, (b0, nb) in enumerate(reversed(self._blocks(ctx))):
             m = nb * g.positions

@@ -23,22 +23,41 @@ class Affine(Layer):
         self.take_state([])
         self.w, self.b = t["weight"], t.get("bias")
 
+    @property
+    def identity(self) -> bool:
+        """A linear activator without any bias: the output is s itself (no pass)."""
+        return self.act.linear and self.act.bias == 0.0 and self.b is None
+
     def buffers(self) -> dict[str, int]:
         # s: the pre-activation, then (after backward's f′ pass) the delta ∂L/∂s
+        if self.identity:
+            return {"s": self.out_size, "d": self.out_size}
         return {"s": self.out_size, "a": self.out_size, "d": self.out_size}
 
     def _bias(self, ctx: Ctx) -> dict:
         return {"params": ctx.params, "bias_off": self.b.offset if self.b else None, "channels": self.channels}
 
-    def activate(self, ctx: Ctx, s, a) -> None:
+    def activate(self, ctx: Ctx, s):
+        """The output buffer: a = f(s + b + act.bias), or s itself for the identity."""
+        if self.identity:
+            return s
+        a = self.buf(ctx, "a")
         ops.act_forward(ctx.rec, self.act, ctx.rows * self.out_size, s, a, **self._bias(ctx))
+        return a
 
-    def delta(self, ctx: Ctx, d_out, s) -> None:
-        """s ← ∂L/∂s = d_out ⊙ f′; then the bias gradient."""
-        rows = ctx.rows * self.out_size // self.channels
-        ops.act_backward(ctx.rec, self.act, ctx.rows * self.out_size, d_out, s, **self._bias(ctx))
+    def delta(self, ctx: Ctx, d_out, s):
+        """∂L/∂s = d_out ⊙ f′ (into s; d_out itself when f′ = 1), then the bias gradient;
+        returns the buffer holding ∂L/∂s. Overwriting s is safe: every reader of this
+        layer's output has run its backward pass by now."""
+        if self.act.linear:
+            ds = d_out
+        else:
+            ops.act_backward(ctx.rec, self.act, ctx.rows * self.out_size, d_out, s, **self._bias(ctx))
+            ds = s
         if self.b is not None:
-            ops.colsum(ctx.rec, rows, self.channels, s, ctx.grads, out_off=self.b.offset, alpha=ctx.scale, beta=ctx.beta)
+            rows = ctx.rows * self.out_size // self.channels
+            ops.colsum(ctx.rec, rows, self.channels, ds, ctx.grads, out_off=self.b.offset, alpha=ctx.scale, beta=ctx.beta)
+        return ds
 
 
 class Dense(Affine):
@@ -54,15 +73,14 @@ class Dense(Affine):
         self.setup(spec, (self.d, o))
 
     def forward(self, ctx: Ctx, inp):
-        s, a = self.buf(ctx, "s"), self.buf(ctx, "a")
+        s = self.buf(ctx, "s")
         ops.gemm(ctx.rec, inp, ctx.params, s, ctx.rows, self.o, self.d, offsets=(0, self.w.offset, 0))
-        self.activate(ctx, s, a)
-        return a
+        return self.activate(ctx, s)
 
     def backward(self, ctx: Ctx, inp, d_out, d_in) -> None:
-        rec, s = ctx.rec, self.buf(ctx, "s")
-        self.delta(ctx, d_out, s)
-        ops.gemm(rec, inp, s, ctx.grads, self.d, self.o, ctx.rows, trans_a=True, alpha=ctx.scale, beta=ctx.beta,
+        rec = ctx.rec
+        ds = self.delta(ctx, d_out, self.buf(ctx, "s"))
+        ops.gemm(rec, inp, ds, ctx.grads, self.d, self.o, ctx.rows, trans_a=True, alpha=ctx.scale, beta=ctx.beta,
                  offsets=(0, 0, self.w.offset))
         if d_in is not None:
-            ops.gemm(rec, s, ctx.params, d_in, ctx.rows, self.d, self.o, trans_b=True, offsets=(0, self.w.offset, 0))
+            ops.gemm(rec, ds, ctx.params, d_in, ctx.rows, self.d, self.o, trans_b=True, offsets=(0, self.w.offset, 0))
