@@ -542,7 +542,10 @@ BNS = [
     ((5, 3, 2), ref.bn("b", scale=False, shift=False, activator=ref.act("softplus")), 2),
     ((9,), ref.bn("b", activator=ref.act("sigmoid"), momentum=0.5), 6),  # flat: P = 1
     ((6,), ref.bn("b"), 1),  # one value per channel: σ² = 0, the running variance takes σ² itself
-    ((3, 3, 300), ref.bn("b", activator=ref.act("linear")), 2),  # more channels than... a few
+    ((3, 3, 300), ref.bn("b", activator=ref.act("linear")), 2),  # many channels
+    # enough rows for several ranges per channel, merged (the last range shorter)
+    ((8, 8, 3), ref.bn("b", activator=ref.act("relu"), momentum=0.2), 6),
+    ((13, 11, 5), ref.bn("b", shift=False, activator=ref.act("tanh")), 3),
 ]
 
 
@@ -559,8 +562,8 @@ def _bn_params(d, a):
 
 @pytest.mark.parametrize("case", BNS, ids=lambda c: str(c[0]) + str(c[2]) + str(c[1]["scale"]) + str(c[1]["shift"]))
 def test_batchnorm_train(gpu, rng, case):
-    """Batch statistics (a per-channel reduction), the running statistics moved, the
-    activator after normalising; backward: ∂scale, ∂shift (scaled), ∂x."""
+    """Batch statistics (per-channel reductions over row ranges, merged), the running
+    statistics moved, the activator after normalising; backward: ∂scale, ∂shift (scaled), ∂x."""
     shape, layer, n = case
     d = ref.layer_spec(shape, layer)
     ac = d["activator"]
@@ -581,7 +584,7 @@ def test_batchnorm_train(gpu, rng, case):
            what=f"batchnorm {shape}")
 
 
-@pytest.mark.parametrize("case", BNS[:5], ids=lambda c: str(c[0]) + str(c[2]))
+@pytest.mark.parametrize("case", BNS[:5] + BNS[-1:], ids=lambda c: str(c[0]) + str(c[2]))
 def test_batchnorm_eval(gpu, rng, case):
     """Eval mode: the running statistics, untouched."""
     shape, layer, n = case
@@ -710,11 +713,10 @@ def test_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch):
 
 @pytest.mark.parametrize("case", [CONVS[1], ((7, 5, 3), ref.maxpool("m", 3, stride=2, padding=1), 9),
                                   ((6, 4, 2), ref.avgpool("a", 2), 9), ((5, 4, 3), ref.gap("g"), 300),
-                                  ((4, 5, 3), ref.bn("b", activator=ref.act("relu")), 3)],
+                                  ((8, 8, 3), ref.bn("b", activator=ref.act("relu")), 6)],
                          ids=lambda c: c[1]["kind"])
 def test_layer_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch, case):
-    """Every layer kind's kernels with 2 workgroups per dimension at most (BatchNorm: 2
-    workgroups for 3 channels)."""
+    """Every layer kind's kernels with 2 workgroups per dimension at most."""
     monkeypatch.setattr(gpu, "max_groups", 2)
     kind = case[1]["kind"]
     if kind == "conv":

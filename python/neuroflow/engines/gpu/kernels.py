@@ -50,9 +50,11 @@ LAYOUTS = {
     ("loss", "loss_grad"): (U, R, R, W, W),
     ("softmax", "main"): (U, R, W),
     ("update", "main"): (U, U, W, R, W, W, R),  # params, hyper, w, g, slot0, slot1, segments
-    ("batchnorm", "stats"): (U, R, W, W),  # x, stats, state
+    ("batchnorm", "stats"): (U, R, W, W),  # x, stats (or partials), state
+    ("batchnorm", "stats_merge"): (U, R, W, W),  # partials, stats, state
     ("batchnorm", "forward"): (U, R, R, R, W),  # x, params, mean/var source, a
-    ("batchnorm", "backward_sums"): (U, R, R, R, R, W, W),  # x, params, stats, d, sums, grads
+    ("batchnorm", "backward_sums"): (U, R, R, R, R, W, W),  # x, params, stats, d, sums (or partials), grads
+    ("batchnorm", "sums_merge"): (U, R, R, R, R, W, W),  # x, params, stats, partials, sums, grads
     ("batchnorm", "backward_input"): (U, R, R, R, R, R, W),  # x, params, stats, d, sums, dx
     ("pool", "max_forward"): (U, R, W, W),  # x, a, argmax
     ("pool", "max_backward"): (U, R, R, W),  # d, argmax, dx

@@ -1,10 +1,12 @@
 """BatchNorm over the last dimension (channels), then the layer's activator.
 
-Train mode: the batch's mean and biased variance per channel (a deterministic reduction,
-one workgroup per channel), optionally moving the running statistics (PyTorch's momentum
-convention, unbiased running variance); eval mode: the running statistics. The backward
-pass recomputes x̂ and f′ from the input, so the layer keeps no per-element state beyond
-its output.
+Train mode: the batch's mean and biased variance per channel, optionally moving the
+running statistics (PyTorch's momentum convention, unbiased running variance); eval mode:
+the running statistics. The per-channel reductions (statistics forward, Σg and Σg·x̂
+backward) run over row ranges in parallel, adjacent invocations on adjacent channels, and
+a second pass combines the ranges in a fixed order (none when one range does). The
+backward pass recomputes x̂ and f′ from the input, so the layer keeps no per-element state
+beyond its output.
 """
 
 from __future__ import annotations
@@ -41,11 +43,23 @@ class BatchNorm(Layer):
         # stats: μ then σ² of the batch; sums: Σg then Σg·x̂ (backward)
         return {"stats": 2 * self.c, "sums": 2 * self.c}
 
-    def _uniforms(self, ctx: Ctx, train: bool, update: bool = False):
+    MIN_ROWS = 64  # the least of rows one range walks
+
+    def _ranges(self, ctx: Ctx) -> tuple:
+        """(rows per range, ranges) for the per-channel reductions: enough (range, channel)
+        items for every invocation the GPU runs at once, each range at least MIN_ROWS long."""
+        rows = ctx.rows * self.positions
+        want = -(-ctx.gpu.parallelism * 64 // self.c)
+        splits = max(1, min(want, rows // self.MIN_ROWS, 4096))
+        per = -(-rows // splits)
+        return per, -(-rows // per)
+
+    def _uniforms(self, ctx: Ctx, train: bool, update: bool = False, whole: bool = True):
         if train:
             mean_off, var_off = 0, self.c
         else:
             mean_off, var_off = self.running_mean.offset, self.running_var.offset
+        per, splits = self._ranges(ctx)
         return ctx.rec.params(
             ctx.rows * self.positions, self.c, self.act.id, float(self.act.alpha),
             float(self.act.bias), float(self.eps), float(self.momentum), int(update),
@@ -53,32 +67,40 @@ class BatchNorm(Layer):
             self.scale.offset if self.scale else 0, self.shift.offset if self.shift else 0,
             int(self.scale is not None), int(self.shift is not None),
             self.scale.offset if self.scale else 0, self.shift.offset if self.shift else 0,
-            float(ctx.scale), float(ctx.beta),
+            float(ctx.scale), float(ctx.beta), per, splits, int(whole),
         )
 
-    def _per_channel(self, ctx: Ctx) -> tuple:
-        return (max(1, min(self.c, ctx.gpu.max_groups)), 1, 1)
+    def _reduce(self, ctx: Ctx, entry: str, merge: str, head: tuple, out, tail: tuple) -> None:
+        """A per-channel reduction: one pass over (range, channel) items writing `out`
+        directly (one range) or partials that `merge` combines into `out`."""
+        rec = ctx.rec
+        per, splits = self._ranges(ctx)
+        p = self._uniforms(ctx, True, ctx.update_state, whole=splits == 1)
+        if splits == 1:
+            rec.dispatch(kernel(ctx.gpu, "batchnorm", entry), (p, *head, out, *tail), groups(rec, self.c))
+            return
+        part = rec.cache.scratch("splits", 4 * 2 * self.c * splits)
+        rec.dispatch(kernel(ctx.gpu, "batchnorm", entry), (p, *head, part, *tail), groups(rec, self.c * splits))
+        merge_head = (part,) if merge == "stats_merge" else (*head[:-1], part)
+        rec.dispatch(kernel(ctx.gpu, "batchnorm", merge), (p, *merge_head, out, *tail), groups(rec, self.c))
 
     def forward(self, ctx: Ctx, inp):
         rec, a = ctx.rec, self.buf(ctx, "a")
         stats = self.buf(ctx, "stats")
         if ctx.train:
-            p = self._uniforms(ctx, True, ctx.update_state)
-            rec.dispatch(kernel(ctx.gpu, "batchnorm", "stats"), (p, inp, stats, ctx.state), self._per_channel(ctx))
-            src = stats
+            self._reduce(ctx, "stats", "stats_merge", (inp,), stats, (ctx.state,))
+            p, src = self._uniforms(ctx, True), stats
         else:
-            p = self._uniforms(ctx, False)
-            src = ctx.state
+            p, src = self._uniforms(ctx, False), ctx.state
         count = ctx.rows * self.in_size
         rec.dispatch(kernel(ctx.gpu, "batchnorm", "forward"), (p, inp, ctx.params, src, a), groups(rec, count))
         return a
 
     def backward(self, ctx: Ctx, inp, d_out, d_in) -> None:
         rec = ctx.rec
-        p = self._uniforms(ctx, True)
         stats, sums = self.buf(ctx, "stats"), self.buf(ctx, "sums")
-        rec.dispatch(kernel(ctx.gpu, "batchnorm", "backward_sums"), (p, inp, ctx.params, stats, d_out, sums, ctx.grads),
-                     self._per_channel(ctx))
+        self._reduce(ctx, "backward_sums", "sums_merge", (inp, ctx.params, stats, d_out), sums, (ctx.grads,))
         if d_in is not None:
+            p = self._uniforms(ctx, True)
             rec.dispatch(kernel(ctx.gpu, "batchnorm", "backward_input"), (p, inp, ctx.params, stats, d_out, sums, d_in),
                          groups(rec, ctx.rows * self.in_size))
