@@ -312,6 +312,10 @@ def test_contract_details(gpu, rng):
         s = json.loads(NETS["glasses"])
         s["layers"][0]["params"][0]["shape"] = [3, 3, 3, 2]
         GpuEngine(json.dumps(s))
+    with pytest.raises(ValueError, match="label_smoothing applies to the softmax losses only"):
+        s = json.loads(NETS["chunky"])
+        s["loss"]["label_smoothing"] = 0.1
+        GpuEngine(json.dumps(s))
     with pytest.raises(ValueError, match="t:"):
         eng.loss(x, t[:1])
     with pytest.raises(ValueError, match="x:"):

@@ -223,6 +223,8 @@ def parse(spec_json: str) -> Net:
     if not isinstance(loss, dict) or loss.get("name") not in LOSSES:
         raise ValueError(f"spec: loss must name one of {', '.join(LOSSES)}, got {loss!r}")
     smoothing = number(loss, "label_smoothing", "loss", 0.0, lo=0.0, hi=1.0, open_hi=True)
+    if smoothing and loss["name"] not in SOFTMAX_LOSSES:
+        raise ValueError(f"spec: loss: label_smoothing applies to the softmax losses only, not {loss['name']}")
     upd = get(s, "update", "the spec")
     if not isinstance(upd, dict) or upd.get("name") not in UPDATES:
         raise ValueError(f"spec: update must name one of {', '.join(UPDATES)}, got {upd!r}")
@@ -244,7 +246,7 @@ def parse(spec_json: str) -> Net:
         raise ValueError(f"spec: seed must be an integer in [0, 2^64), got {seed!r}")
     return Net(
         input=inp, layers=layers, walk=walk, params=params, state=state,
-        loss=loss["name"], mult=number(loss, "n", "loss", 1.0, lo=0.0, open_lo=True), smoothing=smoothing,
+        loss=loss["name"], mult=number(loss, "n", "loss", 1.0, lo=1.0), smoothing=smoothing,
         update=rule, hyper=hyper, mean=reduction == "mean", seed=seed,
         param_floats=p_off, state_floats=s_off,
     )
