@@ -35,7 +35,7 @@ def test_outputs_and_focus(rng):
     assert t0.shape == c0.dim_out == (9, 7, 3)
     np.testing.assert_array_equal(net.Ω(0)(x)[0], t0)
     assert net.focus(2)(x).shape == (5, 4)
-    with pytest.raises(ValueError, match="layer: index 3 is not a layer with weights"):
+    with pytest.raises(ValueError, match=r"layer: index 3 is not a layer of the layout \(0..2\)"):
         net.focus(3)
     with pytest.raises(ValueError, match="not in this network's layout"):
         net.focus(Dense(2, ReLU))
