@@ -332,6 +332,7 @@ class Network:
         return f"Network([{inner}], backend={self.backend!r}, dtype={self.dtype_name})"
 
     def _guard(self, what: str) -> None:
+        """Changes (weights, state, settings) are refused while another thread trains."""
         if self._trainer is not None and self._trainer != threading.get_ident():
             raise RuntimeError(f"{what}: this network is training in another thread; wait for train() to return")
 
@@ -409,9 +410,9 @@ class Network:
         return [slice(i, min(i + c, n)) for i in range(0, n, c)]
 
     def _call(self, method: str, *args, **kw):
-        """An engine call, one thread at a time (training holds the lock only per step)."""
+        """An engine call that changes nothing, one thread at a time: while another thread
+        trains it runs between two steps (training holds the lock a step at a time)."""
         with self._lock:
-            self._guard(method)
             return getattr(self._engine, method)(*args, **kw)
 
     # ---- evaluation ----
