@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .atomic import atomic_write
-from .image import load_tensor_gray, load_tensor_rgb
+from .image import _check_background, _check_size, _load, _max_pixels
 
 __all__ = ["cifar10", "image_folder", "mnist", "CIFAR10_CLASSES", "default_data_root"]
 
@@ -297,6 +297,7 @@ def image_folder(
     size: tuple[int, int] | None = None,
     gray: bool = False,
     background: Sequence[float] = (255, 255, 255),
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images in one sub-folder per class, as ``(images, labels, class_names)``.
 
@@ -305,6 +306,11 @@ def image_folder(
     ``images``: ``(N, X, Y, C)`` float32 in [0, 1], C = 1 if ``gray`` else 3, alpha
     composited onto ``background``; ``size=(X, Y)`` resizes every image, otherwise all
     images must have the same size. ``labels``: ``(N,)`` int64 indices into class_names.
+
+    Files are read as PNG or JPEG only, whatever else Pillow could read; each is shrunk
+    towards ``size`` before it becomes floats, and one that declares more than
+    ``max_pixels`` pixels is refused before it is decoded (see
+    :func:`neuroflow.image.load_tensor_rgb`).
     """
     base = _as_path(root)
     if not base.exists():
@@ -314,7 +320,9 @@ def image_folder(
     classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{base} holds no class sub-folders (expected e.g. {base}/glasses/, {base}/noglasses/)")
-    load = load_tensor_gray if gray else load_tensor_rgb
+    _check_background(background)
+    _check_size(size)
+    _max_pixels(max_pixels)  # bad options fail before any file is read
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     first: Path | None = None
@@ -326,7 +334,8 @@ def image_folder(
         if not files:
             raise ValueError(f"class folder {base / cls} holds no PNG/JPEG images")
         for f in files:
-            a = load(f, background=background, size=size)
+            a = _load(f, gray=gray, background=background, size=size, dtype=np.float32, max_pixels=max_pixels,
+                      formats=("PNG", "JPEG"))
             if first is None:
                 first = f
             elif a.shape != arrays[0].shape:
