@@ -189,9 +189,13 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
     try:
         with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                _name_the_target(e, target)
+                raise
             if os.name == "nt":  # Windows cannot rename a file that is open
                 f.close()
             os.replace(tmp, target)  # on POSIX with the lock still held: see _abandoned
@@ -201,6 +205,18 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     _forget(tmp, remove=False)
     _fsync_dir(target.parent)
     _remove_stale(target, tmp, started_ns)
+
+
+# Errors of writing data, which say nothing of where: the target's name is added to them.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EIO, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _name_the_target(e: OSError, target: Path) -> None:
+    """Give a nameless write error (a full disk: ENOSPC from write, flush or fsync) the
+    target's name, so that the message says which file could not be written."""
+    if e.filename is None and e.errno in _WRITE_ERRNOS:
+        with contextlib.suppress(AttributeError, TypeError):
+            e.filename = str(target)
 
 
 def _forget(tmp: Path, *, remove: bool) -> None:
