@@ -74,7 +74,7 @@ def test_temp_names_are_recognisable_per_target(tmp_path: Path) -> None:
 @posix_only
 def test_a_killed_write_leaves_a_temporary_that_the_next_write_removes(tmp_path: Path) -> None:
     target = tmp_path / "ckpt.safetensors"
-    atomic_write_bytes(target, b"good old")
+    target.write_bytes(b"good old")  # (this process has not written here yet: see below)
     child = _start_writer(target, "half a new fi")
     child.send_signal(signal.SIGKILL)
     child.wait(30)
@@ -198,3 +198,47 @@ def test_without_locks_this_process_still_knows_its_own_writes(tmp_path: Path, m
         atomic_write_bytes(target, b"fast")
         assert _temps(tmp_path) == [theirs]
     assert target.read_bytes() == b"slow" and _temps(tmp_path) == []
+
+
+def test_each_folder_is_listed_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Writing n files into one folder must not list it n times (quadratic in n).
+    leftover = tmp_path / ".f7.bin.1-0123456789ab.tmp"
+    leftover.write_bytes(b"abandoned")
+    _age(leftover, 5)
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(atomic.os, "listdir", lambda p: listed.append(p) or real(p))
+    for i in range(50):
+        atomic_write_bytes(tmp_path / f"f{i}.bin", b"data")
+    assert len(listed) == 1
+    assert not leftover.exists()  # found by that one listing, removed when f7.bin was written
+    assert _temps(tmp_path) == []
+
+
+@posix_only
+def test_the_next_process_removes_what_a_killed_one_left(tmp_path: Path) -> None:
+    # This process wrote into the folder before the kill, so it already listed it; the
+    # leftover is for the next process -- as when a killed training run is resumed.
+    target = tmp_path / "ckpt.safetensors"
+    atomic_write_bytes(target, b"good old")
+    child = _start_writer(target, "half")
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    assert len(_temps(tmp_path)) == 1
+    time.sleep(0.02)
+    code = "import sys; from neuroflow.io.atomic import atomic_write_bytes; atomic_write_bytes(sys.argv[1], b'resumed')"
+    subprocess.run([sys.executable, "-c", code, str(target)], check=True, env=ENV, timeout=60)
+    assert _temps(tmp_path) == [] and target.read_bytes() == b"resumed"
+
+
+def test_the_folder_is_synced_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_mode) or real(fd))
+    atomic_write_bytes(tmp_path / "a.bin", b"1")
+    assert len(synced) == 1  # the data
+    atomic_write_bytes(tmp_path / "a.bin", b"2", sync_folder=True)
+    import stat
+
+    assert len(synced) == 3 and stat.S_ISDIR(synced[2])  # the data, then the folder
+    assert (tmp_path / "a.bin").read_bytes() == b"2"

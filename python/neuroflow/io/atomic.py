@@ -2,8 +2,10 @@
 
 The data goes to a temporary file in the target's own folder (so the final ``os.replace``
 is a rename within one file system, which is atomic), and is renamed over the target only
-once it has been written, flushed and fsynced completely; the folder is fsynced after the
-rename so that the new name survives a crash too.
+once it has been written, flushed and fsynced completely. So after a crash the target is
+the old file or the complete new one; with ``sync_folder=True`` the folder is fsynced after
+the rename as well, so that the new one is what survives (a second fsync per write: worth it
+for checkpoints, not for a thousand images).
 
 Temporary files are named after their target, ``.<name>.<pid>-<12 hex digits>.tmp``
 (e.g. ``.model.safetensors.4711-0123456789ab.tmp``), so a file left behind by a write that
@@ -25,7 +27,10 @@ certainly abandoned:
   without a lock) are removed only once they are an hour older than the current write.
 
 Clean-up happens only after the new file is in place and never makes a write fail; the
-target itself is only ever replaced by a complete new file.
+target itself is only ever replaced by a complete new file. A process lists each folder once,
+at its first successful write there (so that writing thousands of files into one folder does
+not list it thousands of times): the leftovers it then finds are removed as their targets are
+written again; one that a concurrent process leaves later is for the next process to remove.
 """
 
 from __future__ import annotations
@@ -50,6 +55,13 @@ __all__ = ["atomic_write", "atomic_write_bytes", "temp_name_pattern"]
 
 # Temporaries of older versions (no pid, no lock): removed only when this much older.
 _LEGACY_MIN_AGE_NS = 3600 * 10**9
+
+# Temporary files seen in each folder (by device and inode) when this process first wrote
+# there, by target name; each is looked at (and removed if abandoned) at the next successful
+# write of its target.
+_ANY_TEMP = re.compile(r"\.(.+)\.(?:\d+-)?[0-9a-f]{12}\.tmp\Z", re.DOTALL)
+_scanned: dict[tuple[int, int], dict[str, set[str]]] = {}
+_scan_lock = threading.Lock()
 
 # Temporary files this process is writing right now (a second guard next to the locks,
 # for file systems where flock is emulated with per-process POSIX locks, as on NFS).
@@ -122,13 +134,33 @@ def _abandoned(path: Path, pid_named: bool, started_ns: int) -> bool:
         os.close(fd)
 
 
+def _candidates(folder: Path, name: str) -> list[str]:
+    """The temporary files of target ``name`` in ``folder`` that this process has not looked
+    at yet. The folder is listed once per process (at its first successful write there), so
+    that writing many files into one folder stays linear; leftovers are, by their nature,
+    those of processes that ended before."""
+    key = os.stat(folder)
+    with _scan_lock:
+        seen = _scanned.get((key.st_dev, key.st_ino))
+        if seen is None:
+            seen = {}
+            for entry in os.listdir(folder):
+                m = _ANY_TEMP.match(entry)
+                if m is not None:
+                    seen.setdefault(m.group(1), set()).add(entry)
+            _scanned[(key.st_dev, key.st_ino)] = seen
+        return sorted(seen.pop(name, ()))
+
+
 def _remove_stale(target: Path, own: Path, started_ns: int) -> list[Path]:
     """Remove the abandoned temporaries of ``target`` (see the module doc); never raises."""
     pattern = temp_name_pattern(target.name)
     removed: list[Path] = []
     try:
-        names = os.listdir(target.parent)
+        names = _candidates(target.parent, target.name)
     except OSError:
+        return removed
+    if not names:
         return removed
     with _in_flight_lock:
         busy = set(_in_flight)
@@ -164,11 +196,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike[str], *, sync_folder: bool = False) -> Iterator[BinaryIO]:
     """Open a binary file for writing that replaces ``path`` only when the block succeeds.
 
     If the block raises, the temporary file is removed and ``path`` is left untouched.
-    Returns (through ``with ... as f``) the open temporary file. After a successful write,
+    Returns (through ``with ... as f``) the open temporary file. ``sync_folder``: fsync the
+    folder after the rename, so that a crash cannot undo it. After a successful write,
     temporary files that earlier, killed writes of the same ``path`` left behind are removed
     (see the module doc for which ones count as abandoned).
     """
@@ -203,7 +236,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         _forget(tmp, remove=True)
         raise
     _forget(tmp, remove=False)
-    _fsync_dir(target.parent)
+    if sync_folder:
+        _fsync_dir(target.parent)
     _remove_stale(target, tmp, started_ns)
 
 
@@ -227,8 +261,9 @@ def _forget(tmp: Path, *, remove: bool) -> None:
             os.unlink(tmp)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the path."""
-    with atomic_write(path) as f:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_folder: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically and return the path (``sync_folder``: see
+    :func:`atomic_write`)."""
+    with atomic_write(path, sync_folder=sync_folder) as f:
         f.write(data)
     return Path(path)
