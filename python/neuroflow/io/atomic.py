@@ -257,7 +257,7 @@ def _forget(tmp: Path, *, remove: bool) -> None:
     with _in_flight_lock:
         _in_flight.discard(str(tmp))
     if remove:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # never hide the error that got us here
             os.unlink(tmp)
 
 

@@ -169,7 +169,7 @@ def _decode(
                     f"(a guard against decompression bombs: small files that decode to gigabytes); {_HOW_TO_RAISE}"
                 )
             box: Box | None = None
-            if size is not None and img.format == "JPEG":
+            if size is not None and img.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures
                 # a JPEG's EXIF comes before its pixels: its orientation is known before decoding
                 want = _stored(size, _orientation(img))
                 drafted = img.draft(None, (want[0] * _REDUCING_GAP, want[1] * _REDUCING_GAP))
