@@ -24,9 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import safejson
 from .atomic import atomic_write_bytes
-from .safejson import JSONLimitError
 from ..nn.layers import Convolution
 
 __all__ = ["neuroflow_matrices", "read_neuroflow_json", "set_neuroflow_weights", "weights_from_neuroflow",
@@ -125,9 +123,11 @@ def read_neuroflow_json(path: str | os.PathLike) -> list[np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"NeuroFlow weight file not found: {p}")
+    from .safejson import JSONLimitError, load
+
     try:
         # Within limits: a list of objects holding lists is 3 deep; numbers as doubles print
-        docs = safejson.load(p, what="its JSON", max_bytes=MAX_BYTES, max_depth=8, max_number_chars=64, allow_nan=True)
+        docs = load(p, what="its JSON", max_bytes=MAX_BYTES, max_depth=8, max_number_chars=64, allow_nan=True)
     except JSONLimitError as e:
         raise ValueError(f"{p}: not a NeuroFlow JSON weight file ({e})") from None
     if not isinstance(docs, list) or not docs:
