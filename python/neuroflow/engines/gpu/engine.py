@@ -159,6 +159,9 @@ class GpuEngine:
         n = x.shape[0]
         if x.dtype == np.uint8:  # as the CPU engine: f32(b) · f32(1/255)
             x = x.astype(np.float32) * np.float32(1.0 / 255.0)
+        if self._net.input_norm is not None:  # as the CPU engine: (x − mean) · (1/std) in f32
+            mean, std = self._net.input_norm
+            x = (x - np.asarray(mean, np.float32)) * (1.0 / np.asarray(std, np.float64)).astype(np.float32)
         if t is not None:
             if not isinstance(t, np.ndarray) or t.dtype != np.float32:
                 raise TypeError("t: expected a numpy array of f32")
