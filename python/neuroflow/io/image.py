@@ -114,7 +114,7 @@ def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return a
     # LANCZOS in 32-bit float ("F" mode) keeps precision; it overshoots a little, hence clip.
     planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, c].T, dtype=np.float32), "F").resize(size, Image.LANCZOS))
+        np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, c].T, dtype=np.float32), "F").resize(size, Image.Resampling.LANCZOS))
         for c in range(a.shape[2])
     ]
     return np.clip(np.stack(planes, axis=2).transpose(1, 0, 2), 0.0, 1.0)
@@ -289,7 +289,7 @@ def _fit(img: Image.Image, box: tuple[int, int]) -> Image.Image:
     if new == img.size:
         return img
     # Small activation maps are scaled up with NEAREST so each unit stays a crisp square.
-    return img.resize(new, Image.NEAREST if scale >= 1 else Image.LANCZOS)
+    return img.resize(new, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
 
 
 def contact_sheet(
@@ -344,8 +344,8 @@ def contact_sheet(
     label_w = 0
     if labels is not None:
         boxes = [draw_probe.textbbox((0, 0), s or " ", font=font) for s in labels]
-        label_h = max(b[3] for b in boxes) + 2
-        label_w = max(b[2] for b in boxes)
+        label_h = math.ceil(max(b[3] for b in boxes)) + 2  # text boxes are typed float; pixels are whole
+        label_w = math.ceil(max(b[2] for b in boxes))
     cell_w = max(max(t.width for t in tiles), label_w)
     cell_h = max(t.height for t in tiles) + label_h
     rows = math.ceil(n / columns)

@@ -33,7 +33,7 @@ class WeightBreeder:
         self.kind, self.params, self.seed = kind, params, seed
 
     @classmethod
-    def normal(cls, mean=0.0, std=None, seed: int | None = None) -> "WeightBreeder":
+    def normal(cls, mean: float | Mapping[int, tuple[float, float]] = 0.0, std: float | None = None, seed: int | None = None) -> "WeightBreeder":
         """``normal(mean, std)`` for every layer, or ``normal({index: (mean, std)})``."""
         if isinstance(mean, Mapping):
             params = _per_layer(mean, "normal", 2)
