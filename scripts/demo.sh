@@ -29,7 +29,7 @@ echo "neuroflow: building and installing into $venv/ with $("$py" -c 'import sys
 version=$("$venv/bin/neuroflow" --version)
 cat <<EOF
 
-$version is installed in $(cd "$venv" && pwd)/ (made with $NF_PY). To use it:
+$version is installed in $(cd "$venv" && pwd)/ (made with $("$NF_PY" -c 'import sys; print(sys.executable)')). To use it:
   source $venv/bin/activate     # then: neuroflow --help, neuroflow info, python -c 'import neuroflow'
   $py -c 'import neuroflow; print(neuroflow.__version__)'   # or without activating
 EOF

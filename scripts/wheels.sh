@@ -38,8 +38,30 @@ rm -f "dist/neuroflow-$version.tar.gz"
 maturin sdist --out dist
 sdist="dist/neuroflow-$version.tar.gz"
 [ -f "$sdist" ] || { echo "wheels.sh: maturin did not write $sdist" >&2; exit 1; }
-rm -rf build/sdist && mkdir -p build/sdist
-tar -xzf "$sdist" -C build/sdist
+# The sdist's files all carry one fixed date (a reproducible archive), so cargo could not see
+# an edit by their dates: unpack it beside the last tree and copy over only the files whose
+# bytes changed (they get today's date), so a rebuild compiles what changed and no less.
+rm -rf build/sdist-new && mkdir -p build/sdist-new build/sdist
+tar -xzf "$sdist" -C build/sdist-new
+"$venv/bin/python" - "build/sdist-new/neuroflow-$version" "build/sdist/neuroflow-$version" <<'PY'
+import filecmp, os, shutil, sys
+new, old = sys.argv[1:]
+keep = set()
+for root, _, files in os.walk(new):
+    for f in files:
+        rel = os.path.relpath(os.path.join(root, f), new)
+        keep.add(rel)
+        dst = os.path.join(old, rel)
+        if not (os.path.isfile(dst) and filecmp.cmp(os.path.join(new, rel), dst, shallow=False)):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(os.path.join(new, rel), dst)
+            shutil.copymode(os.path.join(new, rel), dst)
+for root, _, files in os.walk(old):
+    for f in files:
+        if os.path.relpath(os.path.join(root, f), old) not in keep:
+            os.remove(os.path.join(root, f))
+PY
+rm -rf build/sdist-new
 src="build/sdist/neuroflow-$version"
 
 failed=()
