@@ -14,6 +14,7 @@ pub enum ActKind {
     Linear,
     Softplus,
     Square,
+    Gelu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,12 @@ pub struct Activator {
     pub alpha: f64,
     #[serde(default)]
     pub bias: f64,
+}
+
+/// Φ(x), the standard normal CDF.
+#[inline(always)]
+pub fn phi_cdf<T: Real>(x: T) -> T {
+    T::of(0.5) * (T::one() + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())
 }
 
 /// σ(x) without overflow for large |x| in either direction.
@@ -61,6 +68,7 @@ impl Activator {
             // max(x, 0) + log(1 + e^-|x|): never overflows, exact for large |x|.
             ActKind::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
             ActKind::Square => x * x,
+            ActKind::Gelu => x * phi_cdf(x),
         }
     }
 
@@ -94,15 +102,17 @@ impl Activator {
             ActKind::Linear => T::one(),
             ActKind::Softplus => sigmoid(x),
             ActKind::Square => T::of(2.0) * x,
+            // Φ(x) + x·φ(x)
+            ActKind::Gelu => phi_cdf(x) + x * T::of(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5) * (-(x * x) * T::of(0.5)).exp(),
         }
     }
 
     /// Can f' be computed from the output a = f(s + bias) alone? Then the network keeps
     /// only a (no pre-activations) and folds f' into the gradient that overwrites a.
-    /// Not for Square (a = x² loses x's sign) nor a LeakyReLU with α < 0.
+    /// Not for Square (a = x² loses x's sign), GELU (not monotone) nor a LeakyReLU with α < 0.
     pub fn from_output(&self) -> bool {
         match self.name {
-            ActKind::Square => false,
+            ActKind::Square | ActKind::Gelu => false,
             ActKind::LeakyRelu => self.alpha >= 0.0,
             _ => true,
         }
@@ -131,7 +141,7 @@ impl Activator {
             ActKind::Linear => T::one(),
             // a = log(1 + eˣ) ⇒ σ(x) = 1 − e⁻ᵃ, computed without cancellation for small a
             ActKind::Softplus => -(-a).exp_m1(),
-            ActKind::Square => T::of(2.0) * a.sqrt(),
+            ActKind::Square | ActKind::Gelu => unreachable!("f' of {:?} does not follow from its output", self.name),
         }
     }
 
@@ -221,7 +231,7 @@ simd_fn! {
 mod tests {
     use super::*;
 
-    const ALL: [ActKind; 7] = [
+    const ALL: [ActKind; 8] = [
         ActKind::Relu,
         ActKind::LeakyRelu,
         ActKind::Sigmoid,
@@ -229,6 +239,7 @@ mod tests {
         ActKind::Linear,
         ActKind::Softplus,
         ActKind::Square,
+        ActKind::Gelu,
     ];
 
     #[test]

@@ -10,6 +10,7 @@ use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
 use crate::scratch::{with_scratch, with_window};
+use crate::layers::grown;
 use crate::winograd::{self, Wino};
 use rayon::prelude::*;
 
@@ -31,6 +32,8 @@ pub struct Conv {
     pub g: ConvGeom,
     pub act: Activator,
     plan: direct::Plan,
+    /// The direct kernels (few filters) instead of im2col × gemm.
+    use_direct: bool,
     /// For stride-1 im2col layers: the geometry of the input gradient as a convolution
     /// of the delta with the flipped weights (see `input_grad_transposed`).
     transposed: Option<ConvGeom>,
@@ -39,21 +42,51 @@ pub struct Conv {
     wino_t: Option<Wino>,
 }
 
+/// The algorithms a layer can be asked for (docs/engine.md); "auto" picks by shape.
+pub const ALGORITHMS: [&str; 5] = ["auto", "im2col", "im2col_t", "winograd", "direct"];
+
 impl Conv {
+    /// The layer with the algorithm chosen by shape.
     pub fn new(g: ConvGeom, act: Activator) -> Conv {
-        let mut c = Conv { g, act, plan: direct::Plan::new(g), transposed: None, wino: None, wino_t: None };
-        if !c.direct() && !g.pointwise() && g.sx == 1 && g.sy == 1 && g.px < g.fx && g.py < g.fy {
-            c.transposed = ConvGeom::new([g.ox, g.oy, g.filters], [g.fx - 1 - g.px, g.fy - 1 - g.py], [g.fx, g.fy], [1, 1], g.z).ok();
+        Conv::with_algorithm(g, act, "auto").expect("auto always applies")
+    }
+
+    /// The layer computed by `algorithm` (one of ALGORITHMS); an error when the shape
+    /// does not allow it.
+    pub fn with_algorithm(g: ConvGeom, act: Activator, algorithm: &str) -> crate::Result<Conv> {
+        let direct_ok = g.filters <= DIRECT_MAX_FILTERS && !g.pointwise();
+        let transposable = !g.pointwise() && g.sx == 1 && g.sy == 1 && g.px < g.fx && g.py < g.fy;
+        let transposed = || ConvGeom::new([g.ox, g.oy, g.filters], [g.fx - 1 - g.px, g.fy - 1 - g.py], [g.fx, g.fy], [1, 1], g.z).ok();
+        let mut c = Conv { g, act, plan: direct::Plan::new(g), use_direct: false, transposed: None, wino: None, wino_t: None };
+        match algorithm {
+            "auto" => {
+                c.use_direct = direct_ok;
+                if !direct_ok && transposable {
+                    c.transposed = transposed();
+                }
+                if !direct_ok && winograd::applies(&g) {
+                    c.wino = Some(Wino::new(g));
+                    c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
+                }
+            }
+            "im2col" => {}
+            "im2col_t" if transposable => c.transposed = transposed(),
+            "winograd" if winograd::applies(&g) && transposable => {
+                c.transposed = transposed();
+                c.wino = Some(Wino::new(g));
+                c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
+            }
+            "direct" if direct_ok => c.use_direct = true,
+            "im2col_t" => crate::bail!("algorithm im2col_t needs stride 1, padding below the field and not a 1×1 convolution"),
+            "winograd" => crate::bail!("algorithm winograd needs a 3×3 stride-1 convolution with ≥ 8 channels in and out and padding ≤ 2"),
+            "direct" => crate::bail!("algorithm direct needs at most {DIRECT_MAX_FILTERS} filters and not a 1×1 stride-1 convolution"),
+            other => crate::bail!("algorithm: expected one of {ALGORITHMS:?}, got {other:?}"),
         }
-        if !c.direct() && winograd::applies(&g) {
-            c.wino = Some(Wino::new(g));
-            c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
-        }
-        c
+        Ok(c)
     }
 
     fn direct(&self) -> bool {
-        self.g.filters <= DIRECT_MAX_FILTERS && !self.g.pointwise()
+        self.use_direct
     }
 
     /// im2col path: output positions per tile, the tiles of a sample equal in size.
@@ -84,11 +117,18 @@ impl Conv {
         }
     }
 
-    /// s = conv(input, w), a = act(s), for `n` samples; only a when the activator's
-    /// derivative follows from a (then `s` is not touched). `wbuf` holds transformed
-    /// weights (Winograd layers).
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>) {
+    /// s = conv(input, w) (+ bias), a = act(s), for `n` samples; only a when the
+    /// activator's derivative follows from a (then `s` is not touched). `wbuf` holds
+    /// transformed weights (Winograd layers). The bias and the activation are applied to
+    /// each work unit while it is in cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>) {
         let g = &self.g;
+        let add = |v: &mut [T]| {
+            if let Some(b) = bias {
+                crate::layers::add_bias(v, b);
+            }
+        };
         if let Some(wg) = &self.wino {
             let u = grown(wbuf, 16 * g.z * g.filters);
             wg.weights(w, u);
@@ -96,10 +136,14 @@ impl Conv {
             if self.act.from_output() {
                 wg.par_units(a, n, |un, au| {
                     wg.forward_unit(input, u, un, au);
+                    add(au);
                     self.act.forward_inplace(au);
                 });
             } else {
-                wg.par_units(s, n, |un, su| wg.forward_unit(input, u, un, su));
+                wg.par_units(s, n, |un, su| {
+                    wg.forward_unit(input, u, un, su);
+                    add(su);
+                });
                 let out = g.out_size();
                 a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks(TILE_ELEMS)).for_each(|(au, su)| self.act.forward(su, au));
             }
@@ -112,6 +156,7 @@ impl Conv {
                 let x = &input[ni * inp..(ni + 1) * inp];
                 a_n.par_chunks_mut(unit).enumerate().for_each(|(ui, au)| {
                     self.forward_unit(x, w, ui, au);
+                    add(au);
                     self.act.forward_inplace(au);
                 });
             });
@@ -125,6 +170,7 @@ impl Conv {
                 let x = &input[ni * inp..(ni + 1) * inp];
                 s_n.par_chunks_mut(unit).zip(a_n.par_chunks_mut(unit)).enumerate().for_each(|(ui, (su, au))| {
                     self.forward_unit(x, w, ui, su);
+                    add(su);
                     self.act.forward(su, au);
                 });
             });
@@ -345,13 +391,6 @@ fn sum_groups<T: Real>(parts: &[T], groups: usize, out: &mut [T]) {
     });
 }
 
-/// buf[..len], grown (never shrunk) to hold it.
-fn grown<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
-    if buf.len() < len {
-        buf.resize(len, T::zero());
-    }
-    &mut buf[..len]
-}
 
 /// out = the convolution's output rows p0.. of one sample (out.len() / F of them): im2col
 /// of those positions × the weights, or the input itself as the column matrix for 1×1.
@@ -433,8 +472,8 @@ mod tests {
                 };
                 let nan = T::of(f64::NAN);
                 let (mut s1, mut a1, mut s2, mut a2) = (vec![nan; n * out], vec![nan; n * out], vec![nan; n * out], vec![nan; n * out]);
-                wino.forward(&x, &w, &mut s1, &mut a1, n, &mut Vec::new());
-                plain.forward(&x, &w, &mut s2, &mut a2, n, &mut Vec::new());
+                wino.forward(&x, &w, None, &mut s1, &mut a1, n, &mut Vec::new());
+                plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new());
                 close(&a1, &a2, "forward");
                 let (mut dw1, mut dw2) = (vec![nan; g.k() * filters], vec![nan; g.k() * filters]);
                 wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new());

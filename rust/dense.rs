@@ -13,15 +13,20 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// s = input · w, a = act(s); only a when the activator's derivative follows from a.
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], s: &mut [T], a: &mut [T], n: usize, threads: usize) {
+    /// s = input · w (+ bias), a = act(s); only a when the activator's derivative
+    /// follows from a.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, threads: usize) {
         let (d, o) = (self.dim_in, self.neurons);
         let (x, wm) = (Mat::new(&input[..n * d], n, d), Mat::new(w, d, o));
+        let target = if self.act.from_output() { &mut a[..n * o] } else { &mut s[..n * o] };
+        matmul(x, wm, target, false, threads);
+        if let Some(b) = bias {
+            crate::layers::add_bias(target, b);
+        }
         if self.act.from_output() {
-            matmul(x, wm, &mut a[..n * o], false, threads);
             self.act.forward_inplace(&mut a[..n * o]);
         } else {
-            matmul(x, wm, &mut s[..n * o], false, threads);
             self.act.forward(&s[..n * o], &mut a[..n * o]);
         }
     }

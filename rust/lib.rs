@@ -19,12 +19,16 @@ pub mod real;
 pub mod scratch;
 mod simd;
 pub mod spec;
+pub mod layout;
+pub mod layers;
+pub mod optim;
 pub mod threads;
-pub mod update;
 pub mod winograd;
 
 #[cfg(test)]
 mod gradcheck;
+#[cfg(test)]
+mod ids;
 
 #[cfg(feature = "python")]
 mod py;

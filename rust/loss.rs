@@ -18,6 +18,9 @@ pub struct Loss {
     /// Targets per sample of SoftmaxLogMultEntropy (Σt = n).
     #[serde(default = "one")]
     pub n: f64,
+    /// Softmax losses: the targets t become (1 − ε)·t + ε·n/K.
+    #[serde(default)]
+    pub label_smoothing: f64,
 }
 
 fn one() -> f64 {
@@ -35,6 +38,23 @@ fn log_softmax<T: Real>(y: &[T], out: &mut [T]) {
 }
 
 impl Loss {
+    pub fn new(name: LossKind) -> Loss {
+        Loss { name, n: 1.0, label_smoothing: 0.0 }
+    }
+
+    pub fn check(&self) -> crate::Result<()> {
+        if !(self.n.is_finite() && self.n >= 1.0) {
+            crate::bail!("loss: n must be ≥ 1, got {}", self.n);
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            crate::bail!("loss: label_smoothing must be in [0, 1), got {}", self.label_smoothing);
+        }
+        if self.label_smoothing != 0.0 && !self.is_softmax() {
+            crate::bail!("loss: label_smoothing applies to the softmax losses only");
+        }
+        Ok(())
+    }
+
     pub fn is_softmax(&self) -> bool {
         matches!(self.name, LossKind::SoftmaxLogEntropy | LossKind::SoftmaxLogMultEntropy)
     }
@@ -45,8 +65,11 @@ impl Loss {
             LossKind::SoftmaxLogEntropy | LossKind::SoftmaxLogMultEntropy => {
                 log_softmax(y, grad);
                 let n = if self.name == LossKind::SoftmaxLogEntropy { T::one() } else { T::of(self.n) };
+                let eps = T::of(self.label_smoothing);
+                let spread = eps * n / T::of(y.len() as f64);
                 let mut loss = T::zero();
                 for (g, &ti) in grad.iter_mut().zip(t) {
+                    let ti = if self.label_smoothing == 0.0 { ti } else { (T::one() - eps) * ti + spread };
                     // 0 · log 0 is 0 here, never NaN: skip the term.
                     if ti != T::zero() {
                         loss -= ti * *g;
@@ -110,15 +133,17 @@ mod tests {
     #[test]
     fn gradients_match_central_differences() {
         let y = [0.3, -1.2, 2.5, 0.05];
-        check_gradient(Loss { name: LossKind::SoftmaxLogEntropy, n: 1.0 }, &y, &[0.1, 0.2, 0.6, 0.1]);
-        check_gradient(Loss { name: LossKind::SoftmaxLogMultEntropy, n: 2.0 }, &y, &[1.0, 0.0, 1.0, 0.0]);
-        check_gradient(Loss { name: LossKind::SquaredError, n: 1.0 }, &y, &[0.5, 0.7, -0.3, 1.1]);
-        check_gradient(Loss { name: LossKind::AbsCubicError, n: 1.0 }, &y, &[0.5, 0.7, -0.3, 1.1]);
+        check_gradient(Loss::new(LossKind::SoftmaxLogEntropy), &y, &[0.1, 0.2, 0.6, 0.1]);
+        check_gradient(Loss { n: 2.0, ..Loss::new(LossKind::SoftmaxLogMultEntropy) }, &y, &[1.0, 0.0, 1.0, 0.0]);
+        check_gradient(Loss::new(LossKind::SquaredError), &y, &[0.5, 0.7, -0.3, 1.1]);
+        check_gradient(Loss::new(LossKind::AbsCubicError), &y, &[0.5, 0.7, -0.3, 1.1]);
+        check_gradient(Loss { label_smoothing: 0.2, ..Loss::new(LossKind::SoftmaxLogEntropy) }, &y, &[0.0, 0.0, 1.0, 0.0]);
+        check_gradient(Loss { n: 2.0, label_smoothing: 0.1, ..Loss::new(LossKind::SoftmaxLogMultEntropy) }, &y, &[1.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]
     fn softmax_loss_finite_when_probability_underflows() {
-        let loss = Loss { name: LossKind::SoftmaxLogEntropy, n: 1.0 };
+        let loss = Loss::new(LossKind::SoftmaxLogEntropy);
         let y = [1000.0f32, -1000.0];
         let mut g = [0.0f32; 2];
         let l = loss.sample(&y, &[0.0, 1.0], &mut g);

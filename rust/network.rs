@@ -1,56 +1,15 @@
-//! A network: layers, their weights, the optimizer state, and reusable work buffers.
-//! One training step (forward, loss, backward, update) runs here without allocating once
-//! the buffers have grown to the batch size.
+//! A network: its layers (a `Sequence`), their parameters, gradients and state, the
+//! optimizer's slots and step, and the engine's methods (docs/engine.md). A training step
+//! (forward, loss, backward, update) allocates nothing once the buffers have grown to the
+//! batch.
 
-use crate::conv::Conv;
-use crate::dense::Dense;
-use crate::error::Result;
-use crate::im2col::ConvGeom;
+use crate::error::{Error, Result};
+use crate::layers::{Ctx, Mode, Sequence, Slot, Tensors};
+use crate::layout;
 use crate::real::Real;
-use crate::spec::{LayerSpec, NetSpec, Reduction};
+use crate::spec::{NetSpec, Reduction};
 use crate::threads;
 use rayon::prelude::*;
-
-#[derive(Clone, Debug)]
-pub enum Layer {
-    Conv(Box<Conv>),
-    Dense(Dense),
-}
-
-impl Layer {
-    pub fn in_size(&self) -> usize {
-        match self {
-            Layer::Conv(c) => c.g.in_size(),
-            Layer::Dense(d) => d.dim_in,
-        }
-    }
-    pub fn out_size(&self) -> usize {
-        match self {
-            Layer::Conv(c) => c.g.out_size(),
-            Layer::Dense(d) => d.neurons,
-        }
-    }
-    /// Shape of the weight array: conv (fx, fy, Z, F), dense (D, O).
-    pub fn weight_shape(&self) -> Vec<usize> {
-        match self {
-            Layer::Conv(c) => vec![c.g.fx, c.g.fy, c.g.z, c.g.filters],
-            Layer::Dense(d) => vec![d.dim_in, d.neurons],
-        }
-    }
-    /// Shape of one sample's output: conv (X', Y', F), dense (O,).
-    pub fn out_shape(&self) -> Vec<usize> {
-        match self {
-            Layer::Conv(c) => vec![c.g.ox, c.g.oy, c.g.filters],
-            Layer::Dense(d) => vec![d.neurons],
-        }
-    }
-    pub fn act(&self) -> &crate::activator::Activator {
-        match self {
-            Layer::Conv(c) => &c.act,
-            Layer::Dense(d) => &d.act,
-        }
-    }
-}
 
 /// A batch on its way in: floats of the network's precision, or bytes scaled by 1/255.
 #[derive(Clone, Copy)]
@@ -68,110 +27,81 @@ impl<T> Input<'_, T> {
     }
 }
 
+/// A tensor's full name (e.g. "res3.c0.weight") and shape.
+pub type Info = (String, Vec<usize>);
+
 pub struct Network<T: Real> {
     pub spec: NetSpec,
-    pub layers: Vec<Layer>,
-    pub weights: Vec<Vec<T>>,
-    pub state: Vec<Vec<T>>,
-    /// Samples the buffers hold.
-    cap: usize,
-    input: Vec<T>,
-    /// Per layer: pre-activations s (kept only where f' needs them), and activations a,
-    /// overwritten in the backward pass by the layer's delta once a is no longer needed.
-    s: Vec<Vec<T>>,
-    a: Vec<Vec<T>>,
+    seq: Sequence<T>,
+    pub params: Vec<Vec<T>>,
     grads: Vec<Vec<T>>,
-    partials: Vec<T>,
-    /// Transformed conv weights: flipped and transposed for the stride-1 input gradient,
-    /// Winograd's G g Gᵀ.
-    wt: Vec<T>,
-    /// Dense layers' input gradient before the previous activator's f' is applied.
-    dense_tmp: Vec<T>,
+    pub state: Vec<Vec<T>>,
+    /// The update rule's slots, parameter-major: parameter i's slot j at i·slots + j.
+    pub slots: Vec<Vec<T>>,
+    /// Updates done (Adam's t; the dropout masks' step).
+    pub step: u64,
+    pub param_info: Vec<Info>,
+    pub state_info: Vec<Info>,
+    mults: Vec<(f64, f64)>,
+    input: Vec<T>,
     row: Vec<T>,
 }
 
 impl<T: Real> Network<T> {
+    /// A network for `spec`; resolved shapes in it, if any, must be the ones `layout`
+    /// computes.
     pub fn new(spec: NetSpec) -> Result<Self> {
         if spec.dtype != T::NAME {
             crate::bail!("spec: dtype {:?} given to a {} network", spec.dtype, T::NAME);
         }
-        if spec.layers.is_empty() {
-            crate::bail!("spec: a network needs at least one layer");
+        let mut fresh = spec.clone();
+        for l in &mut fresh.layers {
+            clear(l);
         }
-        let mut layers = Vec::new();
-        for (i, l) in spec.layers.iter().enumerate() {
-            let layer = match *l {
-                LayerSpec::Conv { dim_in, padding, field, stride, filters, activator } => Layer::Conv(Box::new(Conv::new(
-                    ConvGeom::new(dim_in, padding, field, stride, filters).map_err(|e| crate::error::Error(format!("layer {i}: {e}")))?,
-                    activator,
-                ))),
-                LayerSpec::Dense { dim_in, neurons, activator } => {
-                    if dim_in == 0 || neurons == 0 {
-                        crate::bail!("layer {i}: dense sizes must be positive");
-                    }
-                    Layer::Dense(Dense { dim_in, neurons, act: activator })
-                }
-            };
-            if let Some(prev) = layers.last() {
-                let prev: &Layer = prev;
-                if prev.out_size() != layer.in_size() {
-                    crate::bail!("layer {i}: takes {} inputs but layer {} gives {}", layer.in_size(), i - 1, prev.out_size());
-                }
-                if matches!(prev, Layer::Dense(_)) && matches!(layer, Layer::Conv(_)) {
-                    crate::bail!("layer {i}: a convolution cannot follow a dense layer");
-                }
+        let resolved = layout::resolve(fresh)?;
+        if spec.layers.iter().any(|l| !l.dim_out.is_empty()) && resolved.layers != spec.layers {
+            crate::bail!("spec: the resolved shapes in the spec are not those of its layout (resolve it with neuroflow._core.resolve)");
+        }
+        let spec = resolved;
+        let (seq, _) = Sequence::new(&spec.layers, Slot::default())?;
+        let (mut param_info, mut state_info, mut mults, mut params, mut state) = (vec![], vec![], vec![], vec![], vec![]);
+        walk(&spec.layers, "", &mut |prefix, l| {
+            for p in &l.params {
+                param_info.push((format!("{prefix}{}.{}", l.name, p.name), p.shape.clone()));
+                mults.push((p.lr_mult, p.wd_mult));
+                params.push(vec![T::zero(); p.shape.iter().product()]);
             }
-            layers.push(layer);
-        }
-        let sizes: Vec<usize> = layers.iter().map(|l| l.weight_shape().iter().product()).collect();
-        let weights = sizes.iter().map(|&n| vec![T::zero(); n]).collect();
-        let state = if spec.update.has_state() { sizes.iter().map(|&n| vec![T::zero(); n]).collect() } else { Vec::new() };
-        let grads = sizes.iter().map(|&n| vec![T::zero(); n]).collect();
-        let nl = layers.len();
-        let k = layers[nl - 1].out_size();
-        Ok(Network {
-            spec,
-            layers,
-            weights,
-            state,
-            cap: 0,
-            input: Vec::new(),
-            s: vec![Vec::new(); nl],
-            a: vec![Vec::new(); nl],
-            grads,
-            partials: Vec::new(),
-            wt: Vec::new(),
-            dense_tmp: Vec::new(),
-            row: vec![T::zero(); k],
-        })
+            for s in &l.state {
+                state_info.push((format!("{prefix}{}.{}", l.name, s.name), s.shape.clone()));
+                state.push(vec![T::of(s.init); s.shape.iter().product()]);
+            }
+        });
+        let grads = params.clone();
+        let slots = params.iter().flat_map(|p| spec.update.slots().iter().map(move |_| vec![T::zero(); p.len()])).collect();
+        let k = seq.out_size();
+        Ok(Network { spec, seq, params, grads, state, slots, step: 0, param_info, state_info, mults, input: Vec::new(), row: vec![T::zero(); k] })
     }
 
     pub fn in_size(&self) -> usize {
-        self.layers[0].in_size()
+        self.spec.input.iter().product()
     }
     pub fn out_size(&self) -> usize {
-        self.layers[self.layers.len() - 1].out_size()
+        self.seq.out_size()
     }
-    pub fn num_weights(&self) -> usize {
-        self.weights.iter().map(|w| w.len()).sum()
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|w| w.len()).sum()
     }
-
-    fn ensure_capacity(&mut self, n: usize) {
-        if n <= self.cap {
-            return;
-        }
-        for (l, layer) in self.layers.iter().enumerate() {
-            // pre-activations only where f' cannot be had from the activations
-            if !layer.act().from_output() {
-                self.s[l].resize(n * layer.out_size(), T::zero());
-            }
-            self.a[l].resize(n * layer.out_size(), T::zero());
-        }
-        self.cap = n;
+    /// Layers in pre-order (uids 0..).
+    pub fn num_layers(&self) -> usize {
+        self.spec.walk().len()
     }
 
-    /// Check sizes, then run `f(self, input, n)` on the batch: floats as they are (no
-    /// copy), bytes converted (÷255) into the network's input buffer.
+    fn ctx(&self, n: usize, mode: Mode) -> Ctx {
+        Ctx { n, mode, seed: self.spec.seed, step: self.step }
+    }
+
+    /// Check sizes, then run `f(self, input, n)` on the batch in the thread pool: floats
+    /// as they are (no copy), bytes converted (÷255) into the network's input buffer.
     fn with_input<R: Send>(&mut self, x: Input<T>, t: Option<&[T]>, f: impl FnOnce(&mut Self, &[T], usize) -> R + Send) -> Result<R> {
         let d = self.in_size();
         if x.len() == 0 || !x.len().is_multiple_of(d) {
@@ -183,16 +113,16 @@ impl<T: Real> Network<T> {
                 crate::bail!("targets: expected {n} rows of {} values, got {} values", self.out_size(), t.len());
             }
         }
-        self.ensure_capacity(n);
+        let pool = threads::pool();
         match x {
-            Input::Float(v) => Ok(threads::pool().install(|| f(self, v, n))),
+            Input::Float(v) => Ok(pool.install(|| f(self, v, n))),
             Input::Bytes(v) => {
                 let mut buf = std::mem::take(&mut self.input);
                 if buf.len() < n * d {
+                    buf.try_reserve(n * d - buf.len()).map_err(|_| Error(format!("x: not enough memory for {n} samples of {d} values")))?;
                     buf.resize(n * d, T::zero());
                 }
                 let scale = T::of(1.0 / 255.0);
-                let pool = threads::pool();
                 let r = pool.install(|| {
                     buf[..n * d].par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(o, i)| {
                         for (o, &b) in o.iter_mut().zip(i) {
@@ -207,43 +137,36 @@ impl<T: Real> Network<T> {
         }
     }
 
-    /// Forward through layers 0..=upto; `x` is the batch.
-    fn run_forward(&mut self, x: &[T], n: usize, upto: usize) {
-        let threads = threads::num_threads();
-        for l in 0..=upto {
-            let (before, after) = self.a.split_at_mut(l);
-            let input: &[T] = if l == 0 { x } else { &before[l - 1] };
-            let (s, a, w) = (&mut self.s[l], &mut after[0], &self.weights[l]);
-            match &self.layers[l] {
-                Layer::Conv(c) => c.forward(input, w, s, a, n, &mut self.wt),
-                Layer::Dense(d) => d.forward(input, w, s, a, n, threads),
-            }
-        }
+    fn run_forward(&mut self, x: &[T], n: usize, mode: Mode, upto: Option<usize>) {
+        let cx = self.ctx(n, mode);
+        let mut t = Tensors { params: &self.params, grads: &mut self.grads, state: &mut self.state };
+        self.seq.forward(&cx, x, upto, &mut t);
     }
 
-    /// Σ over samples of the loss; with `grad`, leaves ∂L/∂y (scaled by the reduction)
-    /// in the last activation buffer.
-    fn loss_sum(&mut self, t: &[T], n: usize, grad: bool) -> f64 {
-        let last = self.layers.len() - 1;
+    /// Σ over samples of the loss; with `grad`, leaves ∂L/∂y (scaled by the reduction, and
+    /// folded with the last layer's f′ where that follows from y) in the output buffer.
+    /// Returns (loss sum, whether folded).
+    fn loss_sum(&mut self, t: &[T], n: usize, grad: bool) -> (f64, bool) {
         let k = self.out_size();
         let scale = match self.spec.reduction {
             Reduction::Sum => T::one(),
             Reduction::Mean => T::of(1.0 / n as f64),
         };
-        let act = *self.layers[last].act();
+        let fold = self.seq.foldable();
+        let loss = self.spec.loss;
         let mut total = 0.0;
+        let out = self.seq.output_mut(n);
         for i in 0..n {
-            let y = &mut self.a[last][i * k..(i + 1) * k];
-            total += self.spec.loss.sample(y, &t[i * k..(i + 1) * k], &mut self.row).f64();
+            let y = &mut out[i * k..(i + 1) * k];
+            total += loss.sample(y, &t[i * k..(i + 1) * k], &mut self.row).f64();
             if grad {
                 for (yi, &g) in y.iter_mut().zip(&self.row) {
-                    // NeuroFlow's rule: ∂L/∂y ⊙ f'; here already, when f' follows from y
-                    let d = if act.from_output() { act.derivative_from_output(*yi) } else { T::one() };
+                    let d = fold.map_or(T::one(), |a| a.derivative_from_output(*yi));
                     *yi = g * scale * d;
                 }
             }
         }
-        total
+        (total, fold.is_some())
     }
 
     fn reduce(&self, total: f64, n: usize) -> f64 {
@@ -253,71 +176,59 @@ impl<T: Real> Network<T> {
         }
     }
 
-    /// Backward pass from ∂L/∂y in the last activation buffer; gradients into self.grads.
-    fn run_backward(&mut self, x: &[T], n: usize) {
-        let threads = threads::num_threads();
-        for l in (0..self.layers.len()).rev() {
-            let size = n * self.layers[l].out_size();
-            let (before, after) = self.a.split_at_mut(l);
-            let delta = &mut after[0][..size];
-            let act = *self.layers[l].act();
-            // ∂L/∂a ⊙ f'(s); for activators whose f' follows from a, the step that wrote
-            // ∂L/∂a (the loss, or the next layer's input gradient) has applied it already.
-            if !act.from_output() {
-                let s = &self.s[l][..size];
-                delta.par_chunks_mut(1 << 14).zip(s.par_chunks(1 << 14)).for_each(|(d, s)| act.backward(s, d));
-            }
-            let delta: &[T] = delta;
-            // dw reads the previous activations; only then does the input gradient
-            // overwrite them (they are not needed again).
-            let input: &[T] = if l == 0 { x } else { &before[l - 1] };
-            let (w, dw) = (&self.weights[l], &mut self.grads[l]);
-            match &self.layers[l] {
-                Layer::Conv(c) => c.weight_grad(input, delta, n, dw, &mut self.partials),
-                Layer::Dense(d) => d.weight_grad(input, delta, n, dw, threads),
-            }
-            if l > 0 {
-                let dx = &mut before[l - 1][..];
-                let prev = *self.layers[l - 1].act();
-                let mask = prev.from_output().then_some(&prev);
-                match &self.layers[l] {
-                    Layer::Conv(c) => c.input_grad(w, delta, n, dx, mask, &mut self.wt),
-                    Layer::Dense(d) => d.input_grad(w, delta, n, dx, threads, mask, &mut self.dense_tmp),
-                }
-            }
-        }
+    /// Train-mode forward, loss and backward: gradients into self.grads; returns the loss sum.
+    fn backprop(&mut self, x: &[T], t: &[T], n: usize, update_state: bool) -> f64 {
+        let mode = Mode::Train { update_state };
+        self.run_forward(x, n, mode, None);
+        let (total, folded) = self.loss_sum(t, n, true);
+        let cx = self.ctx(n, mode);
+        let mut ts = Tensors { params: &self.params, grads: &mut self.grads, state: &mut self.state };
+        self.seq.backward(&cx, x, None, folded, &mut ts);
+        total
     }
 
-    fn update(&mut self, lr: T) {
+    fn update(&mut self, lr: f64) {
         let rule = self.spec.update;
-        for (l, (w, g)) in self.weights.iter_mut().zip(&self.grads).enumerate() {
-            let m: &mut [T] = if rule.has_state() { &mut self.state[l] } else { &mut [] };
-            rule.apply(w, m, g, lr);
+        let k = rule.slots().len();
+        self.step += 1;
+        for (i, (w, g)) in self.params.iter_mut().zip(&self.grads).enumerate() {
+            let (lr_mult, wd_mult) = self.mults[i];
+            rule.apply(w, &mut self.slots[i * k..(i + 1) * k], g, lr * lr_mult, wd_mult, self.step);
         }
     }
 
     // ---- the engine's methods (docs/engine.md) ----
 
-    /// Last layer's activated output, (n, K) flattened.
-    pub fn forward(&mut self, x: Input<T>) -> Result<Vec<T>> {
-        self.focus(x, self.layers.len() - 1)
-    }
-
-    /// Activated output of layer `layer`, (n, out) flattened.
-    pub fn focus(&mut self, x: Input<T>, layer: usize) -> Result<Vec<T>> {
-        if layer >= self.layers.len() {
-            crate::bail!("layer: index {layer} is out of range (the network has {} layers with weights)", self.layers.len());
+    /// The output of layer `uid` (default: the last), (n, out) flattened.
+    pub fn forward(&mut self, x: Input<T>, uid: Option<usize>, mode: Mode) -> Result<Vec<T>> {
+        let layers = self.num_layers();
+        if let Some(u) = uid {
+            if u >= layers {
+                crate::bail!("layer: index {u} is out of range (the network has {layers} layers)");
+            }
         }
+        let upto = uid.map(|u| self.seq.top_index(u).expect("uid in range"));
+        let mode = if mode.train() { Mode::Train { update_state: false } } else { Mode::Eval };
         let n = self.with_input(x, None, |net, x, n| {
-            net.run_forward(x, n, layer);
+            net.run_forward(x, n, mode, upto);
             n
         })?;
-        Ok(self.a[layer][..n * self.layers[layer].out_size()].to_vec())
+        Ok(match uid {
+            None => self.seq.output(n).to_vec(),
+            Some(u) => self.seq.activation(u, n).expect("a layer that ran").to_vec(),
+        })
     }
 
-    /// forward, then probabilities for softmax losses.
+    pub fn output_shape(&self, uid: Option<usize>) -> Vec<usize> {
+        match uid {
+            None => self.spec.layers.last().unwrap().dim_out.clone(),
+            Some(u) => self.spec.walk()[u].dim_out.clone(),
+        }
+    }
+
+    /// Eval-mode output, then probabilities for softmax losses.
     pub fn predict(&mut self, x: Input<T>) -> Result<Vec<T>> {
-        let y = self.forward(x)?;
+        let y = self.forward(x, None, Mode::Eval)?;
         let k = self.out_size();
         let mut out = vec![T::zero(); y.len()];
         for (o, r) in out.chunks_mut(k).zip(y.chunks(k)) {
@@ -326,53 +237,48 @@ impl<T: Real> Network<T> {
         Ok(out)
     }
 
-    /// The reduced loss.
-    pub fn loss(&mut self, x: Input<T>, t: &[T]) -> Result<f64> {
-        let last = self.layers.len() - 1;
+    /// The reduced loss; train mode uses batch statistics and dropout, and changes nothing.
+    pub fn loss(&mut self, x: Input<T>, t: &[T], mode: Mode) -> Result<f64> {
+        let mode = if mode.train() { Mode::Train { update_state: false } } else { Mode::Eval };
         self.with_input(x, Some(t), |net, x, n| {
-            net.run_forward(x, n, last);
-            let total = net.loss_sum(t, n, false);
+            net.run_forward(x, n, mode, None);
+            let total = net.loss_sum(t, n, false).0;
             net.reduce(total, n)
         })
     }
 
-    /// Gradients of the reduced loss, by backprop. Returns the reduced loss too.
+    /// Train-mode gradients of the reduced loss; changes no state. Returns (loss, grads).
     pub fn gradients(&mut self, x: Input<T>, t: &[T]) -> Result<(f64, Vec<Vec<T>>)> {
         let loss = self.with_input(x, Some(t), |net, x, n| {
-            let total = net.backprop(x, t, n);
+            let total = net.backprop(x, t, n, false);
             net.reduce(total, n)
         })?;
         Ok((loss, self.grads.clone()))
     }
 
-    /// Forward, loss and backward; returns the summed loss.
-    fn backprop(&mut self, x: &[T], t: &[T], n: usize) -> f64 {
-        self.run_forward(x, n, self.layers.len() - 1);
-        let total = self.loss_sum(t, n, true);
-        self.run_backward(x, n);
-        total
-    }
-
-    /// Gradients of the reduced loss by central finite differences with step `delta`
-    /// (NeuroFlow's `Approximation`): two forward passes per weight.
+    /// The same by central differences of the train-mode loss with step `delta` (two
+    /// forward passes per parameter): NeuroFlow's Approximation, and a check.
     pub fn fd_gradients(&mut self, x: Input<T>, t: &[T], delta: f64) -> Result<(f64, Vec<Vec<T>>)> {
-        let last = self.layers.len() - 1;
+        if !(delta.is_finite() && delta > 0.0) {
+            crate::bail!("delta: expected a positive step, got {delta}");
+        }
         let d = T::of(delta);
+        let mode = Mode::Train { update_state: false };
         let loss = self.with_input(x, Some(t), |net, x, n| {
             let eval = |net: &mut Self| {
-                net.run_forward(x, n, last);
-                let total = net.loss_sum(t, n, false);
+                net.run_forward(x, n, mode, None);
+                let total = net.loss_sum(t, n, false).0;
                 net.reduce(total, n)
             };
             let loss = eval(net);
-            for l in 0..net.weights.len() {
-                for i in 0..net.weights[l].len() {
-                    let w0 = net.weights[l][i];
-                    net.weights[l][i] = w0 + d;
+            for l in 0..net.params.len() {
+                for i in 0..net.params[l].len() {
+                    let w0 = net.params[l][i];
+                    net.params[l][i] = w0 + d;
                     let up = eval(net);
-                    net.weights[l][i] = w0 - d;
+                    net.params[l][i] = w0 - d;
                     let down = eval(net);
-                    net.weights[l][i] = w0;
+                    net.params[l][i] = w0;
                     net.grads[l][i] = T::of((up - down) / (2.0 * delta));
                 }
             }
@@ -389,10 +295,15 @@ impl<T: Real> Network<T> {
         }
         let n = x.len() / self.in_size().max(1);
         let total = match approx {
-            None => self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n))?,
-            Some(delta) => self.fd_gradients(x, t, delta)?.0 * self.unreduce(n),
+            None => self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n, true))?,
+            Some(delta) => {
+                let loss = self.fd_gradients(x, t, delta)?.0 * self.unreduce(n);
+                // the step's running statistics, as a backprop step would move them
+                self.with_input(x, None, |net, x, n| net.run_forward(x, n, Mode::Train { update_state: true }, None))?;
+                loss
+            }
         };
-        self.update(T::of(lr));
+        threads::pool().install(|| self.update(lr));
         Ok(total / n as f64)
     }
 
@@ -403,30 +314,57 @@ impl<T: Real> Network<T> {
         }
     }
 
-    pub fn set_weights(&mut self, w: Vec<Vec<T>>) -> Result<()> {
-        Self::check_like(&self.weights, &w, "weights")?;
-        self.weights = w;
+    pub fn set_params(&mut self, w: Vec<Vec<T>>) -> Result<()> {
+        check_like(&self.params, &w, "params")?;
+        self.params = w;
         Ok(())
     }
 
-    pub fn set_state(&mut self, m: Vec<Vec<T>>) -> Result<()> {
-        Self::check_like(&self.state, &m, "state")?;
-        self.state = m;
+    pub fn set_state(&mut self, s: Vec<Vec<T>>) -> Result<()> {
+        check_like(&self.state, &s, "state")?;
+        self.state = s;
         Ok(())
     }
 
-    fn check_like(have: &[Vec<T>], new: &[Vec<T>], what: &str) -> Result<()> {
-        if have.len() != new.len() {
-            crate::bail!("{what}: expected {} arrays, got {}", have.len(), new.len());
-        }
-        for (i, (h, n)) in have.iter().zip(new).enumerate() {
-            if h.len() != n.len() {
-                crate::bail!("{what}[{i}]: expected {} values, got {}", h.len(), n.len());
-            }
-            if n.iter().any(|v| !v.is_finite()) {
-                crate::bail!("{what}[{i}]: contains NaN or infinity");
-            }
-        }
+    pub fn set_slots(&mut self, m: Vec<Vec<T>>) -> Result<()> {
+        check_like(&self.slots, &m, "optimizer state")?;
+        self.slots = m;
         Ok(())
     }
+}
+
+/// The resolved fields of a layer spec (and its inner layers') removed, to resolve anew.
+fn clear(l: &mut crate::spec::LayerSpec) {
+    l.dim_in.clear();
+    l.dim_out.clear();
+    l.params.clear();
+    l.state.clear();
+    if let crate::spec::Kind::Residual { layers, .. } = &mut l.kind {
+        layers.iter_mut().for_each(clear);
+    }
+}
+
+/// Visit every layer in pre-order with the name prefix of the residuals around it.
+fn walk(layers: &[crate::spec::LayerSpec], prefix: &str, f: &mut impl FnMut(&str, &crate::spec::LayerSpec)) {
+    for l in layers {
+        f(prefix, l);
+        if let crate::spec::Kind::Residual { layers, .. } = &l.kind {
+            walk(layers, &format!("{prefix}{}.", l.name), f);
+        }
+    }
+}
+
+fn check_like<T: Real>(have: &[Vec<T>], new: &[Vec<T>], what: &str) -> Result<()> {
+    if have.len() != new.len() {
+        crate::bail!("{what}: expected {} arrays, got {}", have.len(), new.len());
+    }
+    for (i, (h, n)) in have.iter().zip(new).enumerate() {
+        if h.len() != n.len() {
+            crate::bail!("{what}[{i}]: expected {} values, got {}", h.len(), n.len());
+        }
+        if n.iter().any(|v| !v.is_finite()) {
+            crate::bail!("{what}[{i}]: contains NaN or infinity");
+        }
+    }
+    Ok(())
 }

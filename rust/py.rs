@@ -4,6 +4,7 @@
 
 use crate::network::{Input, Network};
 use crate::real::Real;
+use crate::layers::Mode;
 use crate::spec::NetSpec;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -98,40 +99,54 @@ fn vectors<T: Element + Real>(list: &Bound<'_, PyAny>, shapes: &[Vec<usize>], na
 
 struct Typed<T: Real>(Network<T>);
 
+fn mode(m: &str) -> PyResult<Mode> {
+    match m {
+        "eval" => Ok(Mode::Eval),
+        "train" => Ok(Mode::Train { update_state: false }),
+        other => Err(PyValueError::new_err(format!("mode: expected \"eval\" or \"train\", got {other:?}"))),
+    }
+}
+
 impl<T: Real + Element> Typed<T> {
-    fn shapes(&self) -> Vec<Vec<usize>> {
-        self.0.layers.iter().map(|l| l.weight_shape()).collect()
+    fn param_shapes(&self) -> Vec<Vec<usize>> {
+        self.0.param_info.iter().map(|(_, s)| s.clone()).collect()
+    }
+    fn state_shapes(&self) -> Vec<Vec<usize>> {
+        self.0.state_info.iter().map(|(_, s)| s.clone()).collect()
+    }
+    fn slot_shapes(&self) -> Vec<Vec<usize>> {
+        let k = self.0.spec.update.slots().len();
+        self.param_shapes().into_iter().flat_map(|s| std::iter::repeat_n(s, k)).collect()
     }
 
-    fn focus<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: Option<usize>, predict: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn forward<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: Option<usize>, m: Mode, predict: bool) -> PyResult<Bound<'py, PyAny>> {
         let held = Held::<T>::new(x, "x")?;
         let input = held.input()?;
         let net = &mut self.0;
-        let layer = layer.unwrap_or(net.layers.len() - 1);
-        let out = run(py, || if predict { net.predict(input) } else { net.focus(input, layer) })?;
-        let mut shape = net.layers.get(layer).map(|l| l.out_shape()).unwrap_or_default();
+        let out = run(py, || if predict { net.predict(input) } else { net.forward(input, layer, m) })?;
+        let mut shape = net.output_shape(if predict { None } else { layer });
         let per: usize = shape.iter().product();
         shape.insert(0, out.len() / per.max(1));
         array(py, shape, out)
     }
 
-    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
+    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, m: Mode) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
-        run(py, || net.loss(input, t))
+        run(py, || net.loss(input, t, m))
     }
 
-    fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, fd: Option<f64>) -> PyResult<(f64, Bound<'py, PyList>)> {
+    fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, fd: Option<f64>) -> PyResult<Bound<'py, PyList>> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
-        let shapes = self.shapes();
+        let shapes = self.param_shapes();
         let net = &mut self.0;
-        let (loss, g) = run(py, || match fd {
+        let (_, g) = run(py, || match fd {
             None => net.gradients(input, t),
             Some(d) => net.fd_gradients(input, t, d),
         })?;
-        Ok((loss, arrays(py, &shapes, g)?))
+        arrays(py, &shapes, g)
     }
 
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd: Option<f64>) -> PyResult<f64> {
@@ -157,11 +172,14 @@ macro_rules! each {
     };
 }
 
-/// The CPU engine: weights, optimizer state and buffers of one network (docs/engine.md).
+fn info(list: &[crate::network::Info]) -> Vec<(String, Vec<usize>)> {
+    list.to_vec()
+}
+
+/// The CPU engine: parameters, state, optimizer and buffers of one network (docs/engine.md).
 #[pyclass(module = "neuroflow._core", name = "Engine")]
 pub struct Engine {
     net: Net,
-    spec: String,
 }
 
 #[pymethods]
@@ -175,72 +193,97 @@ impl Engine {
             "f64" => Net::F64(Typed(Network::new(spec).map_err(err)?)),
             other => return Err(PyValueError::new_err(format!("dtype: expected \"f32\" or \"f64\", got {other:?}"))),
         };
-        Ok(Engine { net, spec: spec_json.to_string() })
+        Ok(Engine { net })
     }
 
+    /// The resolved spec the engine was built from.
     #[getter]
-    fn spec(&self) -> &str {
-        &self.spec
+    fn spec(&self) -> String {
+        each!(&self.net, n => n.0.spec.to_json())
     }
 
-    fn num_weights(&self) -> usize {
-        each!(&self.net, n => n.0.num_weights())
+    fn num_params(&self) -> usize {
+        each!(&self.net, n => n.0.num_params())
     }
 
-    fn weight_shapes(&self) -> Vec<Vec<usize>> {
-        each!(&self.net, n => n.shapes())
+    fn param_info(&self) -> Vec<(String, Vec<usize>)> {
+        each!(&self.net, n => info(&n.0.param_info))
     }
 
-    fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        each!(&self.net, n => arrays(py, &n.shapes(), n.0.weights.clone()))
+    fn state_info(&self) -> Vec<(String, Vec<usize>)> {
+        each!(&self.net, n => info(&n.0.state_info))
     }
 
-    fn set_weights(&mut self, weights: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn optimizer_slots(&self) -> Vec<String> {
+        each!(&self.net, n => n.0.spec.update.slots().iter().map(|s| s.to_string()).collect())
+    }
+
+    fn get_params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        each!(&self.net, n => arrays(py, &n.param_shapes(), n.0.params.clone()))
+    }
+
+    fn set_params(&mut self, params: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&mut self.net, n => {
-            let v = vectors(weights, &n.shapes(), "weights")?;
-            n.0.set_weights(v).map_err(|e| PyValueError::new_err(e.0))
+            let v = vectors(params, &n.param_shapes(), "params")?;
+            n.0.set_params(v).map_err(|e| PyValueError::new_err(e.0))
         })
     }
 
     fn get_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        each!(&self.net, n => {
-            let shapes = if n.0.state.is_empty() { Vec::new() } else { n.shapes() };
-            arrays(py, &shapes, n.0.state.clone())
-        })
+        each!(&self.net, n => arrays(py, &n.state_shapes(), n.0.state.clone()))
     }
 
     fn set_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&mut self.net, n => {
-            let shapes = if n.0.state.is_empty() { Vec::new() } else { n.shapes() };
-            let v = vectors(state, &shapes, "state")?;
+            let v = vectors(state, &n.state_shapes(), "state")?;
             n.0.set_state(v).map_err(|e| PyValueError::new_err(e.0))
         })
     }
 
-    fn forward<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        each!(&mut self.net, n => n.focus(py, x, None, false))
+    fn get_optimizer_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        each!(&self.net, n => arrays(py, &n.slot_shapes(), n.0.slots.clone()))
+    }
+
+    fn set_optimizer_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&mut self.net, n => {
+            let v = vectors(state, &n.slot_shapes(), "optimizer_state")?;
+            n.0.set_slots(v).map_err(|e| PyValueError::new_err(e.0))
+        })
+    }
+
+    fn get_step(&self) -> u64 {
+        each!(&self.net, n => n.0.step)
+    }
+
+    fn set_step(&mut self, step: u64) {
+        each!(&mut self.net, n => n.0.step = step)
+    }
+
+    /// The output of layer `layer` (its pre-order id; default the last).
+    #[pyo3(signature = (x, layer=None, mode="eval"))]
+    fn forward<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: Option<usize>, mode: &str) -> PyResult<Bound<'py, PyAny>> {
+        let m = self::mode(mode)?;
+        each!(&mut self.net, n => n.forward(py, x, layer, m, false))
     }
 
     fn predict<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        each!(&mut self.net, n => n.focus(py, x, None, true))
+        each!(&mut self.net, n => n.forward(py, x, None, Mode::Eval, true))
     }
 
-    fn focus<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: usize) -> PyResult<Bound<'py, PyAny>> {
-        each!(&mut self.net, n => n.focus(py, x, Some(layer), false))
+    #[pyo3(signature = (x, t, mode="eval"))]
+    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, mode: &str) -> PyResult<f64> {
+        let m = self::mode(mode)?;
+        each!(&mut self.net, n => n.loss(py, x, t, m))
     }
 
-    fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
-        each!(&mut self.net, n => n.loss(py, x, t))
-    }
-
-    /// Gradients of the reduced loss (a list shaped like the weights).
+    /// Train-mode gradients of the reduced loss (a list shaped like the params).
     fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        each!(&mut self.net, n => Ok(n.gradients(py, x, t, None)?.1))
+        each!(&mut self.net, n => n.gradients(py, x, t, None))
     }
 
     /// Gradients by central finite differences with step `delta`.
     fn fd_gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, delta: f64) -> PyResult<Bound<'py, PyList>> {
-        each!(&mut self.net, n => Ok(n.gradients(py, x, t, Some(delta))?.1))
+        each!(&mut self.net, n => n.gradients(py, x, t, Some(delta)))
     }
 
     /// One step; returns the batch's mean per-sample loss before the update.
@@ -248,6 +291,12 @@ impl Engine {
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd_delta: Option<f64>) -> PyResult<f64> {
         each!(&mut self.net, n => n.train_step(py, x, t, lr, fd_delta))
     }
+}
+
+/// A spec with every layer's shapes, parameters and state filled in (docs/engine.md).
+#[pyfunction]
+fn resolve(spec_json: &str) -> PyResult<String> {
+    crate::layout::resolve_json(spec_json).map_err(|e| PyValueError::new_err(e.0))
 }
 
 #[pyfunction]
@@ -299,6 +348,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

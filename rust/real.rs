@@ -12,6 +12,8 @@ pub trait Real:
     const NAME: &'static str;
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
+    /// The error function (GELU's Φ).
+    fn erf(self) -> Self;
 }
 
 impl Real for f32 {
@@ -24,6 +26,10 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
 }
 
 impl Real for f64 {
@@ -35,6 +41,10 @@ impl Real for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }
 

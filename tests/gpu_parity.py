@@ -61,18 +61,21 @@ def parity(gpu_run, reference, inputs: dict, *, rng=None, rtol: float = RTOL, wh
     return got
 
 
-def kernel_run(gpu, record, outputs: dict, inout: tuple = ()):
+def kernel_run(gpu, record, outputs: dict, inout: tuple = (), dtypes: dict | None = None):
     """A gpu_run for single kernels: uploads every input array to its own buffer, makes
     each output (name -> shape) a NaN-filled buffer, records `record(rec, buffers)`,
-    submits, and reads back the outputs and the in-place (`inout`) buffers."""
+    submits, and reads back the outputs and the in-place (`inout`) buffers. `dtypes`
+    names outputs read back as another type than float32 (e.g. np.uint32)."""
     from neuroflow.gpu import ops
     from neuroflow.gpu.kernels import Cache
+
+    dtypes = dtypes or {}
 
     def run(arrays):
         bufs = {}
         for name, a in arrays.items():
             bufs[name] = gpu.storage(a.nbytes, name)
-            gpu.write(bufs[name], np.ascontiguousarray(a, dtype=np.float32))
+            gpu.write(bufs[name], np.ascontiguousarray(a, dtype=a.dtype if a.dtype == np.uint32 else np.float32))
         for name, shape in outputs.items():
             bufs[name] = gpu.storage(4 * int(np.prod(shape)), name)
             gpu.fill(bufs[name], POISON)
@@ -80,7 +83,7 @@ def kernel_run(gpu, record, outputs: dict, inout: tuple = ()):
         record(rec, bufs)
         rec.submit()
         shapes = dict(outputs, **{k: arrays[k].shape for k in inout})
-        return {k: gpu.read(bufs[k], int(np.prod(s))).reshape(s) for k, s in shapes.items()}
+        return {k: gpu.read(bufs[k], int(np.prod(s)), dtype=dtypes.get(k, np.float32)).reshape(s) for k, s in shapes.items()}
 
     return run
 
@@ -102,7 +105,7 @@ def engine_run(engine, method: str, *names: str, extra: tuple = ()):
 
 
 def engine_reference(engine, method: str, *names: str, extra: tuple = ()):
-    """The same call on a reference engine (the CPU engine or tests' NumpyEngine)."""
+    """The same call on a reference engine (the NumPy ReferenceEngine or the CPU engine)."""
 
     def run(arrays):
         return _named(getattr(engine, method)(*[arrays[k] for k in names], *extra))

@@ -1,16 +1,80 @@
-"""Plain-NumPy references for the GPU ops, written straight from docs/engine.md, in float64.
+"""References for the GPU tests, in float64.
 
-`NumpyEngine` puts them together into the engine contract; the GPU tests compare against
-it always, and against the Rust CPU engine (`neuroflow._core.Engine`) when it is built.
+The layer kinds, activators, losses and update rules come from the NumPy reference engine
+(neuroflow.engines.reference, written from docs/engine.md), so each formula is written
+once; this module adds what only the GPU kernels have (the im2col matrix, its transpose,
+gemm) and adapters that call the reference engine's layer functions on bare arrays. Specs
+are built and resolved with the conformance suite's helpers (tests/conformance/cases.py:
+neuroflow._core.resolve when the build has it, else its stand-in).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-# ---- convolution ----
+_CONFORMANCE = str(Path(__file__).resolve().parent / "conformance")
+if _CONFORMANCE not in sys.path:
+    sys.path.insert(0, _CONFORMANCE)
+
+from cases import act, avgpool, bn, conv, dense, dropout, gap, loss, maxpool, residual, resolve, update  # noqa: E402
+
+from neuroflow.engines.reference import (  # noqa: E402
+    activators,
+    avgpool as ref_avgpool,
+    batchnorm as ref_batchnorm,
+    global_avg_pool as ref_gap,
+    losses,
+    maxpool as ref_maxpool,
+    updates,
+)
+from neuroflow.engines.reference.dropout import keep_mask  # noqa: E402
+from neuroflow.engines.reference import ReferenceEngine  # noqa: E402
+
+__all__ = ["act", "avgpool", "bn", "conv", "dense", "dropout", "gap", "loss", "maxpool", "residual", "update",
+           "ReferenceEngine", "keep_mask", "spec_json", "layer_spec"]
+
+# ---- specs ----
+
+
+def spec_json(input_shape, layers, loss_spec=None, update_spec=None, reduction="sum", seed=0, mults=None) -> str:
+    """A resolved f32 spec; `mults` maps full parameter names ("r3.c4.bias") to their
+    (lr_mult, wd_mult), set as their layers' lr_mult/wd_mult maps before resolving."""
+    layers = json.loads(json.dumps(layers))
+    for full, (lr, wd) in (mults or {}).items():
+        *path, param = full.split(".")
+        chain, d = layers, None
+        for name in path:
+            d = next(layer for layer in chain if layer["name"] == name)
+            chain = d.get("layers", [])
+        d.setdefault("lr_mult", {})[param] = lr
+        d.setdefault("wd_mult", {})[param] = wd
+    spec = {"version": 2, "dtype": "f32", "input": list(input_shape), "layers": layers,
+            "loss": loss_spec or loss(), "update": update_spec or update(), "reduction": reduction, "seed": seed}
+    return json.dumps(resolve(spec))
+
+
+def layer_spec(input_shape, layer: dict) -> dict:
+    """One layer, resolved for the given input shape."""
+    return json.loads(spec_json(input_shape, [layer]))["layers"][0]
+
+
+def _layer(d: dict, uid: int = 0) -> SimpleNamespace:
+    """What the reference engine's layer functions read: cfg (the resolved fields), uid."""
+    cfg = dict(d)
+    cfg["dim_in"], cfg["dim_out"] = tuple(d["dim_in"]), tuple(d["dim_out"])
+    return SimpleNamespace(cfg=cfg, uid=uid, name=d["name"], inner=[])
+
+
+def _pass(train=True, seed=0, step=0):
+    return SimpleNamespace(train=train, seed=seed, step=step)
+
+
+# ---- convolution as the GPU computes it ----
 
 
 def out_dims(x, y, px, py, fx, fy, sx, sy):
@@ -47,175 +111,55 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     return out + beta * c if beta else out
 
 
-# ---- activators, losses, updates ----
+# ---- element-wise and row-wise (the reference engine's formulas) ----
 
 
-def sigmoid(x):
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+def act_f(name, x, alpha=0.0):
+    return activators.activate({"name": name, "alpha": alpha, "bias": 0.0}, x)[0]
 
 
-def act(name, x, alpha=0.0):
-    return {
-        "relu": lambda: np.maximum(x, 0),
-        "leaky_relu": lambda: np.where(x > 0, x, alpha * x),
-        "sigmoid": lambda: sigmoid(x),
-        "tanh": lambda: np.tanh(x),
-        "linear": lambda: x,
-        "softplus": lambda: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
-        "square": lambda: x * x,
-    }[name]()
+def act_df(name, x, alpha=0.0):
+    return activators.activate({"name": name, "alpha": alpha, "bias": 0.0}, x)[1]
 
 
-def act_grad(name, x, alpha=0.0):
-    return {
-        "relu": lambda: (x > 0).astype(x.dtype),
-        "leaky_relu": lambda: np.where(x > 0, 1.0, alpha),
-        "sigmoid": lambda: sigmoid(x) * (1 - sigmoid(x)),
-        "tanh": lambda: 1 - np.tanh(x) ** 2,
-        "linear": lambda: np.ones_like(x),
-        "softplus": lambda: sigmoid(x),
-        "square": lambda: 2 * x,
-    }[name]()
-
-
-def log_softmax(y):
-    m = y.max(axis=1, keepdims=True)
-    return y - m - np.log(np.exp(y - m).sum(axis=1, keepdims=True))
+def sample_losses(name, y, t, n=1.0, smoothing=0.0):
+    """Per-sample losses (N,) and ∂L/∂y (N, K), before the reduction."""
+    return losses.sample_losses({"name": name, "n": n, "label_smoothing": smoothing}, y, t)
 
 
 def softmax(y):
-    return np.exp(log_softmax(y))
+    return np.exp(losses.log_softmax(y))
 
 
-def loss(name, y, t, n=1.0):
-    """Per-sample losses (N,) and ∂L/∂y (N, K)."""
-    if name in ("softmax_log_entropy", "softmax_log_mult_entropy"):
-        ls = log_softmax(y)
-        values = -np.where(t != 0, t * ls, 0.0).sum(axis=1)
-        mult = n if name == "softmax_log_mult_entropy" else 1.0
-        return values, mult * np.exp(ls) - t
-    r = y - t
-    if name == "squared_error":
-        return 0.5 * (r * r).sum(axis=1), r
-    if name == "abs_cubic_error":
-        return 0.5 * (np.abs(r) ** 3).sum(axis=1), 1.5 * r * np.abs(r)
-    raise ValueError(name)
+def apply_update(rule: dict, w, g, slots, lr, wd, t):
+    """(w, slots) after one step of `rule` on copies of the arrays."""
+    w, slots = w.astype(np.float64).copy(), [s.astype(np.float64).copy() for s in slots]
+    updates.apply(rule, w, g.astype(np.float64), slots, lr, wd, t)
+    return w, slots
 
 
-def update(rule, w, g, m, lr, mu):
-    """Returns (w, m) after one step."""
-    if rule == "vanilla":
-        return w - lr * g, m
-    m1 = mu * m - lr * g
-    if rule == "momentum":
-        return w + m1, m1
-    return w - mu * m + (1 + mu) * m1, m1
+# ---- layers on bare arrays (the reference engine's layer modules) ----
 
 
-# ---- the whole engine ----
+def bn_forward(d: dict, x, params, state, train: bool):
+    """(y before the activator, cache) of a resolved batchnorm layer `d`."""
+    return ref_batchnorm.forward(_layer(d), x, params, state, _pass(train))
 
 
-class NumpyEngine:
-    """The engine contract in float64 NumPy (slow, small nets only)."""
+def bn_backward(d: dict, g, params, cache):
+    """(∂x, [∂scale?, ∂shift?]) for g = ∂L/∂y ⊙ f′."""
+    return ref_batchnorm.backward(_layer(d), g, params, cache, _pass())
 
-    def __init__(self, spec_json: str):
-        s = json.loads(spec_json)
-        self.layers, self.loss_spec, self.upd = s["layers"], s["loss"], s["update"]
-        self.mean = s.get("reduction", "sum") == "mean"
-        self.weights = [np.zeros(self._shape(l)) for l in self.layers]
-        self.state = [np.zeros_like(w) for w in self.weights] if self.upd["name"] != "vanilla" else []
 
-    @staticmethod
-    def _shape(l):
-        if l["kind"] == "conv":
-            return (*l["field"], l["dim_in"][2], l["filters"])
-        return (l["dim_in"], l["neurons"])
+def bn_running(d: dict, state, cache):
+    return ref_batchnorm.running_update(_layer(d), state, cache)
 
-    def num_weights(self):
-        return sum(w.size for w in self.weights)
 
-    def get_weights(self):
-        return [w.copy() for w in self.weights]
+def pool_forward(d: dict, x):
+    mod = {"maxpool": ref_maxpool, "avgpool": ref_avgpool, "global_avg_pool": ref_gap}[d["kind"]]
+    return mod.forward(_layer(d), x, [], [], _pass())
 
-    def set_weights(self, ws):
-        self.weights = [np.asarray(w, np.float64).copy() for w in ws]
 
-    def get_state(self):
-        return [m.copy() for m in self.state]
-
-    def set_state(self, ms):
-        self.state = [np.asarray(m, np.float64).copy() for m in ms]
-
-    def _input(self, x):
-        x = x.astype(np.float64) / 255 if x.dtype == np.uint8 else x.astype(np.float64)
-        first = self.layers[0]
-        return x.reshape(-1, *first["dim_in"]) if first["kind"] == "conv" else x.reshape(-1, first["dim_in"])
-
-    def _run(self, x, upto=None):
-        """Forward; returns per layer (input, col or None, s) and the activations."""
-        a, trace, outs = self._input(x), [], []
-        for l, w in list(zip(self.layers, self.weights))[: None if upto is None else upto + 1]:
-            f = l["activator"]
-            if l["kind"] == "conv":
-                (px, py), (fx, fy), (sx, sy) = l["padding"], l["field"], l["stride"]
-                col = im2col(a, px, py, fx, fy, sx, sy)
-                ox, oy = out_dims(*l["dim_in"][:2], px, py, fx, fy, sx, sy)
-                s = (col @ w.reshape(-1, l["filters"])).reshape(len(a), ox, oy, l["filters"])
-            else:
-                col, s = None, a.reshape(len(a), -1) @ w
-            trace.append((a, col, s))
-            a = act(f["name"], s + f.get("bias", 0.0), f.get("alpha", 0.0))
-            outs.append(a)
-        return trace, outs
-
-    def forward(self, x):
-        return self._run(x)[1][-1]
-
-    def focus(self, x, layer):
-        return self._run(x, layer)[1][layer]
-
-    def predict(self, x):
-        y = self.forward(x)
-        return softmax(y) if self.loss_spec["name"].startswith("softmax") else y
-
-    def _losses(self, y, t):
-        return loss(self.loss_spec["name"], y, t.astype(np.float64), self.loss_spec.get("n", 1.0))
-
-    def loss(self, x, t):
-        values, _ = self._losses(self.forward(x), t)
-        return values.mean() if self.mean else values.sum()
-
-    def _backprop(self, x, t):
-        trace, outs = self._run(x)
-        values, g = self._losses(outs[-1], t)
-        scale = 1 / len(values) if self.mean else 1.0
-        grads = [None] * len(self.layers)
-        delta = g * scale
-        for i in reversed(range(len(self.layers))):
-            l, (inp, col, s) = self.layers[i], trace[i]
-            f = l["activator"]
-            delta = delta.reshape(s.shape) * act_grad(f["name"], s + f.get("bias", 0.0), f.get("alpha", 0.0))
-            w = self.weights[i]
-            if l["kind"] == "conv":
-                d2 = delta.reshape(-1, l["filters"])
-                grads[i] = (col.T @ d2).reshape(w.shape)
-                (px, py), (fx, fy), (sx, sy) = l["padding"], l["field"], l["stride"]
-                delta = col2im(d2 @ w.reshape(-1, l["filters"]).T, inp.shape, px, py, fx, fy, sx, sy)
-            else:
-                flat = inp.reshape(len(inp), -1)
-                grads[i] = flat.T @ delta
-                delta = (delta @ w.T).reshape(inp.shape)
-        return values, grads
-
-    def gradients(self, x, t):
-        return self._backprop(x, t)[1]
-
-    def train_step(self, x, t, lr):
-        values, grads = self._backprop(x, t)
-        rule, mu = self.upd["name"], self.upd.get("mu", 0.0)
-        for i, g in enumerate(grads):
-            m = self.state[i] if self.state else None
-            self.weights[i], m = update(rule, self.weights[i], g, m, lr, mu)
-            if self.state:
-                self.state[i] = m
-        return values.mean()
+def pool_backward(d: dict, g, cache):
+    mod = {"maxpool": ref_maxpool, "avgpool": ref_avgpool, "global_avg_pool": ref_gap}[d["kind"]]
+    return mod.backward(_layer(d), g, [], cache, _pass())[0]

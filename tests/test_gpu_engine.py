@@ -1,9 +1,14 @@
 """GpuEngine against a reference engine, method by method, through the one parity helper.
 
-The reference is the Rust CPU engine (`neuroflow._core.Engine`) when it is built, and
-always the NumPy engine of tests/gpu_reference.py. Nets: a scaled-down version of the
-article's glasses net, a multi-filter net (1×1 and strided convolutions, mean reduction,
-nesterov) and dense-only nets; batches split into chunks that do not divide them.
+tests/conformance/ runs every layer kind, update rule and loss through every engine; this
+file covers what is the GPU engine's own: batches split into chunks (dropout's element
+index across chunks, gradients summed over chunks), batches kept whole where batch
+statistics couple them (and refused with the limit named when they cannot be), recorded
+programs replayed across learning rates and steps, buffers poisoned before each call, the
+dispatch count of a training step, finite differences, and the contract's errors.
+
+The reference is the NumPy ReferenceEngine (float64), and the Rust CPU engine
+(`neuroflow._core.Engine`) once it reads v2 specs.
 """
 
 from __future__ import annotations
@@ -13,62 +18,50 @@ import json
 import numpy as np
 import pytest
 
+import gpu_reference as ref
 from gpu_parity import engine_reference, engine_run, parity, random, require_gpu
-from gpu_reference import NumpyEngine
-
-
-def act(name, alpha=0.0, bias=0.0):
-    return {"name": name, "alpha": alpha, "bias": bias}
-
-
-def conv(dim_in, field, filters, activator, padding=(0, 0), stride=(1, 1)):
-    return {"kind": "conv", "dim_in": list(dim_in), "padding": list(padding), "field": list(field),
-            "stride": list(stride), "filters": filters, "activator": activator}
-
-
-def dense(d, o, activator):
-    return {"kind": "dense", "dim_in": d, "neurons": o, "activator": activator}
-
-
-def spec(layers, loss, update, reduction="sum", n=1):
-    return json.dumps({"dtype": "f32", "layers": layers, "loss": {"name": loss, "n": n},
-                       "update": update, "reduction": reduction})
-
+from gpu_reference import act
 
 NETS = {
-    # The article's glasses net, scaled down: 24×24×3 → 3×3 p1 (1 filter) → 4×4 s2 p1 → dense 2.
-    "glasses": spec(
-        [conv((24, 24, 3), (3, 3), 1, act("relu"), padding=(1, 1)),
-         conv((24, 24, 1), (4, 4), 1, act("leaky_relu", 0.1, 0.05), padding=(1, 1), stride=(2, 2)),
-         dense(144, 2, act("linear"))],
-        "softmax_log_entropy", {"name": "momentum", "mu": 0.9}),
-    # Several filters, a 1×1 convolution, a strided one with asymmetric geometry.
-    "multi_filter": spec(
-        [conv((9, 7, 3), (3, 3), 4, act("leaky_relu", 0.1, 0.1), padding=(1, 1)),
-         conv((9, 7, 4), (1, 1), 3, act("tanh", bias=-0.1)),
-         conv((9, 7, 3), (3, 3), 5, act("sigmoid"), padding=(1, 1), stride=(2, 2)),
-         dense(100, 6, act("softplus")),
-         dense(6, 3, act("linear"))],
-        "squared_error", {"name": "nesterov", "mu": 0.8}, reduction="mean"),
-    "dense_cubic": spec(
-        [dense(13, 7, act("square", bias=0.2)), dense(7, 4, act("sigmoid", bias=-0.3))],
-        "abs_cubic_error", {"name": "vanilla"}),
-    "dense_mult": spec(
-        [dense(11, 9, act("relu", bias=0.1)), dense(9, 5, act("tanh"))],
-        "softmax_log_mult_entropy", {"name": "momentum", "mu": 0.5}, n=2),
-    # Smooth and small, for finite differences.
-    "tiny_conv": spec(
-        [conv((5, 4, 2), (3, 3), 2, act("tanh"), padding=(1, 1)), dense(40, 2, act("sigmoid"))],
-        "squared_error", {"name": "momentum", "mu": 0.9}),
+    # conv → BN → max-pool → residual(conv with bias → BN) → global pool → dropout → dense;
+    # label smoothing, Adam with weight decay: batch statistics couple the batch
+    "cnn_bn": ref.spec_json(
+        (6, 5, 3),
+        [ref.conv("c0", 4, padding=1),
+         ref.bn("b1", activator=act("tanh")),
+         ref.maxpool("m2", 2, stride=1),
+         ref.residual("r3", [ref.conv("c4", 4, padding=1, bias=True, activator=act("gelu")), ref.bn("b5", scale=False)],
+                      act("tanh")),
+         ref.gap("g6"),
+         ref.dropout("p7", 0.25),
+         ref.dense("d8", 3, bias=True)],
+        ref.loss("softmax_log_entropy", label_smoothing=0.1),
+        ref.update("adam", 1e-3, beta1=0.9, beta2=0.999, eps=1e-8), seed=0x9E3779B97F4A7C15),
+    # no batch statistics: chunks allowed; dropout at chunk offsets; avg-pool with padding
+    "chunky": ref.spec_json(
+        (7, 5, 2),
+        [ref.conv("c0", 3, padding=1, stride=2, activator=act("sigmoid")),
+         ref.dropout("p1", 0.3),
+         ref.avgpool("a2", 3, stride=1, padding=1),
+         ref.dense("d3", 5, bias=True, activator=act("softplus")),
+         ref.dropout("p4", 0.5),
+         ref.dense("d5", 2)],
+        ref.loss("squared_error"), ref.update("nesterov", 1e-2, mu=0.8), reduction="mean", seed=5),
+    # the article's glasses net, scaled down (no bias, NeuroFlow's momentum and activators)
+    "glasses": ref.spec_json(
+        (24, 24, 3),
+        [ref.conv("c0", 1, padding=1, activator=act("relu")),
+         ref.conv("c1", 1, field=4, stride=2, padding=1, activator=act("leaky_relu", 0.1, 0.05)),
+         ref.dense("d2", 2)],
+        ref.loss(), ref.update("momentum", mu=0.9)),
+    # flat: BN on dense outputs, AdamW, per-parameter multipliers
+    "flat": ref.spec_json(
+        (9,),
+        [ref.dense("d0", 6, bias=True, activator=act("gelu")), ref.bn("b1", activator=act("tanh"), momentum=0.3),
+         ref.dropout("p2", 0.2), ref.dense("d3", 4)],
+        ref.loss("softmax_log_mult_entropy", n=2), ref.update("adamw", 0.05, beta1=0.9, beta2=0.99, eps=1e-7),
+        mults={"b1.shift": (10.0, 0.0), "d0.bias": (2.0, 0.0), "d3.weight": (0.5, 2.0)}),
 }
-
-
-def _cpu_engine_class():
-    try:
-        from neuroflow._core import Engine
-    except ImportError as e:
-        pytest.skip(f"the CPU engine neuroflow._core is not built yet ({e}); compared with NumPy only")
-    return Engine
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +69,15 @@ def gpu():
     return require_gpu()
 
 
-@pytest.fixture(params=["numpy", "cpu"])
+def _cpu_engine_class():
+    from neuroflow import _core
+
+    if not hasattr(_core, "resolve"):
+        pytest.skip("the CPU engine does not read v2 specs yet (neuroflow._core has no resolve)")
+    return _core.Engine
+
+
+@pytest.fixture(params=["reference", "cpu"])
 def reference_kind(request):
     if request.param == "cpu":
         _cpu_engine_class()
@@ -84,129 +85,263 @@ def reference_kind(request):
 
 
 def make(name, reference_kind, rng, max_chunk=None):
-    """A GPU engine and a reference engine holding the same random non-zero weights."""
+    """A GPU engine and a reference engine with the same random parameters, state,
+    optimizer state and step."""
     from neuroflow.gpu import GpuEngine
 
     s = NETS[name]
-    ref = NumpyEngine(s) if reference_kind == "numpy" else _cpu_engine_class()(s)
+    other = ref.ReferenceEngine(s) if reference_kind == "reference" else _cpu_engine_class()(s)
     eng = GpuEngine(s, max_chunk=max_chunk)
-    ws = [random(rng, tuple(w.shape)) / np.float32(np.sqrt(np.prod(w.shape[:-1]))) for w in ref.get_weights()]
-    eng.set_weights(ws)
-    ref.set_weights([w.astype(np.float32 if reference_kind == "cpu" else np.float64) for w in ws])
-    return eng, ref
+    params = []
+    for pname, shape in eng.param_info():
+        if pname.endswith(".weight"):
+            params.append(random(rng, shape) / np.float32(np.sqrt(np.prod(shape[:-1]))))
+        elif pname.endswith(".scale"):
+            params.append(rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        else:
+            params.append(random(rng, shape, 0.05, 0.5))
+    state = [random(rng, shape, 0.05, 0.5) if n.endswith("mean") else rng.uniform(0.5, 2, shape).astype(np.float32)
+             for n, shape in eng.state_info()]
+    slots = [np.abs(random(rng, p.shape)) * 1e-2 if slot == "v" else random(rng, p.shape) * 0.05
+             for p in params for slot in eng.optimizer_slots()]
+    step = int(rng.integers(1, 10))
+    for e in (eng, other):
+        e.set_params(params)
+        e.set_state(state)
+        e.set_optimizer_state(slots)
+        e.set_step(step)
+    return eng, other
 
 
 def batch(name, n, rng, uint8=False):
     """Inputs and targets of n samples; targets are probability rows for softmax losses."""
-    first, last = json.loads(NETS[name])["layers"][0], json.loads(NETS[name])["layers"][-1]
-    shape = (n, *first["dim_in"]) if first["kind"] == "conv" else (n, first["dim_in"])
+    s = json.loads(NETS[name])
+    shape = (n, *s["input"])
     x = rng.integers(1, 256, shape, dtype=np.uint8) if uint8 else random(rng, shape)
-    k = last["neurons"] if last["kind"] == "dense" else None
-    loss = json.loads(NETS[name])["loss"]
-    if loss["name"].startswith("softmax"):
+    k = s["layers"][-1]["dim_out"][0]
+    if s["loss"]["name"].startswith("softmax"):
         t = rng.uniform(0.1, 1.0, (n, k))
-        t = (t * loss["n"] / t.sum(axis=1, keepdims=True)).astype(np.float32)
+        t = (t * s["loss"]["n"] / t.sum(axis=1, keepdims=True)).astype(np.float32)
     else:
         t = random(rng, (n, k))
     return x, t
 
 
-def check(eng, ref, method, inputs, *names, extra=(), what=""):
+def check(eng, other, method, inputs, *names, extra=(), what="", rtol=1e-4):
     """Parity of one engine method called with the named (already drawn) inputs."""
-    return parity(engine_run(eng, method, *names, extra=extra), engine_reference(ref, method, *names, extra=extra),
-                  inputs, what=what or method)
+    return parity(engine_run(eng, method, *names, extra=extra), engine_reference(other, method, *names, extra=extra),
+                  inputs, what=what or method, rtol=rtol)
 
 
-# (net, batch size, chunk cap): chunk caps that split the batch unevenly, and none
-CASES = [("glasses", 5, None), ("glasses", 7, 3), ("multi_filter", 6, None), ("multi_filter", 5, 2),
-         ("dense_cubic", 9, 4), ("dense_mult", 4, None)]
+def _uids(name):
+    def count(layers):
+        return sum(1 + count(d.get("layers", [])) if d["kind"] == "residual" else 1 for d in layers)
+
+    return range(count(json.loads(NETS[name])["layers"]))
+
+
+# (net, batch size, chunk cap): chunk caps that split the batch unevenly (cnn_bn: its
+# train-mode calls stay whole; eval-mode calls split), and none
+CASES = [("cnn_bn", 5, None), ("cnn_bn", 5, 2), ("chunky", 7, 3), ("chunky", 4, None), ("glasses", 5, None),
+         ("glasses", 7, 3), ("flat", 6, 4)]
 
 
 @pytest.mark.parametrize("name,n,chunk", CASES, ids=lambda v: str(v))
-def test_forward_predict_focus_loss_gradients(gpu, rng, reference_kind, name, n, chunk):
-    eng, ref = make(name, reference_kind, rng, chunk)
+def test_forward_predict_loss_gradients(gpu, rng, reference_kind, name, n, chunk):
+    """Every layer's output in both modes (residuals' inner layers too), predict, the loss
+    in both modes, the gradients; none of them changes the state or the step."""
+    eng, other = make(name, reference_kind, rng, chunk)
     x, t = batch(name, n, rng)
     inputs = {"x": x, "t": t}
-    check(eng, ref, "forward", inputs, "x")
-    check(eng, ref, "predict", inputs, "x")
-    for layer in range(len(json.loads(NETS[name])["layers"])):
-        check(eng, ref, "focus", inputs, "x", extra=(layer,), what=f"focus({layer})")
-    check(eng, ref, "loss", inputs, "x", "t")
-    check(eng, ref, "gradients", inputs, "x", "t")
+    before = eng.get_state(), eng.get_step()
+    for mode in ("eval", "train"):
+        for uid in _uids(name):
+            check(eng, other, "forward", inputs, "x", extra=(uid, mode), what=f"forward(layer={uid}, {mode})")
+        check(eng, other, "loss", inputs, "x", "t", extra=(mode,), what=f"loss({mode})")
+    check(eng, other, "forward", inputs, "x", what="forward()")
+    check(eng, other, "predict", inputs, "x")
+    check(eng, other, "gradients", inputs, "x", "t")
+    assert all(np.array_equal(a, b) for a, b in zip(before[0], eng.get_state())) and before[1] == eng.get_step()
 
 
 @pytest.mark.parametrize("name,n,chunk", CASES, ids=lambda v: str(v))
 def test_train_steps(gpu, rng, reference_kind, name, n, chunk):
-    """Several steps with a learning rate that changes every step; weights and optimizer
-    state compared at the end (read back from the GPU, never stale)."""
-    eng, ref = make(name, reference_kind, rng, chunk)
-    for step, lr in enumerate([0.05, 0.02, 0.04, 0.01]):
+    """Several steps with a learning rate that changes every step (dropout masks change
+    with the step); parameters, running statistics, optimizer state and step compared at
+    the end (read back from the GPU, never stale)."""
+    eng, other = make(name, reference_kind, rng, chunk)
+    for step, lr in enumerate([0.05, 0.02, 0.04]):
         x, t = batch(name, n, rng)
-        check(eng, ref, "train_step", {"x": x, "t": t}, "x", "t", extra=(lr,), what=f"train_step {step}")
-    check(eng, ref, "get_weights", {}, what="weights after training")
-    check(eng, ref, "get_state", {}, what="state after training")
+        check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(lr,), what=f"train_step {step}")
+    for method in ("get_params", "get_state", "get_optimizer_state"):
+        check(eng, other, method, {}, what=f"{method} after training")
+    assert eng.get_step() == other.get_step()
 
 
-def test_uint8_input_is_scaled(gpu, rng, reference_kind):
-    eng, ref = make("glasses", reference_kind, rng)
-    x, t = batch("glasses", 3, rng, uint8=True)
-    check(eng, ref, "forward", {"x": x}, "x", what="forward on uint8")
-    check(eng, ref, "gradients", {"x": x, "t": t}, "x", "t", what="gradients on uint8")
+def test_programs_are_recorded_once_and_replayed(gpu, rng):
+    """A training step is recorded on its first call with a batch size and replayed after,
+    whatever the learning rate and step: the per-call uniform carries them."""
+    eng, other = make("chunky", "reference", rng)
+    x, t = batch("chunky", 4, rng)
+    eng.train_step(x, t, 0.1)
+    other.train_step(x, t, 0.1)
+    steps = eng._program(("train", 4))
+    for lr in (0.01, 0.2):
+        check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(lr,), what=f"replayed step lr={lr}")
+        assert eng._program(("train", 4)) is steps
+    check(eng, other, "get_params", {}, what="params after replayed steps")
+
+
+def test_dispatches_per_training_step(gpu, rng):
+    """One update dispatch for every tensor; the glasses net's step in 22 dispatches
+    (27 before the v2 engine: one update per layer, im2col redone for the last conv, an
+    activator pass and an f′ pass for the linear output layer)."""
+    from neuroflow.gpu.ops import dispatches
+
+    eng, _ = make("glasses", "reference", rng)
+    x, t = batch("glasses", 8, rng)
+    eng.train_step(x, t, 0.01)
+    steps = eng._program(("train", 8))
+    updates = [s for s in steps if len(s) == 3 and "update" in s[0].label]
+    assert len(updates) == 1
+    assert dispatches(steps) <= 22
+    assert len(steps) == dispatches(steps), "a whole batch in one chunk needs no copies"
+
+
+def test_batch_statistics_keep_the_batch_whole(gpu, rng, monkeypatch):
+    """With BatchNorm, a train-mode call takes the whole batch at once (chunk cap 2, batch 5);
+    when one of its buffers cannot be bound, it is refused with the limit named."""
+    from neuroflow.gpu import GpuEngine
+    from neuroflow.gpu.workspace import per_sample
+
+    eng, other = make("cnn_bn", "reference", rng, max_chunk=2)
+    x, t = batch("cnn_bn", 5, rng)
+    check(eng, other, "gradients", {"x": x, "t": t}, "x", "t", what="whole-batch gradients")
+    assert eng._ws.cap == 5
+    biggest = max(per_sample(eng._net).values())
+    fresh = GpuEngine(NETS["cnn_bn"], max_chunk=2)
+    monkeypatch.setattr(gpu, "max_binding", 4 * biggest * 4)
+    with pytest.raises(ValueError, match=r"batch of 5 samples must be processed whole.*binding limit.*at most 4 samples"):
+        fresh.gradients(x, t)
+    fresh.forward(x)  # eval mode uses the running statistics: chunks are fine
+
+
+def test_dropout_masks_span_chunks(gpu, rng):
+    """The element index of a dropout mask counts from the batch's first sample: the same
+    masks whether a batch runs as one chunk or as chunks of 2."""
+    from neuroflow.gpu import GpuEngine
+
+    eng, other = make("chunky", "reference", rng, max_chunk=2)
+    whole = GpuEngine(NETS["chunky"])
+    whole.set_params(eng.get_params())
+    whole.set_step(eng.get_step())
+    x, t = batch("chunky", 7, rng)
+    for uid in (1, 4):  # the two dropout layers' outputs
+        a, b = eng.forward(x, layer=uid, mode="train"), whole.forward(x, layer=uid, mode="train")
+        assert np.array_equal(a == 0, b == 0), f"dropout {uid}: chunks drew other masks"
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    check(eng, other, "forward", {"x": x}, "x", extra=(1, "train"), what="dropout output across chunks")
 
 
 def test_batch_sizes_change_between_calls(gpu, rng):
     """Workspaces and whole-batch buffers grow with the batch, recorded programs are replayed
     or dropped with them: results do not depend on the history of batch sizes."""
-    eng, ref = make("multi_filter", "numpy", rng, max_chunk=4)
+    eng, other = make("chunky", "reference", rng, max_chunk=4)
     for n in (2, 9, 1, 13, 9, 4):
-        x, t = batch("multi_filter", n, rng)
-        check(eng, ref, "gradients", {"x": x, "t": t}, "x", "t", what=f"gradients n={n}")
-        check(eng, ref, "predict", {"x": x}, "x", what=f"predict n={n}")
-        check(eng, ref, "train_step", {"x": x, "t": t}, "x", "t", extra=(0.03,), what=f"train_step n={n}")
+        x, t = batch("chunky", n, rng)
+        check(eng, other, "gradients", {"x": x, "t": t}, "x", "t", what=f"gradients n={n}")
+        check(eng, other, "predict", {"x": x}, "x", what=f"predict n={n}")
+        check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(0.03,), what=f"train_step n={n}")
+
+
+def test_uint8_input_is_scaled(gpu, rng, reference_kind):
+    eng, other = make("glasses", reference_kind, rng)
+    x, t = batch("glasses", 3, rng, uint8=True)
+    check(eng, other, "forward", {"x": x}, "x", what="forward on uint8")
+    check(eng, other, "gradients", {"x": x, "t": t}, "x", "t", what="gradients on uint8")
+
+
+@pytest.mark.parametrize("name,chunk", [("flat", None), ("chunky", 2)], ids=str)
+def test_finite_difference_gradients(gpu, rng, name, chunk):
+    """NeuroFlow's Approximation: central differences of the train-mode loss (same dropout
+    masks, batch statistics, no state change) agree with the reference's and with backprop;
+    a training step on them moves the running statistics like any step."""
+    eng, other = make(name, "reference", rng, chunk)
+    x, t = batch(name, 3, rng)
+    state, step = eng.get_state(), eng.get_step()
+    # The same differences in float64: they differ by f32 rounding, about ε·|L|/δ per value.
+    delta = 1e-2
+    got = engine_run(eng, "fd_gradients", "x", "t", extra=(delta,))({"x": x, "t": t})
+    want = engine_reference(other, "fd_gradients", "x", "t", extra=(delta,))({"x": x, "t": t})
+    loss = abs(other.loss(x, t, "train"))
+    for k in want:
+        err = np.abs(got[k] - want[k]).max()
+        allowed = 32 * np.finfo(np.float32).eps * max(loss, 1.0) / delta + 1e-3 * np.abs(want[k]).max()
+        assert err <= allowed, f"fd_gradients {k}: error {err:.3g} > {allowed:.3g}"
+    # and backprop, to the differences' own truncation error (δ²·f‴/6: a few percent here)
+    parity(lambda a: got, engine_reference(other, "gradients", "x", "t"), {"x": x, "t": t}, rtol=0.1,
+           what="fd_gradients vs backprop")
+    assert all(np.array_equal(a, b) for a, b in zip(state, eng.get_state())) and step == eng.get_step()
+    parity(engine_run(eng, "train_step", "x", "t", extra=(0.1, delta)),
+           engine_reference(other, "train_step", "x", "t", extra=(0.1, delta)), {"x": x, "t": t},
+           what="train_step on finite differences")
+    check(eng, other, "get_state", {}, what="running statistics after an fd step")
+    check(eng, other, "get_params", {}, what="params after an fd step", rtol=1e-3)
+    assert eng.get_step() == step + 1
 
 
 def test_contract_details(gpu, rng):
     from neuroflow.gpu import GpuEngine
 
-    eng, _ = make("glasses", "numpy", rng)
-    assert eng.num_weights() == 3 * 3 * 3 + 4 * 4 + 144 * 2
-    assert [w.shape for w in eng.get_weights()] == [(3, 3, 3, 1), (4, 4, 1, 1), (144, 2)]
-    assert all(w.dtype == np.float32 for w in eng.get_weights() + eng.get_state())
-    assert GpuEngine(NETS["dense_cubic"]).get_state() == []
-    fresh = GpuEngine(NETS["glasses"])
-    assert all((w == 0).all() for w in fresh.get_weights() + fresh.get_state())
-    x, t = batch("glasses", 2, rng)
-    assert eng.focus(x, 1).shape == (2, 12, 12, 1)
+    eng = GpuEngine(NETS["cnn_bn"])
+    assert [n for n, _ in eng.param_info()] == ["c0.weight", "b1.scale", "b1.shift", "r3.c4.weight", "r3.c4.bias",
+                                                "r3.b5.shift", "d8.weight", "d8.bias"]
+    assert eng.state_info() == [("b1.running_mean", (4,)), ("b1.running_var", (4,)), ("r3.b5.running_mean", (4,)),
+                                ("r3.b5.running_var", (4,))]
+    assert eng.optimizer_slots() == ["m", "v"]
+    assert json.loads(eng.spec) == json.loads(NETS["cnn_bn"])
+    assert all(p.dtype == np.float32 and not p.any() for p in eng.get_params() + eng.get_optimizer_state())
+    assert [s.tolist() for s in eng.get_state()] == [[0.0] * 4, [1.0] * 4] * 2
+    assert eng.get_step() == 0
+    x, t = batch("cnn_bn", 2, rng)
+    assert eng.forward(x, layer=5).shape == (2, 5, 4, 4)  # an inner layer of the residual
+    assert eng.forward(x).shape == eng.predict(x).shape == (2, 3)
     with pytest.raises(ValueError, match="f32 only"):
         GpuEngine(NETS["glasses"].replace('"f32"', '"f64"'))
-    with pytest.raises(ValueError, match="stride"):
-        GpuEngine(spec([conv((5, 5, 1), (2, 2), 1, act("relu"), stride=(2, 2))], "squared_error", {"name": "vanilla"}))
-    with pytest.raises(ValueError, match="targets"):
+    with pytest.raises(ValueError, match=r"layout\[0\] \(c0\): param weight has shape"):
+        s = json.loads(NETS["glasses"])
+        s["layers"][0]["params"][0]["shape"] = [3, 3, 3, 2]
+        GpuEngine(json.dumps(s))
+    with pytest.raises(ValueError, match="label_smoothing applies to the softmax losses only"):
+        s = json.loads(NETS["chunky"])
+        s["loss"]["label_smoothing"] = 0.1
+        GpuEngine(json.dumps(s))
+    with pytest.raises(ValueError, match="t:"):
         eng.loss(x, t[:1])
     with pytest.raises(ValueError, match="x:"):
-        eng.forward(x[:, :5])
+        eng.forward(x[:, :5].copy())
     with pytest.raises(TypeError, match="x:"):
         eng.forward(x.astype(np.float64))
     with pytest.raises(ValueError, match="layer"):
-        eng.focus(x, 3)
-    with pytest.raises(ValueError, match="weights\\[1\\]"):
-        eng.set_weights([np.zeros((3, 3, 3, 1), np.float32), np.zeros((4, 4, 1, 2), np.float32), np.zeros((144, 2), np.float32)])
+        eng.forward(x, layer=9)
+    with pytest.raises(ValueError, match="mode"):
+        eng.loss(x, t, mode="test")
+    zeros = [np.zeros(s, np.float32) for _, s in eng.param_info()]
+    with pytest.raises(ValueError, match=r"params\[4\] \(r3.c4.bias\)"):
+        eng.set_params(zeros[:4] + [np.zeros(3, np.float32)] + zeros[5:])
+    with pytest.raises(ValueError, match="expected 8 arrays"):
+        eng.set_params([])
+    with pytest.raises(ValueError, match="NaN"):
+        eng.set_state([np.full(s, np.nan, np.float32) for _, s in eng.state_info()])
     with pytest.raises(ValueError, match="learning_rate"):
         eng.train_step(x, t, float("nan"))
+    with pytest.raises(ValueError, match="step"):
+        eng.set_step(-1)
 
 
-@pytest.mark.parametrize("name,chunk", [("dense_cubic", None), ("tiny_conv", 2)], ids=str)
-def test_finite_difference_gradients(gpu, rng, name, chunk):
-    """NeuroFlow's Approximation (what Network calls with settings.approximation): central
-    differences agree with backprop to the accuracy f32 differences allow."""
-    eng, ref = make(name, "numpy", rng, chunk)
-    x, t = batch(name, 3, rng)
-    parity(engine_run(eng, "fd_gradients", "x", "t", extra=(1e-2,)), engine_reference(ref, "gradients", "x", "t"),
-           {"x": x, "t": t}, rtol=2e-2, what="fd_gradients vs backprop")
-    before = eng.get_weights()
-    # A training step on finite differences: the loss before the update is exact, the
-    # weights after it carry the differences' small error.
-    parity(engine_run(eng, "train_step", "x", "t", extra=(0.1, 1e-2)), engine_reference(ref, "train_step", "x", "t", extra=(0.1,)),
-           {"x": x, "t": t}, what="train_step on finite differences")
-    parity(engine_run(eng, "get_weights"), engine_reference(ref, "get_weights"), {}, rtol=1e-3, what="weights after an fd step")
-    assert not all(np.array_equal(a, b) for a, b in zip(before, eng.get_weights()))
+def test_protocol():
+    from neuroflow.engines.protocol import Engine
+    from neuroflow.gpu import GpuEngine
+
+    require_gpu()
+    assert isinstance(GpuEngine(NETS["glasses"]), Engine)

@@ -8,6 +8,7 @@ struct Params {
     n: u32, x: u32, y: u32, z: u32,
     fx: u32, fy: u32, sx: u32, sy: u32,
     px: u32, py: u32, ox: u32, oy: u32,
+    dx_off: u32,  // element offset of the first sample in dx
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,6 +42,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
                 sum += dcol[r * kdim + (kx * p.fy + ky) * p.z + c];
             }
         }
-        dx[e] = sum;
+        dx[p.dx_off + e] = sum;
     }
 }

@@ -1,4 +1,4 @@
-// im2col: col[r, k] for r = (n, ox, oy) the output positions of a batch (n slowest) and
+// im2col: col[r, k] for r = (n, ox, oy) the output positions of n samples (n slowest) and
 // k = (kx·fy + ky)·Z + c, so col · W[K, F] is the convolution's pre-activation.
 //   col[r, k] = in[n, ox·sx + kx − px, oy·sy + ky − py, c], 0 outside the input
 // (virtual zero padding: nothing padded is ever stored). One invocation per element,
@@ -8,6 +8,7 @@ struct Params {
     n: u32, x: u32, y: u32, z: u32,
     fx: u32, fy: u32, sx: u32, sy: u32,
     px: u32, py: u32, ox: u32, oy: u32,
+    src_off: u32,  // element offset of the first sample in src
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         let y = i32(oy * p.sy + ky) - i32(p.py);
         var v = 0.0;
         if (x >= 0 && y >= 0 && u32(x) < p.x && u32(y) < p.y) {
-            v = src[((n * p.x + u32(x)) * p.y + u32(y)) * p.z + c];
+            v = src[p.src_off + ((n * p.x + u32(x)) * p.y + u32(y)) * p.z + c];
         }
         col[e] = v;
     }

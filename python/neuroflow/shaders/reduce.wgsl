@@ -1,11 +1,10 @@
-// Batch reduction of the per-sample losses: out[0] = scale · Σ x (scale 1 for `sum`,
-// 1/N for `mean`). One workgroup: strided partial sums, then a tree in workgroup memory.
-// (Gradients need no pass of their own: the weight-gradient gemm sums over the batch and
-// takes the scale as its alpha.)
+// The batch's loss, summed in a fixed order (results do not depend on scheduling):
+// out[0] = scale · Σ x (the batch's per-sample losses; scale 1 for `sum`, 1/N for
+// `mean`). One workgroup: strided partial sums, then a tree in workgroup memory.
 
-struct Params { count: u32, scale: f32 }
+struct Sum { count: u32, scale: f32 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Sum;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

@@ -1,43 +1,63 @@
-// Weight updates with the reduced gradient g and the learning rate lr (its own uniform,
-// rewritten every step, so nothing is recreated when lr changes):
-//   vanilla   w −= lr·g
-//   momentum  m = μm − lr·g;  w += m
-//   nesterov  m′ = μm − lr·g; w += −μm + (1 + μ)m′; m = m′
+// Every parameter tensor's update in one dispatch: workgroup row y is tensor y of the
+// segment table (offset, size, lr_mult, wd_mult), its elements walked by the x grid. The
+// rule's id is ids.json's (UPDATE_* constants); for tensor weights w, reduced gradient g,
+// α = lr·lr_mult, λ = weight_decay·wd_mult, and t the step count with this update:
+//   vanilla   g′ = g + λw;  w −= α·g′
+//   momentum  g′ = g + λw;  M = μM − α·g′;  w += M                       (NeuroFlow's form)
+//   nesterov  g′ = g + λw;  M′ = μM − α·g′; w += −μM + (1 + μ)M′; M = M′
+//   adam      g′ = g + λw;  m = β1·m + (1 − β1)·g′; v = β2·v + (1 − β2)·g′²;
+//             w −= α·(m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε)
+//   adamw     as adam with g′ = g, after w −= α·λ·w (decoupled)
+// The learning rate and the bias corrections 1 − βᵗ (computed on the host in f64) are a
+// uniform written before each step, so nothing is recreated when they change.
 
-struct Params { count: u32, mu: f32 }
-struct Rate { lr: f32 }
+struct Params { rule: u32, mu: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 }
+struct Rate { lr: f32, step: u32, bc1: f32, bc2: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> rate: Rate;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
 @group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> s0: array<f32>;  // momentum, or Adam's m
+@group(0) @binding(5) var<storage, read_write> s1: array<f32>;  // Adam's v
+@group(0) @binding(6) var<storage, read> seg: array<vec4<u32>>;
 
 @compute @workgroup_size(256)
-fn vanilla(@builtin(global_invocation_id) gid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.count; i += nwg.x * 256u) {
-        w[i] -= rate.lr * g[i];
-    }
-}
-
-@compute @workgroup_size(256)
-fn momentum(@builtin(global_invocation_id) gid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.count; i += nwg.x * 256u) {
-        let mi = p.mu * m[i] - rate.lr * g[i];
-        m[i] = mi;
-        w[i] += mi;
-    }
-}
-
-@compute @workgroup_size(256)
-fn nesterov(@builtin(global_invocation_id) gid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.count; i += nwg.x * 256u) {
-        let m0 = m[i];
-        let m1 = p.mu * m0 - rate.lr * g[i];
-        w[i] += -p.mu * m0 + (1.0 + p.mu) * m1;
-        m[i] = m1;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = seg[wid.y];
+    let lr = rate.lr * bitcast<f32>(s.z);
+    let wd = p.weight_decay * bitcast<f32>(s.w);
+    for (var e = gid.x; e < s.y; e += nwg.x * 256u) {
+        let i = s.x + e;
+        var wi = w[i];
+        let gi = g[i];
+        switch p.rule {
+            case UPDATE_VANILLA: {
+                wi -= lr * (gi + wd * wi);
+            }
+            case UPDATE_MOMENTUM: {
+                let m1 = p.mu * s0[i] - lr * (gi + wd * wi);
+                s0[i] = m1;
+                wi += m1;
+            }
+            case UPDATE_NESTEROV: {
+                let m0 = s0[i];
+                let m1 = p.mu * m0 - lr * (gi + wd * wi);
+                wi += -p.mu * m0 + (1.0 + p.mu) * m1;
+                s0[i] = m1;
+            }
+            default: {  // UPDATE_ADAM, UPDATE_ADAMW
+                var gp = gi;
+                if (p.rule == UPDATE_ADAMW) { wi -= lr * wd * wi; } else { gp += wd * wi; }
+                let m = p.beta1 * s0[i] + (1.0 - p.beta1) * gp;
+                let v = p.beta2 * s1[i] + (1.0 - p.beta2) * gp * gp;
+                s0[i] = m;
+                s1[i] = v;
+                wi -= lr * (m / rate.bc1) / (sqrt(v / rate.bc2) + p.eps);
+            }
+        }
+        w[i] = wi;
     }
 }

@@ -1,9 +1,13 @@
 """GpuEngine: the engine contract of docs/engine.md on any GPU wgpu can drive, float32.
 
-Weights, optimizer state and gradients live in GPU buffers for the engine's lifetime.
-A call uploads its batch once, records all its work (every chunk's forward and backward,
-then the updates) into one command encoder, submits once, and reads back only what it
-returns: the loss of a training step, or the arrays asked for.
+Parameters, their gradients, the optimizer's slots and the layers' state (running
+statistics) live in four flat GPU buffers for the engine's lifetime, each tensor at its
+own 16-byte aligned offset. A call uploads its batch once, records all its work (every
+chunk's forward and backward, then one update dispatch over every tensor) into one
+command encoder the first time it is made with that batch size, replays that recording on
+later calls, submits once, and reads back only what it returns: the loss of a training
+step, or the arrays asked for. The learning rate, the step and Adam's bias corrections are
+one 16-byte uniform written before the call.
 """
 
 from __future__ import annotations
@@ -15,38 +19,58 @@ import numpy as np
 from . import ops
 from .device import get_gpu
 from .finite_differences import central_differences
-from .spec import Conv, parse
-from .workspace import Workspace, chunk_capacity
+from .layers import Ctx, backward_chain, forward_chain
+from .spec import ALIGN, MODES, SLOTS, Net, parse, resolve
+from .workspace import Workspace, chunk_capacity, whole_batch_check
 
 
-def _floats(a, name: str) -> np.ndarray:
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32:
-        raise TypeError(f"{name}: expected a numpy array of f32")
-    return np.ascontiguousarray(a)
+def _float_array(a, what: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        raise TypeError(f"{what}: expected a numpy array of floats")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: contains NaN or infinity")
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class GpuEngine:
-    """Same constructor, methods and numbers as `neuroflow._core.Engine`, on the GPU.
+    """The engine contract (neuroflow.engines.protocol.Engine) on the GPU, in float32.
 
-    `max_chunk` caps the samples processed at once (tests use it to exercise chunking);
-    by default it is as large as the device's binding limit and a memory budget allow.
+    `max_chunk` caps the samples processed at once where a call allows chunks (tests use it
+    to exercise chunking); by default it is as large as the device's binding limit and a
+    memory budget allow.
     """
 
     def __init__(self, spec_json: str, *, max_chunk: int | None = None):
+        spec_json = resolve(spec_json)
         self._spec_json = spec_json
-        self._s = parse(spec_json)
+        self._net: Net = parse(spec_json)
         self._gpu = gpu = get_gpu()
-        self._chunk = chunk_capacity(gpu, self._s, max_chunk)
-        for i, shape in enumerate(self.weight_shapes()):
-            if 4 * math.prod(shape) > gpu.max_binding:
-                raise ValueError(f"layer {i}: weights {shape} exceed this GPU's storage binding limit")
-        sizes = [4 * math.prod(s) for s in self.weight_shapes()]
-        # New wgpu buffers are zero-filled: weights and state start at 0 as the contract says.
-        self._w = [gpu.storage(n, f"w{i}") for i, n in enumerate(sizes)]
-        self._g = [gpu.storage(n, f"g{i}") for i, n in enumerate(sizes)]
-        self._m = [gpu.storage(n, f"m{i}") for i, n in enumerate(sizes)] if self._stateful else []
-        self._lr = gpu.device.create_buffer(size=16, usage=gpu.wgpu.BufferUsage.UNIFORM | gpu.wgpu.BufferUsage.COPY_DST)
-        self._lr_value = None
+        net = self._net
+        self._chunk = chunk_capacity(gpu, net, max_chunk)
+        floats = max(ALIGN, net.param_floats)
+        if 4 * floats > gpu.max_binding:
+            raise ValueError(
+                f"the parameters take {4 * net.param_floats} bytes, above this GPU's storage binding "
+                f"limit of {gpu.max_binding} bytes ({gpu.info['name']})"
+            )
+        # New wgpu buffers are zero-filled: parameters and optimizer slots start at 0.
+        self._w = gpu.storage(4 * floats, "params")
+        self._g = gpu.storage(4 * floats, "grads")
+        self._slots = [gpu.storage(4 * floats, f"slot-{s}") for s in SLOTS[net.update]]
+        spare = [gpu.storage(16, "unused-slot") for _ in range(2 - len(self._slots))]
+        self._slot_bufs = (self._slots + spare)[:2]
+        self._s = gpu.storage(4 * max(ALIGN, net.state_floats), "state")
+        self.set_state([np.full(t.shape, t.init, np.float32) for t in net.state])
+        seg = np.zeros((max(1, len(net.params)), 4), np.uint32)
+        for i, t in enumerate(net.params):
+            seg[i] = (t.offset, t.size, np.float32(t.lr_mult).view(np.uint32), np.float32(t.wd_mult).view(np.uint32))
+        self._segments = gpu.storage(seg.nbytes, "segments")
+        gpu.write(self._segments, seg)
+        u = gpu.wgpu.BufferUsage
+        self._rate = gpu.device.create_buffer(size=16, usage=u.UNIFORM | u.COPY_DST, label="rate")
+        self._rate_bytes = None
+        self._lr = 0.0
+        self._step = 0
         self._ws: Workspace | None = None
 
     # ---- description ----
@@ -55,51 +79,72 @@ class GpuEngine:
     def spec(self) -> str:
         return self._spec_json
 
-    @property
-    def _stateful(self) -> bool:
-        return self._s.update != "vanilla"
+    def param_info(self) -> list:
+        return [(t.name, tuple(t.shape)) for t in self._net.params]
 
-    def weight_shapes(self) -> list:
-        return [list(layer.weight_shape) for layer in self._s.layers]
+    def state_info(self) -> list:
+        return [(t.name, tuple(t.shape)) for t in self._net.state]
 
-    def num_weights(self) -> int:
-        return sum(math.prod(s) for s in self.weight_shapes())
+    def optimizer_slots(self) -> list:
+        return list(SLOTS[self._net.update])
 
-    # ---- weights and state (read straight from the GPU: never stale) ----
+    # ---- tensors (read straight from the GPU: never stale) ----
 
-    def _read_all(self, bufs) -> list:
-        return [self._gpu.read(b, math.prod(s)).reshape(s) for b, s in zip(bufs, self.weight_shapes())]
+    def _read_flat(self, buf, tensors) -> list:
+        if not tensors:
+            return []
+        end = max(t.offset + t.size for t in tensors)
+        flat = self._gpu.read(buf, end)
+        return [flat[t.offset : t.offset + t.size].reshape(t.shape).copy() for t in tensors]
 
-    def _write_all(self, bufs, arrays, name: str) -> None:
-        shapes = self.weight_shapes() if bufs else []
+    def _write_flat(self, bufs, tensors, arrays, what: str) -> None:
+        """arrays: for each tensor in turn, one array per buffer of `bufs`."""
         try:
             arrays = list(arrays)
         except TypeError:
-            raise TypeError(f"{name}: expected a list of arrays") from None
-        if len(arrays) != len(shapes):
-            raise ValueError(f"{name}: expected {len(shapes)} arrays, got {len(arrays)}")
-        checked = []
-        for i, (a, shape) in enumerate(zip(arrays, shapes)):
-            a = _floats(a, f"{name}[{i}]")
-            if list(a.shape) != shape:
-                raise ValueError(f"{name}[{i}]: expected shape {shape}, got {list(a.shape)}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name}[{i}]: contains NaN or infinity")
-            checked.append(a)
-        for b, a in zip(bufs, checked):
-            self._gpu.write(b, a)
+            raise TypeError(f"{what}: expected a list of arrays") from None
+        k = len(bufs)
+        if len(arrays) != k * len(tensors):
+            raise ValueError(f"{what}: expected {k * len(tensors)} arrays, got {len(arrays)}")
+        if not tensors:
+            return
+        end = max(t.offset + t.size for t in tensors)
+        flats = [np.zeros(end, np.float32) for _ in bufs]
+        for i, a in enumerate(arrays):
+            t = tensors[i // k]
+            a = _float_array(a, f"{what}[{i}]")
+            if tuple(a.shape) != tuple(t.shape):
+                raise ValueError(f"{what}[{i}] ({t.name}): expected shape {list(t.shape)}, got {list(a.shape)}")
+            flats[i % k][t.offset : t.offset + t.size] = a.reshape(-1)
+        for b, f in zip(bufs, flats):
+            self._gpu.write(b, f)
 
-    def get_weights(self) -> list:
-        return self._read_all(self._w)
+    def get_params(self) -> list:
+        return self._read_flat(self._w, self._net.params)
 
-    def set_weights(self, weights) -> None:
-        self._write_all(self._w, weights, "weights")
+    def set_params(self, params) -> None:
+        self._write_flat([self._w], self._net.params, params, "params")
 
     def get_state(self) -> list:
-        return self._read_all(self._m)
+        return self._read_flat(self._s, self._net.state)
 
     def set_state(self, state) -> None:
-        self._write_all(self._m, state, "state")
+        self._write_flat([self._s], self._net.state, state, "state")
+
+    def get_optimizer_state(self) -> list:
+        per_slot = [self._read_flat(b, self._net.params) for b in self._slots]
+        return [per_slot[j][i] for i in range(len(self._net.params)) for j in range(len(self._slots))]
+
+    def set_optimizer_state(self, state) -> None:
+        self._write_flat(self._slots, self._net.params, state, "optimizer state")
+
+    def get_step(self) -> int:
+        return self._step
+
+    def set_step(self, step) -> None:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"step: expected a non-negative integer, got {step!r}")
+        self._step = int(step)
 
     # ---- batches ----
 
@@ -109,26 +154,40 @@ class GpuEngine:
             raise TypeError("x: expected a numpy array of f32 or uint8")
         if not x.flags.c_contiguous:
             raise ValueError("x: the array must be C-contiguous")
-        d = self._s.layers[0].in_size
-        if x.size == 0 or x.size % d:
-            raise ValueError(f"x: expected a non-empty batch of samples of {d} values, got {x.size} values")
-        n = x.size // d
+        if x.ndim < 2 or x.shape[0] == 0 or tuple(x.shape[1:]) != tuple(self._net.input):
+            raise ValueError(f"x: expected a non-empty batch (N, {', '.join(map(str, self._net.input))}), got shape {x.shape}")
+        n = x.shape[0]
         if x.dtype == np.uint8:  # as the CPU engine: f32(b) · f32(1/255)
             x = x.astype(np.float32) * np.float32(1.0 / 255.0)
         if t is not None:
-            t = _floats(t, "targets")
-            k = self._s.layers[-1].out_size
-            if t.size != n * k:
-                raise ValueError(f"targets: expected {n} rows of {k} values, got {t.size} values")
-        return n, x.reshape(-1), None if t is None else t.reshape(-1)
+            if not isinstance(t, np.ndarray) or t.dtype != np.float32:
+                raise TypeError("t: expected a numpy array of f32")
+            k = self._net.last.out_size
+            if t.shape != (n, k):
+                raise ValueError(f"t: expected shape ({n}, {k}), got {t.shape}")
+            if not t.flags.c_contiguous:
+                raise ValueError("t: the array must be C-contiguous")
+            t = t.reshape(-1)
+        return n, x.reshape(-1), t
 
-    def _workspace(self, n: int) -> Workspace:
-        cap = min(n, self._chunk)
+    @staticmethod
+    def _mode(mode) -> bool:
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        return mode == "train"
+
+    def _workspace(self, n: int, train: bool) -> Workspace:
+        """A workspace for n samples: chunks of at most the chunk capacity, or the whole
+        batch when a train-mode pass couples its samples (batch statistics)."""
+        whole = train and self._net.batch_coupled
+        cap = n if whole else min(n, self._chunk)
+        if whole and n > self._chunk:
+            whole_batch_check(self._gpu, self._net, n, "batchnorm uses the statistics of the whole batch in train mode")
         if self._ws is None or self._ws.cap < cap:
-            self._ws = Workspace(self._gpu, self._s, cap)
+            self._ws = Workspace(self._gpu, self._net, cap)
         return self._ws
 
-    def _chunks(self, ws: Workspace, n: int):
+    def _chunks(self, ws: Workspace, n: int) -> list:
         return [(c, min(ws.cap, n - c)) for c in range(0, n, ws.cap)]
 
     def _upload(self, ws: Workspace, n: int, x, t) -> None:
@@ -147,59 +206,33 @@ class GpuEngine:
     def _load_chunk(self, rec, ws: Workspace, n: int, c: int, rows: int, targets: bool) -> None:
         if n <= ws.cap:
             return
-        d, k = self._s.layers[0].in_size, self._s.layers[-1].out_size
+        d, k = self._net.in_size, self._net.last.out_size
         rec.copy(ws.batch("x", 0), 4 * c * d, ws["x"], 0, 4 * rows * d)
         if targets:
             rec.copy(ws.batch("t", 0), 4 * c * k, ws["t"], 0, 4 * rows * k)
 
+    def _write_rate(self, lr: float | None = None) -> None:
+        """The per-call uniform: lr, the step (dropout masks), Adam's 1 − β1ᵗ and 1 − β2ᵗ
+        for t = step + 1 (the update being made), computed in f64."""
+        if lr is not None:
+            self._lr = lr
+        h, t = self._net.hyper, self._step + 1
+        data = (np.array([self._lr], np.float32).tobytes() + np.array([self._step % 2**32], np.uint32).tobytes()
+                + np.array([1.0 - h["beta1"] ** t, 1.0 - h["beta2"] ** t], np.float32).tobytes())
+        if data != self._rate_bytes:  # 16 bytes; nothing is re-recorded when they change
+            self._gpu.queue.write_buffer(self._rate, 0, data)
+            self._rate_bytes = data
+
     # ---- recording ----
 
-    def _forward(self, rec, ws: Workspace, rows: int, upto: int) -> None:
-        inp = ws["x"]
-        for i, layer in enumerate(self._s.layers[: upto + 1]):
-            s, a = ws[f"s{i}"], ws[f"a{i}"]
-            if isinstance(layer, Conv):
-                col = inp
-                if not layer.pointwise:
-                    ops.im2col(rec, layer, rows, inp, ws["col"])
-                    col = ws["col"]
-                ops.gemm(rec, col, self._w[i], s, rows * layer.positions, layer.filters, layer.k)
-            else:
-                ops.gemm(rec, inp, self._w[i], s, rows, layer.o, layer.d)
-            ops.act_forward(rec, layer.act, rows * layer.out_size, s, a)
-            inp = a
+    def _ctx(self, rec, ws: Workspace, rows: int, base: int, train: bool, **kw) -> Ctx:
+        return Ctx(rec=rec, ws=ws, params=self._w, grads=self._g, state=self._s, rate=self._rate,
+                   seed=self._net.seed, rows=rows, base=base, train=train, **kw)
 
-    def _loss(self, rec, ws: Workspace, rows: int) -> None:
-        last = len(self._s.layers) - 1
-        k = self._s.layers[-1].out_size
-        ops.loss_grad(rec, self._s.loss, self._s.mult, rows, k, ws[f"a{last}"], ws["t"], ws["losses"], ws[f"d{last}"])
-
-    def _backward(self, rec, ws: Workspace, rows: int, scale: float, accumulate: bool) -> None:
-        """From ∂L/∂y in the last delta buffer to weight gradients; the reduction's scale
-        enters as the gemm's alpha, and later chunks add to the earlier ones' sums."""
-        beta = 1.0 if accumulate else 0.0
-        for i in reversed(range(len(self._s.layers))):
-            layer = self._s.layers[i]
-            s, d = ws[f"s{i}"], ws[f"d{i}"]
-            ops.act_backward(rec, layer.act, rows * layer.out_size, s, d)
-            inp = ws[f"a{i - 1}"] if i else ws["x"]
-            if isinstance(layer, Conv):
-                m, kd, f = rows * layer.positions, layer.k, layer.filters
-                col = inp
-                if not layer.pointwise:
-                    ops.im2col(rec, layer, rows, inp, ws["col"])
-                    col = ws["col"]
-                ops.gemm(rec, col, d, self._g[i], kd, f, m, trans_a=True, alpha=scale, beta=beta)
-                if i:
-                    if layer.pointwise:
-                        ops.gemm(rec, d, self._w[i], ws[f"d{i - 1}"], m, kd, f, trans_b=True)
-                    else:  # dcol reuses the im2col buffer: its columns were consumed above
-                        ops.gemm(rec, d, self._w[i], ws["col"], m, kd, f, trans_b=True)
-                        ops.col2im(rec, layer, rows, ws["col"], ws[f"d{i - 1}"])
-            else:
-                ops.gemm(rec, inp, d, self._g[i], layer.d, layer.o, rows, trans_a=True, alpha=scale, beta=beta)
-                if i:
-                    ops.gemm(rec, d, self._w[i], ws[f"d{i - 1}"], rows, layer.d, layer.o, trans_b=True)
+    def _loss_pass(self, rec, ws: Workspace, rows: int, y) -> None:
+        net = self._net
+        ops.loss_grad(rec, net.loss_id, net.mult, rows, net.last.out_size, y, ws["t"], ws["losses"],
+                      ws[f"d{net.last.uid}"], net.smoothing)
 
     def _losses_out(self, rec, ws: Workspace, n: int, c: int, rows: int):
         """Where the per-sample losses of the whole batch end up."""
@@ -209,18 +242,38 @@ class GpuEngine:
         rec.copy(ws["losses"], 0, whole, 4 * c, 4 * rows)
         return whole
 
-    def _backprop(self, rec, ws: Workspace, n: int) -> object:
-        """Every chunk's forward, loss and backward; returns the per-sample loss buffer."""
-        scale = 1.0 / n if self._s.mean else 1.0
-        last = len(self._s.layers) - 1
+    def _record_losses(self, rec, ws: Workspace, n: int, train: bool, update_state: bool = False):
+        """Every chunk's forward and loss; returns the buffer of the n per-sample losses."""
         losses = None
         for c, rows in self._chunks(ws, n):
             self._load_chunk(rec, ws, n, c, rows, True)
-            self._forward(rec, ws, rows, last)
-            self._loss(rec, ws, rows)
-            self._backward(rec, ws, rows, scale, accumulate=c > 0)
+            ctx = self._ctx(rec, ws, rows, c, train, update_state=update_state)
+            y, _ = forward_chain(ctx, self._net.layers, ws["x"])
+            self._loss_pass(rec, ws, rows, y)
             losses = self._losses_out(rec, ws, n, c, rows)
         return losses
+
+    def _backprop(self, rec, ws: Workspace, n: int, update_state: bool):
+        """Every chunk's train-mode forward, loss and backward, parameter gradients summed
+        over the chunks; returns the per-sample loss buffer."""
+        net = self._net
+        scale = 1.0 / n if net.mean else 1.0
+        losses = None
+        for c, rows in self._chunks(ws, n):
+            self._load_chunk(rec, ws, n, c, rows, True)
+            ctx = self._ctx(rec, ws, rows, c, True, update_state=update_state, scale=scale, accumulate=c > 0)
+            y, _ = forward_chain(ctx, net.layers, ws["x"])
+            self._loss_pass(rec, ws, rows, y)
+            backward_chain(ctx, net.layers, ws["x"], net.last.buf(ctx, "d"), None)
+            losses = self._losses_out(rec, ws, n, c, rows)
+        return losses
+
+    def _update(self, rec) -> None:
+        net = self._net
+        if not net.params:
+            return
+        ops.update(rec, net.update, net.hyper, len(net.params), max(t.size for t in net.params), self._rate,
+                   self._w, self._g, self._slot_bufs[0], self._slot_bufs[1], self._segments)
 
     def _run(self, ws: Workspace, key: tuple, build):
         """Record a call's steps once per workspace and key (which includes the batch
@@ -236,75 +289,68 @@ class GpuEngine:
 
     # ---- the engine's methods ----
 
-    def _outputs(self, x, upto: int, probabilities: bool = False) -> np.ndarray:
+    def _outputs(self, x, uid: int, train: bool, probabilities: bool = False) -> np.ndarray:
         n, x, _ = self._batch(x)
-        ws = self._workspace(n)
+        ws = self._workspace(n, train)
         self._upload(ws, n, x, None)
-        layer = self._s.layers[upto]
+        self._write_rate()
+        layer = self._net.walk[uid]
         width = layer.out_size
 
         def build(rec):
             result = None
             for c, rows in self._chunks(ws, n):
                 self._load_chunk(rec, ws, n, c, rows, False)
-                self._forward(rec, ws, rows, upto)
-                result = ws[f"a{upto}"]
-                if probabilities:  # the delta buffer is free outside training
-                    ops.softmax(rec, rows, width, result, ws[f"d{upto}"])
-                    result = ws[f"d{upto}"]
+                ctx = self._ctx(rec, ws, rows, c, train)
+                result, _ = forward_chain(ctx, self._net.layers, ws["x"], stop=uid)
+                if probabilities:  # the last layer's delta buffer is free outside training
+                    prob = layer.buf(ctx, "d")
+                    ops.softmax(rec, rows, width, result, prob)
+                    result = prob
                 if n > ws.cap:
                     whole = ws.batch("y", 4 * n * width)
                     rec.copy(result, 0, whole, 4 * c * width, 4 * rows * width)
                     result = whole
             return result
 
-        result = self._run(ws, ("outputs", n, upto, probabilities), build)
-        return self._gpu.read(result, n * width).reshape((n,) + tuple(layer.out_shape))
+        result = self._run(ws, ("outputs", n, uid, train, probabilities), build)
+        return self._gpu.read(result, n * width).reshape((n,) + tuple(layer.dim_out))
 
-    def forward(self, x) -> np.ndarray:
-        return self._outputs(x, len(self._s.layers) - 1)
+    def forward(self, x, layer=None, mode="eval") -> np.ndarray:
+        train = self._mode(mode)
+        walk = self._net.walk
+        if layer is None:
+            layer = self._net.last.uid
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise TypeError(f"layer: expected an integer uid, got {layer!r}")
+        if not 0 <= layer < len(walk):
+            raise ValueError(f"layer: uid {layer} is out of range (the network has {len(walk)} layers)")
+        return self._outputs(x, int(layer), train)
 
     def predict(self, x) -> np.ndarray:
-        return self._outputs(x, len(self._s.layers) - 1, probabilities=self._s.softmax)
+        return self._outputs(x, self._net.last.uid, False, probabilities=self._net.softmax)
 
-    def focus(self, x, layer: int) -> np.ndarray:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-            raise TypeError(f"layer: expected an integer, got {layer!r}")
-        if not 0 <= layer < len(self._s.layers):
-            raise ValueError(
-                f"layer: index {layer} is out of range (the network has {len(self._s.layers)} layers with weights)"
-            )
-        return self._outputs(x, int(layer))
-
-    def loss(self, x, t) -> float:
+    def loss(self, x, t, mode="eval") -> float:
+        train = self._mode(mode)
         n, x, t = self._batch(x, t)
-        ws = self._workspace(n)
+        ws = self._workspace(n, train)
         self._upload(ws, n, x, t)
+        self._write_rate()
 
         def build(rec):
-            losses = None
-            for c, rows in self._chunks(ws, n):
-                self._load_chunk(rec, ws, n, c, rows, True)
-                self._forward(rec, ws, rows, len(self._s.layers) - 1)
-                self._loss(rec, ws, rows)
-                losses = self._losses_out(rec, ws, n, c, rows)
-            ops.reduce_sum(rec, n, 1.0 / n if self._s.mean else 1.0, losses, ws["out"])
+            losses = self._record_losses(rec, ws, n, train)
+            ops.reduce_sum(rec, n, 1.0 / n if self._net.mean else 1.0, losses, ws["out"])
             return ws["out"]
 
-        return float(self._gpu.read(self._run(ws, ("loss", n), build), 1)[0])
+        return float(self._gpu.read(self._run(ws, ("loss", n, train), build), 1)[0])
 
     def gradients(self, x, t) -> list:
         n, x, t = self._batch(x, t)
-        ws = self._workspace(n)
+        ws = self._workspace(n, True)
         self._upload(ws, n, x, t)
-        self._run(ws, ("gradients", n), lambda rec: self._backprop(rec, ws, n))
-        return self._read_all(self._g)
-
-    def _updates(self, rec) -> None:
-        s = self._s
-        for i, w in enumerate(self._w):
-            m = self._m[i] if self._stateful else None
-            ops.update(rec, s.update, s.mu, math.prod(s.layers[i].weight_shape), self._lr, w, self._g[i], m)
+        self._write_rate()
+        self._run(ws, ("gradients", n), lambda rec: self._backprop(rec, ws, n, update_state=False))
+        return self._read_flat(self._g, self._net.params)
 
     def train_step(self, x, t, lr, fd_delta=None) -> float:
         """One step; returns the batch's mean per-sample loss before the update. With
@@ -313,38 +359,49 @@ class GpuEngine:
         if not math.isfinite(lr):
             raise ValueError(f"learning_rate: must be finite, got {lr}")
         n, x, t = self._batch(x, t)
-        ws = self._workspace(n)
-        if lr != self._lr_value:  # a 4-byte write: nothing is recreated when lr changes
-            self._gpu.write(self._lr, np.array([lr, 0, 0, 0], dtype=np.float32))
-            self._lr_value = lr
+        ws = self._workspace(n, True)
+        self._write_rate(lr)
         if fd_delta is not None:
-            loss, grads = central_differences(self, ws, n, x, t, float(fd_delta))
-            for b, g in zip(self._g, grads):
-                self._gpu.write(b, g)
-            self._run(ws, ("update",), self._updates)
-            return loss * (n if self._s.mean else 1.0) / n
-        self._upload(ws, n, x, t)
+            _, grads = central_differences(self, ws, n, x, t, float(fd_delta))
+            self._write_flat([self._g], self._net.params, grads, "gradients")
+            self._upload(ws, n, x, t)
 
-        def build(rec):
-            losses = self._backprop(rec, ws, n)
-            self._updates(rec)
-            ops.reduce_sum(rec, n, 1.0 / n, losses, ws["out"])
-            return ws["out"]
+            def build_fd(rec):  # the loss and the running statistics at the weights before the update
+                losses = self._record_losses(rec, ws, n, True, update_state=True)
+                self._update(rec)
+                ops.reduce_sum(rec, n, 1.0 / n, losses, ws["out"])
+                return ws["out"]
 
-        return float(self._gpu.read(self._run(ws, ("train", n), build), 1)[0])
+            out = self._run(ws, ("train_fd", n), build_fd)
+        else:
+            self._upload(ws, n, x, t)
 
-    # ---- finite differences (NeuroFlow's Approximation: checking and tiny nets) ----
+            def build(rec):
+                losses = self._backprop(rec, ws, n, update_state=True)
+                self._update(rec)
+                ops.reduce_sum(rec, n, 1.0 / n, losses, ws["out"])
+                return ws["out"]
+
+            out = self._run(ws, ("train", n), build)
+        loss = float(self._gpu.read(out, 1)[0])
+        self._step += 1
+        return loss
 
     def fd_gradients(self, x, t, delta) -> list:
-        """Gradients of the reduced loss by central differences with step `delta`."""
+        """Gradients of the reduced train-mode loss by central differences with step `delta`."""
         n, x, t = self._batch(x, t)
-        return central_differences(self, self._workspace(n), n, x, t, float(delta))[1]
+        ws = self._workspace(n, True)
+        self._write_rate()
+        return central_differences(self, ws, n, x, t, float(delta))[1]
 
-    # ---- for tests ----
+    # ---- for tests and benchmarks ----
 
-    def _poison(self, n: int, value: float = float("nan")) -> None:
+    def _program(self, key: tuple) -> list:
+        """The recorded steps of a call (key as `_run` stores it), e.g. ("train", n)."""
+        return self._ws.programs[key][0]
+
+    def _poison(self, n: int, value: float = float("nan"), train: bool = True) -> None:
         """Fill every buffer a call on `n` samples writes (workspace, gradients) with
         `value`, so an element a kernel forgets to write shows up in the result."""
-        self._workspace(n).poison(value)
-        for g in self._g:
-            self._gpu.fill(g, value)
+        self._workspace(n, train).poison(value)
+        self._gpu.fill(self._g, value)

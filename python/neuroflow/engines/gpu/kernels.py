@@ -4,32 +4,69 @@ A kernel is one entry point of one `shaders/<op>.wgsl` file with an explicit bin
 layout (binding 0 is always the op's uniform parameters), so bind groups can be cached and
 reused across steps. Pipelines live on the shared device; parameter buffers and bind
 groups live in a `Cache` owned by whoever owns the buffers they point at.
+
+Shader sources are assembled when they load:
+- `const` declarations generated from `neuroflow/ids.json` (the one table of shared names
+  and ids) come first, e.g. `const ACT_RELU: u32 = 0u;`, `const UPDATE_ADAM: u32 = 3u;`.
+  No shader writes an id as a number (tests/test_ids_gpu.py checks);
+- a line `//!include <name>` is replaced by `shaders/<name>.wgsl` (shared functions such
+  as the activators, which several kernels apply).
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import re
 import struct
 from pathlib import Path
 
 from .device import Gpu
+from .spec import IDS
+
+# ids.json's tables and the prefix of their WGSL constants.
+ID_PREFIXES = {
+    "activators": "ACT",
+    "losses": "LOSS",
+    "updates": "UPDATE",
+    "layers": "LAYER",
+    "reductions": "REDUCTION",
+    "modes": "MODE",
+}
+
+U, R, W = "uniform", "read", "rw"
 
 # (shader, entry point) -> binding kinds, in binding order.
 LAYOUTS = {
     # gemm binds A and B twice: as f32 and as vec4 (for aligned loads).
-    ("gemm", "main"): ("uniform", "read", "read", "rw", "read", "read"),
-    ("gemm", "small"): ("uniform", "read", "read", "rw", "read", "read"),
-    ("gemm_splits", "main"): ("uniform", "read", "rw"),
-    ("im2col", "main"): ("uniform", "read", "rw"),
-    ("col2im", "main"): ("uniform", "read", "rw"),
-    ("act", "forward"): ("uniform", "read", "rw"),
-    ("act", "backward"): ("uniform", "read", "rw"),
-    ("loss", "loss_grad"): ("uniform", "read", "read", "rw", "rw"),
-    ("softmax", "main"): ("uniform", "read", "rw"),
-    ("update", "vanilla"): ("uniform", "uniform", "rw", "read"),
-    ("update", "momentum"): ("uniform", "uniform", "rw", "read", "rw"),
-    ("update", "nesterov"): ("uniform", "uniform", "rw", "read", "rw"),
-    ("reduce", "sum"): ("uniform", "read", "rw"),
+    ("gemm", "main"): (U, R, R, W, R, R),
+    ("gemm", "small"): (U, R, R, W, R, R),
+    ("gemm_splits", "main"): (U, R, W),
+    ("im2col", "main"): (U, R, W),
+    ("col2im", "main"): (U, R, W),
+    ("act", "forward"): (U, R, R, W),  # s, params (bias), a
+    ("act", "backward"): (U, R, R, W),  # d, params (bias), s → ds in place
+    ("reduce", "sum"): (U, R, W),
+    ("colsum", "main"): (U, R, W),
+    ("loss", "loss_grad"): (U, R, R, W, W),
+    ("softmax", "main"): (U, R, W),
+    ("update", "main"): (U, U, W, R, W, W, R),  # params, hyper, w, g, slot0, slot1, segments
+    ("batchnorm", "stats"): (U, R, W, W),  # x, stats (or partials), state
+    ("batchnorm", "stats_merge"): (U, R, W, W),  # partials, stats, state
+    ("batchnorm", "forward"): (U, R, R, R, W),  # x, params, mean/var source, a
+    ("batchnorm", "backward_sums"): (U, R, R, R, R, W, W),  # x, params, stats, d, sums (or partials), grads
+    ("batchnorm", "sums_merge"): (U, R, R, R, R, W, W),  # x, params, stats, partials, sums, grads
+    ("batchnorm", "backward_input"): (U, R, R, R, R, R, W),  # x, params, stats, d, sums, dx
+    ("pool", "max_forward"): (U, R, W, W),  # x, a, argmax
+    ("pool", "max_backward"): (U, R, R, W),  # d, argmax, dx
+    ("pool", "avg_forward"): (U, R, W),
+    ("pool", "avg_backward"): (U, R, W),
+    ("pool", "gap_forward"): (U, R, W),
+    ("pool", "gap_backward"): (U, R, W),
+    ("dropout", "forward"): (U, U, R, W),  # params, hyper (step), x, a
+    ("dropout", "backward"): (U, U, R, W),
+    ("residual", "forward"): (U, R, R, W),  # x, inner, a
+    ("residual", "backward"): (U, R, R, R, W),  # x, inner, d, g
+    ("residual", "add"): (U, R, W),  # dx += g
 }
 
 ELEMENTWISE_GROUP = 256  # invocations per workgroup of the element-wise kernels
@@ -44,7 +81,7 @@ def _shader_dirs():
     yield Path(__file__).resolve().parents[4] / "shaders"
 
 
-def shader_source(name: str) -> str:
+def _read(name: str) -> str:
     for folder in _shader_dirs():
         f = folder / f"{name}.wgsl"
         if f.is_file():
@@ -55,6 +92,41 @@ def shader_source(name: str) -> str:
     )
 
 
+def id_constants() -> dict[str, int]:
+    """Every generated WGSL constant name and its value, from ids.json."""
+    out = {}
+    for table, prefix in ID_PREFIXES.items():
+        for i, name in enumerate(IDS[table]):
+            out[f"{prefix}_{name.upper()}"] = i
+    return out
+
+
+def id_prelude() -> str:
+    lines = ["// Generated from neuroflow/ids.json when the shader loads: do not write ids by hand."]
+    lines += [f"const {name}: u32 = {value}u;" for name, value in id_constants().items()]
+    return "\n".join(lines) + "\n"
+
+
+_INCLUDE = re.compile(r"^//!include\s+(\w+)\s*$", re.M)
+
+
+def shader_source(name: str) -> str:
+    """The shader's text as compiled: the id constants, then the file with its includes."""
+    seen: set[str] = set()
+
+    def expand(text: str) -> str:
+        def one(m):
+            lib = m.group(1)
+            if lib in seen:
+                return f"// ({lib} included above)"
+            seen.add(lib)
+            return expand(_read(lib))
+
+        return _INCLUDE.sub(one, text)
+
+    return id_prelude() + expand(_read(name))
+
+
 class Kernel:
     """A compute pipeline with its explicit bind-group layout."""
 
@@ -63,9 +135,9 @@ class Kernel:
         self.name = f"{shader}.{entry}" + "".join(f".{k}={v}" for k, v in sorted((constants or {}).items()))
         self.kinds = LAYOUTS[(shader, entry)]
         kind = {
-            "uniform": {"type": wgpu.BufferBindingType.uniform},
-            "read": {"type": wgpu.BufferBindingType.read_only_storage},
-            "rw": {"type": wgpu.BufferBindingType.storage},
+            U: {"type": wgpu.BufferBindingType.uniform},
+            R: {"type": wgpu.BufferBindingType.read_only_storage},
+            W: {"type": wgpu.BufferBindingType.storage},
         }
         # Layouts are shared by kinds, so one bind group serves every kernel alike in shape.
         lkey = ("layout", self.kinds)

@@ -1,14 +1,15 @@
-"""The GPU ops, one function per WGSL kernel, each recording dispatches into a Recorder.
+"""The shared GPU ops, one function per WGSL kernel, each recording dispatches into a Recorder.
 
-Every op takes buffers and sizes, never host arrays: the engine records a whole training
-step with these, and the tests drive each op alone through the same functions.
+Every op takes buffers and sizes, never host arrays: the layers (layers/) and the engine
+record a whole call with these, and the tests drive each op alone through the same
+functions. Kernels that only one layer kind uses are recorded by that layer's module.
 """
 
 from __future__ import annotations
 
 from .device import Gpu
 from .kernels import ELEMENTWISE_GROUP, Cache, kernel
-from .spec import Activator, Conv
+from .spec import UPDATES, Activator, Window
 
 
 class Recorder:
@@ -25,6 +26,9 @@ class Recorder:
 
     def copy(self, src, src_off: int, dst, dst_off: int, nbytes: int) -> None:
         self.steps.append((src, src_off, dst, dst_off, nbytes))
+
+    def params(self, *values):
+        return self.cache.params(*values)
 
     def submit(self) -> None:
         run(self.gpu, self.steps)
@@ -53,25 +57,26 @@ def run(gpu: Gpu, steps: list) -> None:
     gpu.queue.submit([encoder.finish()])
 
 
-def _groups(rec: Recorder, count: int, per_group: int = ELEMENTWISE_GROUP) -> tuple:
+def dispatches(steps: list) -> int:
+    """How many of a recorded program's steps are dispatches (the rest are copies)."""
+    return sum(1 for s in steps if len(s) == 3)
+
+
+def groups(rec: Recorder, count: int, per_group: int = ELEMENTWISE_GROUP) -> tuple:
     # The kernels loop (grid stride), so capping at the dispatch limit is always correct.
     return (max(1, min(-(-count // per_group), rec.gpu.max_groups)), 1, 1)
 
 
-def _geom(g: Conv, n: int) -> tuple:
-    return (n, g.x, g.y, g.z, g.fx, g.fy, g.sx, g.sy, g.px, g.py, g.ox, g.oy)
-
-
-def im2col(rec: Recorder, g: Conv, n: int, x, col) -> None:
-    """col[n·OX·OY, K] from x[n, X, Y, Z] (virtual zero padding)."""
+def im2col(rec: Recorder, g: Window, n: int, x, col, x_off: int = 0) -> None:
+    """col[n·OX·OY, K] from the n samples x[x_off :][n, X, Y, Z] (virtual zero padding)."""
     k = kernel(rec.gpu, "im2col")
-    rec.dispatch(k, (rec.cache.params(*_geom(g, n)), x, col), _groups(rec, n * g.positions * g.k))
+    rec.dispatch(k, (rec.params(*g.uniforms(n), x_off), x, col), groups(rec, n * g.positions * g.k))
 
 
-def col2im(rec: Recorder, g: Conv, n: int, dcol, dx) -> None:
-    """dx[n, X, Y, Z] = the sum of the dcol entries that im2col copied each element to."""
+def col2im(rec: Recorder, g: Window, n: int, dcol, dx, dx_off: int = 0) -> None:
+    """dx[dx_off :][n, X, Y, Z] = the sum of the dcol entries that im2col copied each element to."""
     k = kernel(rec.gpu, "col2im")
-    rec.dispatch(k, (rec.cache.params(*_geom(g, n)), dcol, dx), _groups(rec, n * g.in_size))
+    rec.dispatch(k, (rec.params(*g.uniforms(n), dx_off), dcol, dx), groups(rec, n * g.in_size))
 
 
 SPLIT_MIN_K = 256  # the least of K one tiled split walks: below it partials cost more than they save
@@ -117,59 +122,101 @@ def gemm(rec: Recorder, a, b, c, m: int, n: int, kd: int, *, trans_a: bool = Fal
     splits = max(1, -(-kd // k_split))
     k = kernel(gpu, "gemm", "small" if small else "main", TRANS_A=bool(trans_a), TRANS_B=bool(trans_b))
     if small:
-        groups = _groups(rec, m * n * splits, 64)
+        grid = groups(rec, m * n * splits, 64)
     else:
-        groups = (max(1, min(blocks_n, cap)), max(1, min(blocks_m, cap)), splits)
+        grid = (max(1, min(blocks_n, cap)), max(1, min(blocks_m, cap)), splits)
     # vec4 loads need 16-byte aligned runs: every buffer is a multiple of 16 bytes long,
     # so only the leading dimension and the offset decide.
     vec_a, vec_b = int(lda % 4 == 0 and a_off % 4 == 0), int(ldb % 4 == 0 and b_off % 4 == 0)
     if splits == 1:
-        params = rec.cache.params(m, n, kd, lda, ldb, ldc, a_off, b_off, c_off, float(alpha), float(beta), kd, 0, vec_a, vec_b)
-        rec.dispatch(k, (params, a, b, c, a, b), groups)
+        params = rec.params(m, n, kd, lda, ldb, ldc, a_off, b_off, c_off, float(alpha), float(beta), kd, 0, vec_a, vec_b)
+        rec.dispatch(k, (params, a, b, c, a, b), grid)
         return
-    part = rec.cache.scratch("gemm-splits", 4 * splits * m * n)
-    params = rec.cache.params(m, n, kd, lda, ldb, n, a_off, b_off, 0, float(alpha), 0.0, k_split, m * n, vec_a, vec_b)
-    rec.dispatch(k, (params, a, b, part, a, b), groups)
-    total = kernel(gpu, "gemm_splits")
-    params = rec.cache.params(m, n, ldc, c_off, splits, float(beta))
-    rec.dispatch(total, (params, part, c), _groups(rec, m * n))
+    part = rec.cache.scratch("splits", 4 * splits * m * n)
+    params = rec.params(m, n, kd, lda, ldb, n, a_off, b_off, 0, float(alpha), 0.0, k_split, m * n, vec_a, vec_b)
+    rec.dispatch(k, (params, a, b, part, a, b), grid)
+    sum_splits(rec, m, n, ldc, c_off, splits, beta, part, c)
 
 
-def act_forward(rec: Recorder, act: Activator, count: int, s, a) -> None:
-    """a = f(s + bias)."""
+def sum_splits(rec: Recorder, m: int, n: int, ldc: int, c_off: int, splits: int, beta: float, part, c) -> None:
+    """C[m, n] (at c_off, leading dimension ldc) = Σ_z part[z] + beta·C."""
+    total = kernel(rec.gpu, "gemm_splits")
+    rec.dispatch(total, (rec.params(m, n, ldc, c_off, splits, float(beta)), part, c), groups(rec, m * n))
+
+
+def act_forward(rec: Recorder, act: Activator, count: int, s, a, *, params=None, bias_off: int | None = None,
+                channels: int = 1) -> None:
+    """a = f(s + b[i mod channels] + act.bias), b the layer's bias in the flat parameter
+    buffer `params` at `bias_off` (none when bias_off is None)."""
     k = kernel(rec.gpu, "act", "forward")
-    p = rec.cache.params(count, act.id, float(act.alpha), float(act.bias))
-    rec.dispatch(k, (p, s, a), _groups(rec, count))
+    p = rec.params(count, act.id, float(act.alpha), float(act.bias), channels, bias_off or 0, int(bias_off is not None))
+    rec.dispatch(k, (p, s, params if params is not None else s, a), groups(rec, count))
 
 
-def act_backward(rec: Recorder, act: Activator, count: int, s, d) -> None:
-    """d ⊙= f′(s + bias), in place."""
+def act_backward(rec: Recorder, act: Activator, count: int, d, s, *, params=None, bias_off: int | None = None,
+                 channels: int = 1) -> None:
+    """s = d ⊙ f′(s + b + act.bias), in place over s: the pre-activation becomes the layer's
+    delta, and d (∂L/∂a) is left as it was."""
     k = kernel(rec.gpu, "act", "backward")
-    p = rec.cache.params(count, act.id, float(act.alpha), float(act.bias))
-    rec.dispatch(k, (p, s, d), _groups(rec, count))
+    p = rec.params(count, act.id, float(act.alpha), float(act.bias), channels, bias_off or 0, int(bias_off is not None))
+    rec.dispatch(k, (p, d, params if params is not None else d, s), groups(rec, count))
 
 
-def loss_grad(rec: Recorder, loss: int, mult: float, rows: int, kd: int, y, t, losses, g) -> None:
+COLSUM_MIN_ROWS = 64  # the least of rows one split of a column sum walks
+
+
+def colsum(rec: Recorder, rows: int, cols: int, x, out, *, out_off: int = 0, alpha: float = 1.0,
+           beta: float = 0.0, splits: int | None = None) -> None:
+    """out[out_off + j] = alpha·Σ_r x[r, j] + beta·out[out_off + j] (bias gradients), summed
+    in a fixed order: row ranges in parallel, then their partials by gemm_splits."""
+    if splits is None:
+        want = -(-rec.gpu.parallelism * 64 // cols)
+        splits = max(1, min(want, rows // COLSUM_MIN_ROWS, 4096))
+    per = -(-rows // max(1, splits))
+    splits = -(-rows // per)
+    k = kernel(rec.gpu, "colsum")
+    if splits == 1:
+        p = rec.params(rows, cols, per, float(alpha), float(beta), out_off)
+        rec.dispatch(k, (p, x, out), groups(rec, cols))
+        return
+    part = rec.cache.scratch("splits", 4 * splits * cols)
+    rec.dispatch(k, (rec.params(rows, cols, per, float(alpha), 0.0, 0), x, part), groups(rec, cols * splits))
+    sum_splits(rec, 1, cols, cols, out_off, splits, beta, part, out)
+
+
+def loss_grad(rec: Recorder, loss: int, mult: float, rows: int, kd: int, y, t, losses, g,
+              smoothing: float = 0.0) -> None:
     """losses[r] = L(y_r, t_r) and g = ∂L/∂y for each of `rows` samples of width kd."""
     k = kernel(rec.gpu, "loss", "loss_grad")
-    p = rec.cache.params(rows, kd, loss, float(mult))
-    rec.dispatch(k, (p, y, t, losses, g), _groups(rec, rows, 64))
+    p = rec.params(rows, kd, loss, float(mult), float(smoothing))
+    rec.dispatch(k, (p, y, t, losses, g), groups(rec, rows, 64))
 
 
 def softmax(rec: Recorder, rows: int, kd: int, y, prob) -> None:
     k = kernel(rec.gpu, "softmax")
-    rec.dispatch(k, (rec.cache.params(rows, kd), y, prob), _groups(rec, rows, 64))
+    rec.dispatch(k, (rec.params(rows, kd), y, prob), groups(rec, rows, 64))
 
 
-def update(rec: Recorder, rule: str, mu: float, count: int, lr, w, g, m=None) -> None:
-    """One update of `count` weights; `lr` is a uniform buffer holding the learning rate."""
-    k = kernel(rec.gpu, "update", rule)
-    p = rec.cache.params(count, float(mu))
-    buffers = (p, lr, w, g) if rule == "vanilla" else (p, lr, w, g, m)
-    rec.dispatch(k, buffers, _groups(rec, count))
+def update(rec: Recorder, rule: str, hyper: dict, tensors: int, longest: int, rate, w, g, slot0, slot1,
+           segments) -> None:
+    """One update of every parameter tensor in one dispatch. `segments` holds per tensor
+    (offset, size, lr_mult, wd_mult) as u32/f32 bit patterns; `rate` is the uniform
+    (lr, step, 1 − β1ᵗ, 1 − β2ᵗ) written before the call; slot buffers the rule does not
+    use are bound to placeholders."""
+    k = kernel(rec.gpu, "update", "main")
+    p = rec.params(UPDATES.index(rule), float(hyper["mu"]), float(hyper["beta1"]), float(hyper["beta2"]),
+                   float(hyper["eps"]), float(hyper["weight_decay"]))
+    x = max(1, min(-(-longest // ELEMENTWISE_GROUP), rec.gpu.max_groups))
+    rec.dispatch(k, (p, rate, w, g, slot0, slot1, segments), (x, tensors, 1))
 
 
 def reduce_sum(rec: Recorder, count: int, scale: float, x, out) -> None:
     """out[0] = scale · Σ x[:count]."""
     k = kernel(rec.gpu, "reduce", "sum")
-    rec.dispatch(k, (rec.cache.params(count, float(scale)), x, out), (1, 1, 1))
+    rec.dispatch(k, (rec.params(count, float(scale)), x, out), (1, 1, 1))
+
+
+def add(rec: Recorder, count: int, g, dx) -> None:
+    """dx += g (a residual's skip gradient)."""
+    k = kernel(rec.gpu, "residual", "add")
+    rec.dispatch(k, (rec.params(count), g, dx), groups(rec, count))

@@ -1,9 +1,13 @@
-"""The per-batch GPU buffers of an engine: inputs, activations, deltas, im2col matrix.
+"""The per-batch GPU buffers of an engine: inputs, targets, every layer's activations and
+deltas (named `<key><uid>`, e.g. `a3`, `d3`, `s3`), the shared im2col buffer.
 
 A workspace holds `cap` samples (one chunk). Larger batches run as several chunks recorded
-into the same command encoder, their weight gradients accumulated, so no buffer ever
-exceeds the device's binding limit. Buffers and the bind groups over them are made once
-per capacity and reused for every step.
+into the same command encoder, their parameter gradients accumulated, so no buffer
+exceeds the device's binding limit — except where a pass couples the samples of a batch
+(batch statistics in train mode): then the workspace is sized to the whole batch, or the
+call is refused with the limit named. The im2col buffer holds `col_block` samples'
+columns; convolutions walk their chunk in blocks of that many samples. Buffers and the
+bind groups over them are made once per capacity and reused for every step.
 """
 
 from __future__ import annotations
@@ -12,51 +16,96 @@ import os
 
 from .device import Gpu
 from .kernels import Cache
-from .spec import Spec
+from .spec import Net
 
 # Bytes of chunk buffers (NEUROFLOW_GPU_WORKSPACE_BYTES overrides): plenty of samples at
 # once to keep a large GPU busy, little enough to leave memory for everything else.
 DEFAULT_BUDGET = 512 << 20
 
 
-def per_sample(spec: Spec) -> dict:
+def budget() -> int:
+    raw = os.environ.get("NEUROFLOW_GPU_WORKSPACE_BYTES", str(DEFAULT_BUDGET))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"NEUROFLOW_GPU_WORKSPACE_BYTES: expected a number of bytes, got {raw!r}") from None
+
+
+def per_sample(net: Net) -> dict:
     """Floats per sample of each chunk buffer."""
-    sizes = {"x": spec.layers[0].in_size, "t": spec.layers[-1].out_size, "losses": 1}
-    for i, layer in enumerate(spec.layers):
-        for kind in "sad":
-            sizes[f"{kind}{i}"] = layer.out_size
-    col = max(layer.col_size for layer in spec.layers)
-    if col:
-        sizes["col"] = col
+    sizes = {"x": net.in_size, "t": net.last.out_size, "losses": 1}
+    for layer in net.walk:
+        for key, n in layer.buffers().items():
+            sizes[f"{key}{layer.uid}"] = n
     return sizes
 
 
-def chunk_capacity(gpu: Gpu, spec: Spec, limit: int | None = None) -> int:
-    """The most samples one chunk may hold on this device."""
-    sizes = per_sample(spec)
+def fixed(net: Net) -> dict:
+    """Floats of the buffers whose size does not depend on the batch."""
+    sizes = {"out": 4}
+    for layer in net.walk:
+        for key, n in layer.fixed().items():
+            sizes[f"{key}{layer.uid}"] = n
+    return sizes
+
+
+def col_size(net: Net) -> int:
+    return max((layer.col_size for layer in net.walk), default=0)
+
+
+def _check_sample(gpu: Gpu, net: Net) -> None:
+    sizes = dict(per_sample(net), col=col_size(net))
     biggest = max(sizes, key=sizes.get)
     if sizes[biggest] * 4 > gpu.max_binding:
         raise ValueError(
             f"one sample needs {sizes[biggest] * 4} bytes for buffer {biggest!r}, above this GPU's "
             f"storage binding limit of {gpu.max_binding} bytes ({gpu.info['name']})"
         )
-    raw = os.environ.get("NEUROFLOW_GPU_WORKSPACE_BYTES", str(DEFAULT_BUDGET))
-    try:
-        budget = int(raw)
-    except ValueError:
-        raise ValueError(f"NEUROFLOW_GPU_WORKSPACE_BYTES: expected a number of bytes, got {raw!r}") from None
-    cap = min(gpu.max_binding // (4 * sizes[biggest]), max(1, budget // (4 * sum(sizes.values()))))
+
+
+def chunk_capacity(gpu: Gpu, net: Net, limit: int | None = None) -> int:
+    """The most samples one chunk may hold on this device."""
+    _check_sample(gpu, net)
+    sizes = per_sample(net)
+    cap = min(gpu.max_binding // (4 * max(sizes.values())), max(1, budget() // (4 * sum(sizes.values()))))
     return max(1, min(cap, limit or cap))
 
 
+def whole_batch_check(gpu: Gpu, net: Net, n: int, why: str) -> None:
+    """Refuse a batch that must be processed whole when one of its buffers cannot be bound."""
+    sizes = per_sample(net)
+    name = max(sizes, key=sizes.get)
+    need = 4 * n * sizes[name]
+    if need > gpu.max_binding:
+        most = gpu.max_binding // (4 * sizes[name])
+        raise ValueError(
+            f"a batch of {n} samples must be processed whole ({why}), but its buffer {name!r} would "
+            f"need {need} bytes, above this GPU's storage binding limit of {gpu.max_binding} bytes "
+            f"({gpu.info['name']}); use batches of at most {most} samples"
+        )
+
+
+def col_block(gpu: Gpu, net: Net, cap: int) -> int:
+    """Samples whose im2col columns the shared column buffer holds at once."""
+    col = col_size(net)
+    if not col:
+        return cap
+    limit = min(gpu.max_binding, max(4 * col, budget() // 2))
+    return max(1, min(cap, limit // (4 * col)))
+
+
 class Workspace:
-    def __init__(self, gpu: Gpu, spec: Spec, cap: int):
+    def __init__(self, gpu: Gpu, net: Net, cap: int):
         self.gpu, self.cap = gpu, cap
         self.cache = Cache(gpu)
-        self.buf = {name: gpu.storage(4 * n * cap, name) for name, n in per_sample(spec).items()}
-        self.buf["out"] = gpu.storage(16, "out")
+        self.buf = {name: gpu.storage(4 * n * cap, name) for name, n in per_sample(net).items()}
+        self.buf.update({name: gpu.storage(4 * n, name) for name, n in fixed(net).items()})
+        self.col_block = col_block(gpu, net, cap)
+        col = col_size(net)
+        if col:
+            self.buf["col"] = gpu.storage(4 * col * self.col_block, "col")
         self._batch: dict[str, object] = {}
-        self.programs: dict[tuple, list] = {}  # recorded steps per (call, batch size)
+        self.programs: dict[tuple, tuple] = {}  # recorded steps per (call, batch size, …)
 
     def __getitem__(self, name: str):
         return self.buf[name]

@@ -1,0 +1,48 @@
+"""batchnorm over the last dimension (C channels), statistics over the batch's M = N·P values.
+
+train: μ = mean, σ² = mean((x − μ)²) (biased); eval: the running statistics.
+x̂ = (x − μ)/√(σ² + eps); out = scale·x̂ + shift (the engine then applies the activator).
+The running statistics are updated by the engine after a training step (`running_update`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _scale_shift(cfg: dict, params: list):
+    scale = params[0] if cfg["scale"] else None
+    shift = params[-1] if cfg["shift"] else None
+    return scale, shift
+
+
+def forward(layer, x, params, state, ps):
+    cfg, C = layer.cfg, x.shape[-1]
+    if ps.train:
+        flat = x.reshape(-1, C)
+        mu = flat.mean(axis=0)
+        var = ((flat - mu) ** 2).mean(axis=0)
+    else:
+        mu, var = state
+    xhat = (x - mu) / np.sqrt(var + cfg["eps"])
+    scale, shift = _scale_shift(cfg, params)
+    out = xhat * (1.0 if scale is None else scale) + (0.0 if shift is None else shift)
+    return out, {"xhat": xhat, "mean": mu, "var": var, "M": x.size // C}
+
+
+def backward(layer, g, params, cache, ps):
+    """Train mode, g = ∂L/∂y ⊙ act′: ∂shift = Σg, ∂scale = Σg·x̂,
+    ∂x = scale/√(σ² + eps)·(g − ∂shift/M − x̂·∂scale/M)."""
+    cfg, xhat, M, C = layer.cfg, cache["xhat"], cache["M"], g.shape[-1]
+    dshift = g.reshape(-1, C).sum(axis=0)
+    dscale = (g * xhat).reshape(-1, C).sum(axis=0)
+    scale, _ = _scale_shift(cfg, params)
+    dx = (1.0 if scale is None else scale) / np.sqrt(cache["var"] + cfg["eps"]) * (g - dshift / M - xhat * dscale / M)
+    return dx, ([dscale] if cfg["scale"] else []) + ([dshift] if cfg["shift"] else [])
+
+
+def running_update(layer, state: list, cache: dict) -> list:
+    """running ← (1 − m)·running + m·batch, the variance unbiased by M/(M − 1) (σ² itself when M = 1)."""
+    m, M = layer.cfg["momentum"], cache["M"]
+    mean, var = state
+    unbiased = cache["var"] * M / (M - 1) if M > 1 else cache["var"]
+    return [(1 - m) * mean + m * cache["mean"], (1 - m) * var + m * unbiased]

@@ -1,0 +1,88 @@
+//! Convolution layer: `conv::Conv`'s kernels (im2col, Winograd, direct), an optional
+//! learnable bias, and the activator, applied in each work unit of the forward pass.
+
+use super::{bias_grad, grown, own_fprime, Ctx, Layer, Slot, Tensors, XDx};
+use crate::activator::Activator;
+use crate::conv::Conv;
+use crate::error::{Error, Result};
+use crate::im2col::ConvGeom;
+use crate::real::Real;
+use crate::spec::{Kind, LayerSpec};
+
+pub struct ConvLayer<T> {
+    spec: LayerSpec,
+    conv: Conv,
+    slot: Slot,
+    bias: bool,
+    /// Pre-activations, kept in train mode when f′ does not follow from the output.
+    s: Vec<T>,
+    /// Transformed weights (Winograd, the transposed input gradient).
+    wt: Vec<T>,
+    /// Weight-gradient partial sums.
+    partials: Vec<T>,
+}
+
+impl<T: Real> ConvLayer<T> {
+    pub fn new(spec: &LayerSpec, slot: Slot) -> Result<Self> {
+        let Kind::Conv { padding, field, stride, filters, bias, activator, algorithm } = &spec.kind else { unreachable!() };
+        let d = &spec.dim_in;
+        let what = |e: Error| Error(format!("layer {}: {e}", spec.name));
+        let g = ConvGeom::new([d[0], d[1], d[2]], *padding, *field, *stride, *filters).map_err(what)?;
+        let conv = Conv::with_algorithm(g, *activator, algorithm).map_err(what)?;
+        Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), wt: Vec::new(), partials: Vec::new() })
+    }
+
+    fn act(&self) -> &Activator {
+        &self.conv.act
+    }
+}
+
+impl<T: Real> Layer<T> for ConvLayer<T> {
+    fn spec(&self) -> &LayerSpec {
+        &self.spec
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if !self.act().from_output() {
+            grown(&mut self.s, n * self.conv.g.out_size());
+        }
+    }
+
+    fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {
+        let p = self.slot.param;
+        let bias = self.bias.then(|| &t.params[p + 1][..]);
+        self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt);
+    }
+
+    fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], y: Option<&[T]>, folded: bool, t: &mut Tensors<'_, T>) {
+        let (n, p) = (cx.n, self.slot.param);
+        let act = *self.act();
+        own_fprime(&act, dy, y, &self.s, folded);
+        let dy: &[T] = dy;
+        let (w, grads) = (&t.params[p], &mut *t.grads);
+        {
+            let x: &[T] = match &io {
+                XDx::InPlace(buf, _) => buf,
+                XDx::Separate(x, _) => x,
+            };
+            self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.partials);
+        }
+        if self.bias {
+            bias_grad(dy, self.conv.g.filters, &mut grads[p + 1]);
+        }
+        // ∂L/∂x only now: in place it overwrites the x that the weight gradient read
+        match io {
+            XDx::InPlace(buf, mask) => self.conv.input_grad(w, dy, n, buf, mask, &mut self.wt),
+            XDx::Separate(_, Some(dx)) => self.conv.input_grad(w, dy, n, dx, None, &mut self.wt),
+            XDx::Separate(_, None) => {}
+        }
+    }
+
+    fn foldable(&self) -> Option<Activator> {
+        self.act().from_output().then_some(*self.act())
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+}

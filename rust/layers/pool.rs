@@ -1,0 +1,229 @@
+//! Pooling: max and average over windows (channels last, so every window step is a run
+//! of Z contiguous channels), and the global average over all positions.
+
+use super::{Ctx, Layer, Tensors, XDx};
+use crate::real::Real;
+use crate::spec::{Kind, LayerSpec};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    x: usize,
+    y: usize,
+    z: usize,
+    fx: usize,
+    fy: usize,
+    sx: usize,
+    sy: usize,
+    px: usize,
+    py: usize,
+    ox: usize,
+    oy: usize,
+}
+
+impl Geom {
+    /// The window of output (ox, oy): its input rows and columns inside the input.
+    #[inline]
+    fn window(&self, ox: usize, oy: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let x0 = (ox * self.sx) as isize - self.px as isize;
+        let y0 = (oy * self.sy) as isize - self.py as isize;
+        let clip = |lo: isize, f: usize, size: usize| lo.max(0) as usize..((lo + f as isize).min(size as isize)).max(0) as usize;
+        (clip(x0, self.fx, self.x), clip(y0, self.fy, self.y))
+    }
+    fn in_size(&self) -> usize {
+        self.x * self.y * self.z
+    }
+    fn out_size(&self) -> usize {
+        self.ox * self.oy * self.z
+    }
+}
+
+pub struct Pool<T> {
+    spec: LayerSpec,
+    g: Geom,
+    max: bool,
+    /// Max pooling in train mode: per output, the sample-relative index of the input
+    /// element that won (its gradient goes there).
+    argmax: Vec<u32>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> Pool<T> {
+    pub fn new(spec: &LayerSpec) -> Self {
+        let (Kind::Maxpool { field, stride, padding } | Kind::Avgpool { field, stride, padding }) = spec.kind else { unreachable!() };
+        let (d, o) = (&spec.dim_in, &spec.dim_out);
+        let g = Geom {
+            x: d[0],
+            y: d[1],
+            z: d[2],
+            fx: field[0],
+            fy: field[1],
+            sx: stride[0],
+            sy: stride[1],
+            px: padding[0],
+            py: padding[1],
+            ox: o[0],
+            oy: o[1],
+        };
+        Pool { spec: spec.clone(), g, max: matches!(spec.kind, Kind::Maxpool { .. }), argmax: Vec::new(), _t: std::marker::PhantomData }
+    }
+
+    /// One sample's max pooling; `arg` (train mode) receives the winners.
+    fn max_sample(g: &Geom, x: &[T], y: &mut [T], mut arg: Option<&mut [u32]>) {
+        let z = g.z;
+        for ox in 0..g.ox {
+            for oy in 0..g.oy {
+                let o = (ox * g.oy + oy) * z;
+                let (xs, ys) = g.window(ox, oy);
+                let out = &mut y[o..o + z];
+                out.iter_mut().for_each(|v| *v = T::neg_infinity());
+                let mut win = arg.as_deref_mut().map(|a| &mut a[o..o + z]);
+                // window order: x outer, y inner; strictly greater wins, so ties go first
+                for ix in xs {
+                    for iy in ys.clone() {
+                        let i = (ix * g.y + iy) * z;
+                        for c in 0..z {
+                            if x[i + c] > out[c] {
+                                out[c] = x[i + c];
+                                if let Some(w) = win.as_deref_mut() {
+                                    w[c] = (i + c) as u32;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sample's average pooling (padding counts as zeros).
+    fn avg_sample(g: &Geom, x: &[T], y: &mut [T]) {
+        let (z, area) = (g.z, T::of(1.0 / (g.fx * g.fy) as f64));
+        for ox in 0..g.ox {
+            for oy in 0..g.oy {
+                let o = (ox * g.oy + oy) * z;
+                let (xs, ys) = g.window(ox, oy);
+                let out = &mut y[o..o + z];
+                out.iter_mut().for_each(|v| *v = T::zero());
+                for ix in xs {
+                    for iy in ys.clone() {
+                        let i = (ix * g.y + iy) * z;
+                        for (v, &xi) in out.iter_mut().zip(&x[i..i + z]) {
+                            *v += xi;
+                        }
+                    }
+                }
+                out.iter_mut().for_each(|v| *v *= area);
+            }
+        }
+    }
+}
+
+impl<T: Real> Layer<T> for Pool<T> {
+    fn spec(&self) -> &LayerSpec {
+        &self.spec
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if self.max && self.argmax.len() < n * self.g.out_size() {
+            self.argmax.resize(n * self.g.out_size(), 0);
+        }
+    }
+
+    fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], _t: &mut Tensors<'_, T>) {
+        let g = self.g;
+        let (inp, out, n) = (g.in_size(), g.out_size(), cx.n);
+        let xs = x[..n * inp].par_chunks(inp);
+        if !self.max {
+            return y[..n * out].par_chunks_mut(out).zip(xs).for_each(|(y, x)| Self::avg_sample(&g, x, y));
+        }
+        if cx.mode.train() {
+            let arg = &mut self.argmax[..n * out];
+            y[..n * out].par_chunks_mut(out).zip(xs).zip(arg.par_chunks_mut(out)).for_each(|((y, x), a)| Self::max_sample(&g, x, y, Some(a)));
+        } else {
+            y[..n * out].par_chunks_mut(out).zip(xs).for_each(|(y, x)| Self::max_sample(&g, x, y, None));
+        }
+    }
+
+    fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], _y: Option<&[T]>, _folded: bool, _t: &mut Tensors<'_, T>) {
+        let XDx::Separate(_, dx) = io else { unreachable!("pooling writes its input gradient apart") };
+        let Some(dx) = dx else { return };
+        let g = self.g;
+        let (inp, out, n) = (g.in_size(), g.out_size(), cx.n);
+        let dys = dy[..n * out].par_chunks(out);
+        if self.max {
+            let arg = &self.argmax[..n * out];
+            dx[..n * inp].par_chunks_mut(inp).zip(dys).zip(arg.par_chunks(out)).for_each(|((dx, dy), a)| {
+                dx.iter_mut().for_each(|v| *v = T::zero());
+                for (&i, &d) in a.iter().zip(dy) {
+                    dx[i as usize] += d;
+                }
+            });
+            return;
+        }
+        let (z, area) = (g.z, T::of(1.0 / (g.fx * g.fy) as f64));
+        dx[..n * inp].par_chunks_mut(inp).zip(dys).for_each(|(dx, dy)| {
+            dx.iter_mut().for_each(|v| *v = T::zero());
+            for ox in 0..g.ox {
+                for oy in 0..g.oy {
+                    let o = (ox * g.oy + oy) * z;
+                    let (xs, ys) = g.window(ox, oy);
+                    for ix in xs {
+                        for iy in ys.clone() {
+                            let i = (ix * g.y + iy) * z;
+                            for (d, &v) in dx[i..i + z].iter_mut().zip(&dy[o..o + z]) {
+                                *d += v * area;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+pub struct GlobalAvgPool<T> {
+    spec: LayerSpec,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> GlobalAvgPool<T> {
+    pub fn new(spec: &LayerSpec) -> Self {
+        GlobalAvgPool { spec: spec.clone(), _t: std::marker::PhantomData }
+    }
+}
+
+impl<T: Real> Layer<T> for GlobalAvgPool<T> {
+    fn spec(&self) -> &LayerSpec {
+        &self.spec
+    }
+
+    fn reserve(&mut self, _n: usize) {}
+
+    fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], _t: &mut Tensors<'_, T>) {
+        let (inp, z) = (self.spec.in_size(), self.spec.out_size());
+        let inv = T::of(z as f64 / inp as f64);
+        y[..cx.n * z].par_chunks_mut(z).zip(x[..cx.n * inp].par_chunks(inp)).for_each(|(y, x)| {
+            y.iter_mut().for_each(|v| *v = T::zero());
+            for row in x.chunks_exact(z) {
+                for (v, &xi) in y.iter_mut().zip(row) {
+                    *v += xi;
+                }
+            }
+            y.iter_mut().for_each(|v| *v *= inv);
+        });
+    }
+
+    fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], _y: Option<&[T]>, _folded: bool, _t: &mut Tensors<'_, T>) {
+        let XDx::Separate(_, Some(dx)) = io else { return };
+        let (inp, z) = (self.spec.in_size(), self.spec.out_size());
+        let inv = T::of(z as f64 / inp as f64);
+        dx[..cx.n * inp].par_chunks_mut(inp).zip(dy[..cx.n * z].par_chunks(z)).for_each(|(dx, dy)| {
+            for row in dx.chunks_exact_mut(z) {
+                for (d, &g) in row.iter_mut().zip(dy) {
+                    *d = g * inv;
+                }
+            }
+        });
+    }
+}
