@@ -9,14 +9,15 @@ use std::collections::HashSet;
 /// Output size of a window of `field` sliding by `stride` over `size + 2·pad`; `exact`
 /// (convolutions, as NeuroFlow) refuses a stride that does not divide, otherwise the
 /// last partial window is dropped (pooling, as PyTorch).
-fn window_out(size: usize, pad: usize, field: usize, stride: usize, exact: bool) -> std::result::Result<usize, String> {
-    let padded = size.checked_add(pad.checked_mul(2).ok_or("padding is too large")?).ok_or("padding is too large")?;
+fn window_out(axis: &str, size: usize, pad: usize, field: usize, stride: usize, exact: bool) -> std::result::Result<usize, String> {
+    let big = || format!("the padding {pad} on {axis} is too large");
+    let padded = size.checked_add(pad.checked_mul(2).ok_or_else(big)?).ok_or_else(big)?;
     if field > padded {
-        return Err(format!("the field {field} is larger than the padded input {size} + 2·{pad} = {padded}"));
+        return Err(format!("the field {field} on {axis} is larger than the padded input {size} + 2·{pad} = {padded}"));
     }
     let span = padded - field;
     if exact && span % stride != 0 {
-        return Err(format!("{size} + 2·{pad} − {field} = {span} is not divisible by the stride {stride}"));
+        return Err(format!("on {axis}, {size} + 2·{pad} − {field} = {span} is not divisible by the stride {stride}"));
     }
     Ok(span / stride + 1)
 }
@@ -79,9 +80,9 @@ fn windows(dim: [usize; 3], pad: [usize; 2], field: [usize; 2], stride: [usize; 
     }
     let mut out = [0; 2];
     for (a, axis) in ["X", "Y"].iter().enumerate() {
-        out[a] = window_out(dim[a], pad[a], field[a], stride[a], exact).map_err(|e| {
+        out[a] = window_out(axis, dim[a], pad[a], field[a], stride[a], exact).map_err(|e| {
             let hint = if exact { format!("; try {}", suggest(dim[a], pad[a], field[a], stride[a])) } else { String::new() };
-            Error(format!("{what} with dim_in {}: on {axis}, {e}{hint}", shape_text(&dim)))
+            Error(format!("{what} with dim_in {}: {e}{hint}", shape_text(&dim)))
         })?;
     }
     Ok(out)

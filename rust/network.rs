@@ -294,6 +294,8 @@ impl<T: Real> Network<T> {
             crate::bail!("learning_rate: must be finite, got {lr}");
         }
         let n = x.len() / self.in_size().max(1);
+        // running statistics as they were, should the step go wrong
+        let kept = self.state.clone();
         let total = match approx {
             None => self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n, true))?,
             Some(delta) => {
@@ -303,6 +305,13 @@ impl<T: Real> Network<T> {
                 loss
             }
         };
+        // A non-finite loss or gradient changes nothing: the network keeps its last good
+        // parameters (the caller sees the loss and stops).
+        let finite = total.is_finite() && threads::pool().install(|| self.grads.par_iter().all(|g| g.iter().all(|v| v.is_finite())));
+        if !finite {
+            self.state = kept;
+            return Ok(if total.is_finite() { f64::NAN } else { total / n as f64 });
+        }
         threads::pool().install(|| self.update(lr));
         Ok(total / n as f64)
     }

@@ -119,8 +119,23 @@ impl<T: Real + Element> Typed<T> {
         self.param_shapes().into_iter().flat_map(|s| std::iter::repeat_n(s, k)).collect()
     }
 
+    /// x must be (N, *input), as docs/engine.md says: a batch of another shape with the
+    /// same number of values would be read wrongly.
+    fn check_x(&self, held: &Held<'_, T>) -> PyResult<()> {
+        let shape = match held {
+            Held::Float(a) => a.shape().to_vec(),
+            Held::Bytes(a) => a.shape().to_vec(),
+        };
+        let input = &self.0.spec.input;
+        if shape.len() != input.len() + 1 || &shape[1..] != input.as_slice() {
+            return Err(PyValueError::new_err(format!("x: expected a batch of shape (N, {}), got {shape:?}", input.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))));
+        }
+        Ok(())
+    }
+
     fn forward<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, layer: Option<usize>, m: Mode, predict: bool) -> PyResult<Bound<'py, PyAny>> {
         let held = Held::<T>::new(x, "x")?;
+        self.check_x(&held)?;
         let input = held.input()?;
         let net = &mut self.0;
         let out = run(py, || if predict { net.predict(input) } else { net.forward(input, layer, m) })?;
@@ -132,6 +147,7 @@ impl<T: Real + Element> Typed<T> {
 
     fn loss(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, m: Mode) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        self.check_x(&held)?;
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
         run(py, || net.loss(input, t, m))
@@ -139,6 +155,7 @@ impl<T: Real + Element> Typed<T> {
 
     fn gradients<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, fd: Option<f64>) -> PyResult<Bound<'py, PyList>> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        self.check_x(&held)?;
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let shapes = self.param_shapes();
         let net = &mut self.0;
@@ -151,6 +168,7 @@ impl<T: Real + Element> Typed<T> {
 
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd: Option<f64>) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        self.check_x(&held)?;
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
         run(py, || net.train_step(input, t, lr, fd))
@@ -299,6 +317,15 @@ fn resolve(spec_json: &str) -> PyResult<String> {
     crate::layout::resolve_json(spec_json).map_err(|e| PyValueError::new_err(e.0))
 }
 
+/// One layer's spec resolved for input `dim_in`; `what` names it in messages.
+#[pyfunction]
+fn resolve_layer(layer_json: &str, dim_in: Vec<usize>, what: &str) -> PyResult<String> {
+    let err = |e: String| PyValueError::new_err(e);
+    let mut l: crate::spec::LayerSpec = serde_json::from_str(layer_json).map_err(|e| err(format!("{what}: not a valid layer spec: {e}")))?;
+    crate::layout::resolve_layer(&mut l, &dim_in, what).map_err(|e| err(e.0))?;
+    Ok(serde_json::to_string(&l).expect("a spec always serialises"))
+}
+
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     if n == 0 {
@@ -349,6 +376,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_layer, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -15,8 +15,10 @@ def data_root() -> Path:
 
 @pytest.fixture
 def rng(request) -> np.random.Generator:
-    """Fresh random inputs each run; the seed is printed on failure so it can be replayed."""
-    seed = int.from_bytes(os.urandom(4), "little")
+    """Fresh random inputs each run; the seed is printed on failure so it can be replayed
+    with NEUROFLOW_TEST_SEED=<seed>."""
+    given = os.environ.get("NEUROFLOW_TEST_SEED")
+    seed = int(given) if given else int.from_bytes(os.urandom(4), "little")
     request.node.user_properties.append(("seed", seed))
     print(f"rng seed {seed}")
     return np.random.default_rng(seed)

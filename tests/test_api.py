@@ -35,7 +35,7 @@ def test_outputs_and_focus(rng):
     assert t0.shape == c0.dim_out == (9, 7, 3)
     np.testing.assert_array_equal(net.Ω(0)(x)[0], t0)
     assert net.focus(2)(x).shape == (5, 4)
-    with pytest.raises(ValueError, match="layer: index 3 is not a layer with weights"):
+    with pytest.raises(ValueError, match=r"layer: index 3 is not a layer of the layout \(0..2\)"):
         net.focus(3)
     with pytest.raises(ValueError, match="not in this network's layout"):
         net.focus(Dense(2, ReLU))
@@ -257,3 +257,19 @@ def test_default_precision_follows_the_backend(rng):
     x, y = data(rng, 4)
     net.train(x, y)
     assert net(x).dtype == np.float64
+
+
+def test_the_readmes_modern_net_builds_and_trains(rng):
+    """The README's "A modern conv net" example, run on a few random images."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"## A modern conv net\n\n```python\n(.*?)```", text, re.S).group(1)
+    xs = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    env = {"xs": xs, "ys": rng.integers(0, 10, 6), "test_xs": xs[:3], "test_ys": rng.integers(0, 10, 3)}
+    code = code.replace("iterations=2000", "iterations=2, verbose=False")
+    exec(compile(code, "README.md", "exec"), env)
+    net = env["net"]
+    assert net.iteration == 2 and 0 <= env["accuracy"] <= 1 and np.isfinite(env["loss"])
+    assert [type(x).__name__ for x in net.layout][:4] == ["Convolution", "BatchNorm", "Convolution", "BatchNorm"]

@@ -96,7 +96,7 @@ def test_layouts_refused():
         Network([c0, Dense(2, ReLU)])
     with pytest.raises(TypeError, match=r"the loss must be an instance: SoftmaxLogEntropy\(\)"):
         Network([c0, Dense(2, ReLU), SoftmaxLogEntropy])
-    with pytest.raises(ValueError, match="a Convolution cannot follow a Dense layer"):
+    with pytest.raises(ValueError, match=r"layout\[1\] \(c1\) needs a 3-D input \(X, Y, Z\) but gets \(4,\)"):
         Network([Dense(4, ReLU, dim_in=64), Convolution((2, 2, 1), 0, 1, 1, 1, ReLU), SquaredError()])
     with pytest.raises(ValueError, match=r"layout\[1\]: Convolution expects dim_in \(7, 7, 2\) but layout\[0\] gives \(6, 6, 2\)"):
         Network([c0, Convolution((7, 7, 2), 0, 2, 1, 1, ReLU), Dense(2, ReLU), SoftmaxLogEntropy()])
@@ -106,7 +106,7 @@ def test_layouts_refused():
         Network([Dense(2, ReLU), SquaredError()])
     with pytest.raises(ValueError, match="expected a list of layers"):
         Network([])
-    with pytest.raises(ValueError, match='backend: expected "cpu", "gpu" or "auto"'):
+    with pytest.raises(ValueError, match='backend: expected "cpu", "gpu", "auto" or "reference"'):
         Network([c0, Dense(2, ReLU), SquaredError()], backend="tpu")
 
 
@@ -156,7 +156,7 @@ def test_weights_assignment_checked(net):
 def test_settings_refused():
     with pytest.raises(ValueError, match="learning_rate: expected a positive number"):
         Settings(learning_rate=-1)
-    with pytest.raises(TypeError, match="learning_rate: expected a number or callable"):
+    with pytest.raises(TypeError, match="learning_rate: expected a number, a schedule or callable"):
         Settings(learning_rate="fast")
     with pytest.raises(ValueError, match="batch_size: expected a positive int"):
         Settings(batch_size=0)
@@ -179,24 +179,30 @@ def test_learning_rate_that_returns_nan_stops_before_the_step(net, rng):
 
 
 def test_engine_errors_are_exceptions_not_aborts():
-    spec = {"dtype": "f32", "layers": [{"kind": "dense", "dim_in": 3, "neurons": 2,
+    spec = {"version": 2, "dtype": "f32", "input": [3], "layers": [{"kind": "dense", "name": "d", "neurons": 2,
             "activator": {"name": "relu"}}], "loss": {"name": "squared_error"},
             "update": {"name": "vanilla"}, "reduction": "sum"}
     engine = _core.Engine(json.dumps(spec))
-    with pytest.raises(ValueError, match="x: expected a non-empty batch of samples of 3 values"):
+    with pytest.raises(ValueError, match=r"x: expected a batch of shape \(N, 3\), got \[2, 2\]"):
         engine.forward(np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError, match="x: expected a non-empty batch of samples of 3 values"):
+        engine.forward(np.zeros((0, 3), np.float32))
     with pytest.raises(ValueError, match="targets: expected 1 rows of 2 values"):
         engine.loss(np.zeros((1, 3), np.float32), np.zeros(3, np.float32))
     with pytest.raises(TypeError, match="x: expected a numpy array of f32 or uint8"):
         engine.forward(np.zeros((1, 3), np.float64))
     with pytest.raises(ValueError, match="C-contiguous"):
-        engine.forward(np.zeros((3, 2), np.float32).T.copy().T)
+        engine.forward(np.zeros((2, 6), np.float32)[:, ::2])
     with pytest.raises(ValueError, match="not a valid network spec"):
         _core.Engine("{}")
     with pytest.raises(ValueError, match='dtype: expected "f32" or "f64"'):
         _core.Engine(json.dumps({**spec, "dtype": "f16"}))
-    with pytest.raises(ValueError, match="layer 0: convolution: stride"):
-        _core.Engine(json.dumps({**spec, "layers": [{"kind": "conv", "dim_in": [5, 5, 1], "padding": [0, 0],
+    with pytest.raises(ValueError, match=r"layout\[0\] \(c\) with dim_in \(5, 5, 1\): on X, 5 \+ 2·0 − 2 = 3 is not divisible by the stride 2"):
+        _core.Engine(json.dumps({**spec, "input": [5, 5, 1], "layers": [{"kind": "conv", "name": "c", "padding": [0, 0],
                      "field": [2, 2], "stride": [2, 2], "filters": 1, "activator": {"name": "relu"}}]}))
+    with pytest.raises(ValueError, match="the resolved shapes in the spec are not those of its layout"):
+        bad = json.loads(_core.resolve(json.dumps(spec)))
+        bad["layers"][0]["dim_out"] = [3]
+        _core.Engine(json.dumps(bad))
     with pytest.raises(ValueError, match="n: expected a positive number of threads"):
         _core.set_num_threads(0)

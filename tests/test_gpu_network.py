@@ -67,14 +67,19 @@ def _compare(gpu, cpu, x, y, layers):
     for g, c in zip(gpu.gradients(x, y), cpu.gradients(x, y)):
         assert_close(g, c, "gradients")
     run_g, run_c = gpu.train(x, y), cpu.train(x, y)  # 17 samples, batches of 7: a partial batch too
-    assert_close(run_g.losses, run_c.losses, "losses")
+    # The first step's loss to the op tolerance; after several updates both engines' f32
+    # rounding (other summation orders) has grown through the net (one-filter ReLU layers
+    # amplify it most), so later steps are held to a looser bound.
+    assert_close(run_g.losses[:1], run_c.losses[:1], "first loss")
+    later = 3e-3
+    assert_close(run_g.losses, run_c.losses, "losses", later)
     for g, c in zip(gpu.weights, cpu.weights):
-        assert_close(g, c, "weights after training")
+        assert_close(g, c, "weights after training", later)
     for (name, g), c in zip(gpu.state.items(), cpu.state.values()):
-        assert_close(g, c, f"{name} after training")
+        assert_close(g, c, f"{name} after training", later)
     for g, c in zip(gpu.optimizer_state, cpu.optimizer_state):
-        assert_close(g, c, "optimizer state after training")
-    assert_close(gpu(x), cpu(x), "predict after training")
+        assert_close(g, c, "optimizer state after training", later)
+    assert_close(gpu(x), cpu(x), "predict after training", later)
 
 
 def test_gpu_network_matches_cpu(rng):

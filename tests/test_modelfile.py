@@ -35,14 +35,21 @@ def same(a, b):
     return len(a) == len(b) and all(p.dtype == q.dtype and np.array_equal(p, q) for p, q in zip(a, b))
 
 
-def rewrite(path, out, tensors=None, meta=None):
-    """Write `path`'s tensors and metadata, changed as given, to `out` (a hand-made file)."""
+def rewrite(path, out, tensors=None, meta=None, sign=False):
+    """Write `path`'s tensors and metadata, changed as given, to `out` (a hand-made file).
+    `sign`: recompute every checksum, as someone crafting a file would, so that the checks
+    behind the checksums are what must refuse it."""
     with safe_open(str(path), framework="np") as f:
         t = {k: f.get_tensor(k) for k in f.keys()}
         m = dict(f.metadata())
     t.update(tensors or {})
     t = {k: v for k, v in t.items() if v is not None}
     m.update(meta or {})
+    if sign:
+        sums = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in t.items()}
+        rest = {k: v for k, v in m.items() if k != "checksums"}
+        sums["metadata"] = hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        m["checksums"] = json.dumps(sums)
     out.write_bytes(st_save(t, metadata=m))
     return out
 
@@ -54,8 +61,9 @@ def test_round_trip_gives_identical_outputs_and_training(dtype, rng, tmp_path):
     net.train(x, y)
     path = net.save(tmp_path / "net.safetensors")
     back = nf.load(path)
-    assert repr(back) == repr(net) and back.spec_json == net.spec_json
-    assert [l.name for l in back.layout[:-1]] == ["first", "Convolution", "Dense", "Dense"]
+    assert back.spec_json == net.spec_json
+    assert [type(a) for a in back.layout] == [type(b) for b in net.layout]
+    assert [l.label for l in back.layout[:-1]] == ["first", "Convolution", "Dense", "Dense"]
     assert back.iteration == 6 and back._alpha == net._alpha
     assert same(back.weights, net.weights) and same(back.optimizer_state, net.optimizer_state)
     assert back.weights[0].dtype == dtype
@@ -93,10 +101,10 @@ def test_a_schedule_is_not_stored_and_must_be_given_again(rng, tmp_path):
     net = small(lr=halving)
     net.train(x, y)
     path = net.save(tmp_path / "s.safetensors")
-    assert read(path).schedule_name == "test_a_schedule_is_not_stored_and_must_be_given_again.<locals>.halving"
+    assert read(path).settings["learning_rate"] == {"code": "test_a_schedule_is_not_stored_and_must_be_given_again.<locals>.halving"}
     back = nf.load(path)
     np.testing.assert_array_equal(back(x), net(x))  # inference needs no schedule
-    with pytest.raises(ValueError, match="learning-rate schedule .*halving.*learning_rate=schedule"):
+    with pytest.raises(ValueError, match="learning-rate function .*halving.*learning_rate=schedule"):
         back.train(x, y)
     again = nf.load(path, learning_rate=halving)
     again.train(x, y)
@@ -153,32 +161,51 @@ def test_truncated_corrupted_and_foreign_files_are_refused(tmp_path):
 
 def test_versions_and_mismatched_tensors_are_refused(tmp_path):
     path = small().save(tmp_path / "m.safetensors")
-    with pytest.raises(ModelFileError, match="format version 2 is newer than the version this neuroflow reads .1.; upgrade"):
-        nf.load(rewrite(path, tmp_path / "v.safetensors", meta={"format_version": "2"}))
+    with pytest.raises(ModelFileError, match=r"format version 3 is newer than the versions this neuroflow reads \(1, 2\); upgrade"):
+        nf.load(rewrite(path, tmp_path / "v.safetensors", meta={"format_version": "3"}))
     with pytest.raises(ModelFileError, match="unknown format version 'one'"):
         nf.load(rewrite(path, tmp_path / "v.safetensors", meta={"format_version": "one"}))
-    # a tensor missing (and its checksum too, so only the layout check can notice)
-    sums = json.loads(_meta(path)["checksums"])
-    del sums["state.1"]
-    f = rewrite(path, tmp_path / "m1.safetensors", tensors={"state.1": None}, meta={"checksums": json.dumps(sums)})
-    with pytest.raises(ModelFileError, match=r"missing \['state.1'\]"):
+    # edited metadata, checksums left alone
+    spec = json.loads(_meta(path)["spec"])
+    spec["seed"] = 12
+    with pytest.raises(ModelFileError, match="the metadata does not match its checksum"):
+        nf.load(rewrite(path, tmp_path / "e.safetensors", meta={"spec": json.dumps(spec)}))
+    training = json.loads(_meta(path)["training"])
+    training["iteration"] = 10**6
+    with pytest.raises(ModelFileError, match="the metadata does not match its checksum"):
+        nf.load(rewrite(path, tmp_path / "e.safetensors", meta={"training": json.dumps(training)}))
+    # a tensor missing, the file re-signed: only the layout check can notice
+    f = rewrite(path, tmp_path / "m1.safetensors", tensors={"optim.c1.weight.momentum": None}, sign=True)
+    with pytest.raises(ModelFileError, match=r"missing \['optim.c1.weight.momentum'\]"):
         nf.load(f)
-    # a tensor of the wrong shape, with a checksum that fits it
-    wrong = np.zeros((3, 3, 3, 4))
-    sums = json.loads(_meta(path)["checksums"])
-    sums["weights.0"] = hashlib.sha256(wrong.tobytes()).hexdigest()
-    f = rewrite(path, tmp_path / "m2.safetensors", tensors={"weights.0": wrong}, meta={"checksums": json.dumps(sums)})
-    with pytest.raises(ModelFileError, match=r"tensor 'weights.0' has shape \(3, 3, 3, 4\), the layout needs \(3, 3, 3, 3\)"):
+    # a tensor of the wrong shape
+    f = rewrite(path, tmp_path / "m2.safetensors", tensors={"param.first.weight": np.zeros((3, 3, 3, 4))}, sign=True)
+    with pytest.raises(ModelFileError, match=r"tensor 'param.first.weight' has shape \(3, 3, 3, 4\), the layout needs \(3, 3, 3, 3\)"):
         nf.load(f)
-    layout = json.loads(_meta(path)["layout"])
-    layout["layers"][0]["filters"] = 4
-    with pytest.raises(ModelFileError, match=r"layout: layout\[1\]: Convolution expects dim_in \(9, 7, 3\)"):
-        nf.load(rewrite(path, tmp_path / "m3.safetensors", meta={"layout": json.dumps(layout)}))
-    # layout and engine spec that disagree
-    layout = json.loads(_meta(path)["layout"])
-    layout["layers"][0]["activator"]["bias"] = 0.5
-    with pytest.raises(ModelFileError, match="engine spec's 'layers'"):
-        nf.load(rewrite(path, tmp_path / "m3.safetensors", meta={"layout": json.dumps(layout)}))
+    # a spec whose shapes are not its layout's, and a layout that cannot be
+    spec = json.loads(_meta(path)["spec"])
+    spec["layers"][0]["filters"] = 4
+    with pytest.raises(ModelFileError, match="layout: the stored shapes are not those of the stored layout"):
+        nf.load(rewrite(path, tmp_path / "m3.safetensors", meta={"spec": json.dumps(spec)}, sign=True))
+    spec = json.loads(_meta(path)["spec"])
+    spec["layers"][1]["stride"] = [3, 1]
+    with pytest.raises(ModelFileError, match=r"layout: layout\[1\] \(c1\) with dim_in \(9, 7, 3\): on X, 9 \+ 2·1 − 3 = 8 is not divisible"):
+        nf.load(rewrite(path, tmp_path / "m4.safetensors", meta={"spec": json.dumps(spec)}, sign=True))
+
+
+def test_hostile_metadata_gets_a_clear_error(tmp_path):
+    path = small().save(tmp_path / "m.safetensors")
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ModelFileError, match="metadata 'training' is nested 100000 levels deep"):
+        nf.load(rewrite(path, tmp_path / "d.safetensors", meta={"training": deep}, sign=True))
+    training = json.loads(_meta(path)["training"])
+    big = json.dumps(training).replace('"iteration": 0', '"iteration": ' + "9" * 5000)
+    assert big != json.dumps(training)
+    with pytest.raises(ModelFileError, match="metadata 'training' is not valid JSON .a number of 5000 digits"):
+        nf.load(rewrite(path, tmp_path / "n.safetensors", meta={"training": big}, sign=True))
+    training["step"] = -3
+    with pytest.raises(ModelFileError, match="training: step: expected an int ≥ 0, got -3"):
+        nf.load(rewrite(path, tmp_path / "s.safetensors", meta={"training": json.dumps(training)}, sign=True))
 
 
 def _meta(path):
@@ -200,20 +227,61 @@ def test_nothing_in_a_file_is_executed(tmp_path):
     path = small().save(tmp_path / "m.safetensors")
     target = tmp_path / "pwned"
     payload = pickle.dumps(_Trap(target), protocol=0).decode("latin-1")
-    with pytest.raises(ModelFileError, match="metadata 'layout' is not valid JSON"):
-        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"layout": payload}))
+    with pytest.raises(ModelFileError, match="metadata 'spec' is not valid JSON"):
+        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"spec": payload}, sign=True))
     with pytest.raises(ModelFileError, match="metadata 'settings' is not valid JSON"):
-        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"settings": payload}))
+        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"settings": payload}, sign=True))
     # names that would be code elsewhere are just unknown names here
-    layout = json.loads(_meta(path)["layout"])
-    layout["layers"][0]["activator"]["name"] = "__import__('os').system('touch pwned')"
-    with pytest.raises(ModelFileError, match="layout: activator: unknown name"):
-        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"layout": json.dumps(layout)}))
+    spec = json.loads(_meta(path)["spec"])
+    spec["layers"][0]["activator"]["name"] = "__import__('os').system('touch pwned')"
+    with pytest.raises(ModelFileError, match="layout: spec: not a valid network spec: unknown variant"):
+        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"spec": json.dumps(spec)}, sign=True))
+    spec = json.loads(_meta(path)["spec"])
+    spec["update"] = {"name": "builtins.eval"}
+    with pytest.raises(ModelFileError, match="layout: spec: not a valid network spec: unknown variant `builtins.eval`"):
+        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"spec": json.dumps(spec)}, sign=True))
     settings = json.loads(_meta(path)["settings"])
-    settings["update_rule"] = {"name": "builtins.eval"}
-    with pytest.raises(ModelFileError, match="settings: update_rule: unknown name 'builtins.eval'"):
-        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"settings": json.dumps(settings)}))
+    settings["learning_rate"] = {"schedule": {"kind": "os.system", "points": [[0, 1]]}}
+    with pytest.raises(ValueError, match="schedule: unknown kind 'os.system'"):
+        nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"settings": json.dumps(settings)}, sign=True))
     assert not target.exists() and not (tmp_path / "pwned").exists()
+
+
+def test_version_1_files_are_read(rng, tmp_path):
+    """A model file as neuroflow 0.1 wrote it (format version 1, before named parameters):
+    the same layout and numbers, parameters named as today."""
+    x, y = data(rng)
+    net = small()
+    net.train(x, y)
+    w, m = net.weights, net.optimizer_state
+    conv = lambda d: {"kind": "conv", "dim_in": d[0], "padding": d[1], "field": [3, 3], "stride": d[2], "filters": d[3]}
+    acts = [{"name": "relu", "alpha": 0.0, "bias": 0.05}, {"name": "leaky_relu", "alpha": 0.1, "bias": 0.0},
+            {"name": "tanh", "alpha": 0.0, "bias": 0.0}, {"name": "linear", "alpha": 0.0, "bias": -0.2}]
+    layers = [conv(([9, 7, 3], [1, 1], [1, 1], 3)), conv(([9, 7, 3], [1, 0], [2, 1], 2)),
+              {"kind": "dense", "dim_in": 50, "neurons": 5}, {"kind": "dense", "dim_in": 5, "neurons": 4}]
+    spec = {"dtype": "f64", "layers": [{**l, "activator": a} for l, a in zip(layers, acts)],
+            "loss": {"name": "softmax_log_entropy", "n": 1.0}, "update": {"name": "momentum", "mu": 0.8}, "reduction": "sum"}
+    layout = {"layers": [{**l, "name": n, "activator": a} for l, a, n in zip(layers, acts, ["first", "Convolution", "Dense", "Dense"])],
+              "loss": spec["loss"]}
+    for d in layout["layers"][2:]:
+        d["dim_in"] = None
+    settings = {"learning_rate": 0.01, "learning_rate_schedule": None, "update_rule": spec["update"], "batch_size": 4,
+                "iterations": 6, "precision": 1e-5, "verbose": False, "pretty_print": False, "approximation": None,
+                "reduction": "sum", "dtype": "f64", "shuffle": True, "seed": 11}
+    tensors = {f"weights.{i}": a for i, a in enumerate(w)} | {f"state.{i}": a for i, a in enumerate(m)}
+    meta = {"format": "neuroflow.model", "format_version": "1", "neuroflow_version": "0.1.0", "spec": json.dumps(spec),
+            "layout": json.dumps(layout), "settings": json.dumps(settings),
+            "training": json.dumps({"iteration": 6, "alpha": 0.01, "run": None}),
+            "checksums": json.dumps({k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in tensors.items()})}
+    old = tmp_path / "v1.safetensors"
+    old.write_bytes(st_save(tensors, metadata=meta))
+    back = nf.load(old)
+    assert list(back.parameters) == ["first.weight", "c1.weight", "d2.weight", "d3.weight"]
+    assert same(back.weights, w) and same(back.optimizer_state, m) and back.iteration == 6
+    np.testing.assert_array_equal(back(x), net(x))
+    net.train(x, y)
+    back.train(x, y)
+    assert same(back.weights, net.weights)
 
 
 def test_neuroflow_json_round_trip_and_layout(rng, tmp_path):
@@ -267,5 +335,11 @@ def test_bad_neuroflow_json_is_refused(tmp_path):
         set_neuroflow_weights(net, [np.zeros((3, 27))])
     m = neuroflow_matrices(net)
     m[2] = m[2].T
-    with pytest.raises(ValueError, match=r"matrices\[2\]: Dense: \(inputs\) × \(neurons\) needs 50 × 5, got 5 × 50"):
+    with pytest.raises(ValueError, match=r"matrices\[2\]: d2: \(inputs\) × \(neurons\) needs 50 × 5, got 5 × 50"):
         set_neuroflow_weights(net, m)
+    biased = Network([Dense(3, Tanh, dim_in=4, bias=True), SquaredError()], Settings(verbose=False))
+    with pytest.raises(ValueError, match=r"NeuroFlow JSON: layout\[0\] \(d0\) has a learnable bias, which NeuroFlow does not have"):
+        write_neuroflow_json(biased, tmp_path / "b.json")
+    pooled = Network([Convolution((4, 4, 1), 0, 1, 1, 1, ReLU), nf.MaxPool(2), Dense(2, Linear), SquaredError()], Settings(verbose=False))
+    with pytest.raises(ValueError, match=r"NeuroFlow JSON: layout\[1\] \(mp1\) is a maxpool layer, which NeuroFlow does not have"):
+        neuroflow_matrices(pooled)

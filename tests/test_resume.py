@@ -106,7 +106,8 @@ def test_a_run_can_be_extended(rng, tmp_path):
     more.train(x, y, resume=path)
     assert identical(more, long)
     done = net_for(iterations=12)
-    assert done.train(x, y, resume=path).iterations == 0  # nothing left of a finished run
+    with pytest.raises(ValueError, match=r"resume: that run is complete \(12 of 12 iterations done\); raise settings.iterations"):
+        done.train(x, y, resume=path)  # nothing left of a finished run: said, not silently done
 
 
 def test_resume_refuses_what_would_not_continue_the_run(rng, tmp_path):

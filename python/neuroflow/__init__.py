@@ -22,13 +22,14 @@ import sys
 
 from . import _core
 from .io.checkpoint import checkpoint_to
-from .io.modelfile import load
-from .nn.activators import Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
+from .nn import schedules
+from .nn.activators import GELU, Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
 from .nn.breeders import WeightBreeder
-from .nn.layers import Convolution, Dense
+from .nn.layers import AvgPool, BatchNorm, Convolution, Dense, Dropout, GlobalAvgPool, Layer, MaxPool, Residual
 from .nn.losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
-from .nn.network import Network, TrainingRun
-from .nn.optim import Momentum, Nesterov, Vanilla
+from .nn.network import Evaluation, Network, TrainingRun
+from .nn.optim import Adam, AdamW, Momentum, Nesterov, UpdateRule, Vanilla
+from .nn.persist import load
 from .nn.settings import FiniteDifferences, LossFuncOutput, Settings, Waypoint
 
 __version__ = _core.__version__
@@ -99,8 +100,9 @@ def num_threads() -> int:
 
 
 __all__ = [
-    "AbsCubicError", "Activator", "Convolution", "Dense", "FiniteDifferences", "LeakyReLU", "Linear",
-    "Loss", "LossFuncOutput", "Momentum", "Nesterov", "Network", "ReLU", "Settings", "Sigmoid",
-    "SoftPlus", "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh",
-    "TrainingRun", "Vanilla", "Waypoint", "WeightBreeder", "checkpoint_to", "load", "num_threads", "set_num_threads",
+    "AbsCubicError", "Activator", "Adam", "AdamW", "AvgPool", "BatchNorm", "Convolution", "Dense", "Dropout",
+    "Evaluation", "FiniteDifferences", "GELU", "GlobalAvgPool", "Layer", "LeakyReLU", "Linear", "Loss", "LossFuncOutput",
+    "MaxPool", "Momentum", "Nesterov", "Network", "ReLU", "Residual", "Settings", "Sigmoid", "SoftPlus",
+    "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh", "TrainingRun", "UpdateRule",
+    "Vanilla", "Waypoint", "WeightBreeder", "checkpoint_to", "load", "num_threads", "schedules", "set_num_threads",
 ]

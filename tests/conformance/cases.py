@@ -4,8 +4,8 @@ that they do), and the seeded data each case runs on.
 
 A case is an *unresolved* spec (the fields a user's configuration gives) plus how to draw
 its data. `resolved(case, dtype)` fills in dim_in/dim_out/params/state through
-`neuroflow._core.resolve` when the build has it, else through `hand_resolve` below (a
-stand-in written from docs/engine.md; test_meta.py checks it against the real one).
+`neuroflow._core.resolve`, the one place shapes are computed; `hand_resolve` below is an
+independent oracle written from docs/engine.md's table, which test_meta.py checks it against.
 
 Data: everything is drawn from a generator seeded by the case's name, so a case is the same
 on every engine and every run. Values are rounded to float32 (so f32 and f64 engines start
@@ -145,9 +145,10 @@ def core_resolve() -> Optional[Callable[[str], str]]:
 
 
 def resolve(spec: dict) -> dict:
-    """The resolved spec: neuroflow._core.resolve when the build has it, else hand_resolve."""
-    real = core_resolve()
-    return json.loads(real(json.dumps(spec))) if real else hand_resolve(spec)
+    """The resolved spec (neuroflow._core.resolve)."""
+    from neuroflow import _core
+
+    return json.loads(_core.resolve(json.dumps(spec)))
 
 
 def leaves(layers: list, prefix: str = ""):

@@ -101,11 +101,10 @@ def test_every_engine_runs_every_case():
 
 
 def test_hand_resolver_matches_core_resolve():
-    """cases.hand_resolve stands in for neuroflow._core.resolve until the build has it; then
-    both must agree on every case (the engines read what resolve writes)."""
+    """The engine core's resolver (the one place shapes are computed) against an oracle
+    written independently from docs/engine.md's table, on every case."""
     real = core_resolve()
-    if real is None:
-        pytest.fail("neuroflow._core.resolve is not in this build yet (the cases use cases.hand_resolve meanwhile)")
+    assert real is not None, "neuroflow._core.resolve is missing from this build"
     for case in CASES.values():
         spec = case.spec("f64")
         got, want = json.loads(real(json.dumps(spec))), hand_resolve(spec)

@@ -25,53 +25,64 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_bytes
-from ..nn.layers import Convolution
 
 __all__ = ["neuroflow_matrices", "read_neuroflow_json", "set_neuroflow_weights", "weights_from_neuroflow",
            "write_neuroflow_json"]
 
 
-def _conv_before(net, i: int):
-    """The Convolution feeding weight layer ``i`` if ``i`` is the first Dense after one, else None."""
-    layers = net.layout[:-1]
-    if i > 0 and not isinstance(layers[i], Convolution) and isinstance(layers[i - 1], Convolution):
-        return layers[i - 1]
+def _layers(net) -> list[dict]:
+    """The network's layers as resolved specs, refusing what NeuroFlow cannot hold: only a
+    chain of convolutions then dense layers, without biases, is a NeuroFlow network."""
+    specs = json.loads(net.spec_json)["layers"]
+    for i, d in enumerate(specs):
+        if d["kind"] not in ("conv", "dense"):
+            raise ValueError(f"NeuroFlow JSON: layout[{i}] ({d['name']}) is a {d['kind']} layer, which NeuroFlow does not have; "
+                             "only Convolution and Dense layers can be written")
+        if d.get("bias"):
+            raise ValueError(f"NeuroFlow JSON: layout[{i}] ({d['name']}) has a learnable bias, which NeuroFlow does not have")
+    return specs
+
+
+def _conv_before(specs: list, i: int):
+    """The conv spec feeding layer ``i`` if ``i`` is the first Dense after one, else None."""
+    if i > 0 and specs[i]["kind"] == "dense" and specs[i - 1]["kind"] == "conv":
+        return specs[i - 1]
     return None
 
 
-def _to_neuroflow(net, i: int, w: np.ndarray) -> np.ndarray:
-    layer = net.layout[i]
-    if isinstance(layer, Convolution):
+def _to_neuroflow(specs: list, i: int, w: np.ndarray) -> np.ndarray:
+    if specs[i]["kind"] == "conv":
         fx, fy, z, f = w.shape
         return w.transpose(3, 2, 0, 1).reshape(f, z * fx * fy)
-    conv = _conv_before(net, i)
+    conv = _conv_before(specs, i)
     if conv is not None:
-        x, y, z = conv.dim_out
+        x, y, z = conv["dim_out"]
         return w.reshape(x * y, z, -1).transpose(1, 0, 2).reshape(x * y * z, -1)
     return w
 
 
-def _from_neuroflow(net, i: int, m: np.ndarray, shape: tuple) -> np.ndarray:
-    layer = net.layout[i]
-    if isinstance(layer, Convolution):
+def _from_neuroflow(specs: list, i: int, m: np.ndarray, shape: tuple) -> np.ndarray:
+    if specs[i]["kind"] == "conv":
         fx, fy, z, f = shape
         return m.reshape(f, z, fx, fy).transpose(2, 3, 1, 0)
-    conv = _conv_before(net, i)
+    conv = _conv_before(specs, i)
     if conv is not None:
-        x, y, z = conv.dim_out
+        x, y, z = conv["dim_out"]
         return m.reshape(z, x * y, -1).transpose(1, 0, 2).reshape(x * y * z, -1)
     return m
 
 
 def neuroflow_matrices(net) -> list[np.ndarray]:
     """The network's weights as NeuroFlow's matrices (see the module's doc), in its dtype."""
-    return [np.ascontiguousarray(_to_neuroflow(net, i, w)) for i, w in enumerate(net.weights)]
+    specs = _layers(net)
+    return [np.ascontiguousarray(_to_neuroflow(specs, i, w)) for i, w in enumerate(net.weights)]
 
 
 def weights_from_neuroflow(net, matrices) -> list[np.ndarray]:
     """NeuroFlow matrices (rows × cols arrays, one per weight layer) as weights for ``net``,
     checking their number and shapes."""
-    shapes = [s for _, _, s in net._weight_layers]
+    specs = _layers(net)
+    shapes = [tuple(d["params"][0]["shape"]) for d in specs]
     if not isinstance(matrices, (list, tuple)):
         raise TypeError(f"matrices: expected a list of {len(shapes)} arrays, got {type(matrices).__name__}")
     if len(matrices) != len(shapes):
@@ -79,17 +90,16 @@ def weights_from_neuroflow(net, matrices) -> list[np.ndarray]:
     out = []
     for i, (m, shape) in enumerate(zip(matrices, shapes)):
         m = np.asarray(m)
-        layer = net.layout[i]
-        if isinstance(layer, Convolution):
+        if specs[i]["kind"] == "conv":
             fx, fy, z, f = shape
             want = (f, fx * fy * z)
-            what = f"{layer.name}: (filters) × (field_x·field_y·depth)"
+            what = f"{specs[i]['name']}: (filters) × (field_x·field_y·depth)"
         else:
             want = shape
-            what = f"{layer.name}: (inputs) × (neurons)"
+            what = f"{specs[i]['name']}: (inputs) × (neurons)"
         if m.shape != want:
             raise ValueError(f"matrices[{i}]: {what} needs {want[0]} × {want[1]}, got {' × '.join(map(str, m.shape))}")
-        out.append(np.ascontiguousarray(_from_neuroflow(net, i, m, shape), dtype=net.dtype))
+        out.append(np.ascontiguousarray(_from_neuroflow(specs, i, m, shape), dtype=net.dtype))
     return out
 
 

@@ -7,11 +7,16 @@ NumPy (handy for plots and as an independent reference in tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
 import numbers
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..ids import names
+
+# The users' names of the activators in ids.json (tests/test_ids.py checks that both list
+# the same ones).
 _DISPLAY = {
     "relu": "ReLU",
     "leaky_relu": "LeakyReLU",
@@ -20,7 +25,14 @@ _DISPLAY = {
     "linear": "Linear",
     "softplus": "SoftPlus",
     "square": "Square",
+    "gelu": "GELU",
 }
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    """Φ(x), the standard normal CDF."""
+    return 0.5 * (1.0 + _erf(np.asarray(x) / math.sqrt(2.0)).astype(np.float64))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,8 +50,8 @@ class Activator:
     bias: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.name not in _DISPLAY:
-            raise ValueError(f"activator: unknown name {self.name!r}; expected one of {sorted(_DISPLAY)}")
+        if self.name not in names("activators"):
+            raise ValueError(f"activator: unknown name {self.name!r}; expected one of {names('activators')}")
 
     def biased(self, bias: float) -> "Activator":
         """The same activator applied to x + bias (a fixed constant, not a trained weight)."""
@@ -52,7 +64,18 @@ class Activator:
 
     @staticmethod
     def from_spec(d: dict) -> "Activator":
-        return Activator(d["name"], float(d.get("alpha", 0.0)), float(d.get("bias", 0.0)))
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise ValueError(f"activator: expected {{'name', 'alpha', 'bias'}}, got {d!r}")
+        alpha, bias = d.get("alpha", 0.0), d.get("bias", 0.0)
+        for what, v in (("alpha", alpha), ("bias", bias)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"activator.{what}: expected a finite number, got {v!r}")
+        return Activator(d["name"], float(alpha), float(bias))
+
+    @property
+    def folds(self) -> bool:
+        """Does f′ follow from the output alone (so no pre-activations need keeping)?"""
+        return self.name not in ("square", "gelu") and not (self.name == "leaky_relu" and self.alpha < 0)
 
     def __repr__(self) -> str:
         base = _DISPLAY[self.name] + (f"({self.alpha:g})" if self.name == "leaky_relu" else "")
@@ -74,6 +97,8 @@ class Activator:
             return x
         if n == "softplus":
             return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+        if n == "gelu":
+            return x * _phi(x)
         return x * x
 
     def derivative(self, x) -> np.ndarray:
@@ -93,6 +118,8 @@ class Activator:
             return np.ones_like(x)
         if n == "softplus":
             return _sigmoid(x)
+        if n == "gelu":
+            return _phi(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return 2 * x
 
 
@@ -102,6 +129,7 @@ Tanh = Activator("tanh")
 Linear = Activator("linear")
 SoftPlus = Activator("softplus")
 Square = Activator("square")
+GELU = Activator("gelu")
 
 
 def LeakyReLU(alpha: float = 0.01) -> Activator:  # noqa: N802 - the article's name
@@ -118,5 +146,5 @@ def check_activator(act, where: str) -> Activator:
     if act is LeakyReLU:
         raise TypeError(f"{where}: LeakyReLU needs its slope, e.g. LeakyReLU(0.01)")
     raise TypeError(
-        f"{where}: expected an activator (ReLU, LeakyReLU(α), Sigmoid, Tanh, Linear, SoftPlus, Square), got {act!r}"
+        f"{where}: expected an activator (ReLU, LeakyReLU(α), Sigmoid, Tanh, Linear, SoftPlus, Square, GELU), got {act!r}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 LOGO = r"""
@@ -29,7 +30,8 @@ def banner(net, version: str) -> str:
     lines.append(_row("Loss", repr(net.layout[-1])))
     lines.append(_row("Update", repr(net.settings.update_rule)))
     lines.append("")
-    descriptions = [layer.describe() for layer in net.layout[:-1]]
+    specs = json.loads(net.spec_json)["layers"]
+    descriptions = [layer.describe(spec) for layer, spec in zip(net.layout[:-1], specs)]
     lines.append(_row("Layout", descriptions[0]))
     lines.extend(" " * 22 + d for d in descriptions[1:])
     if net.settings.pretty_print:
@@ -40,9 +42,8 @@ def banner(net, version: str) -> str:
 
 def pretty_columns(net) -> list[str]:
     """One column of O's per layer, taller for wider layers (log scale), centred."""
-    sizes = [int(math.prod(layer.dim_out)) for layer in net.layout[:-1]]
-    first = net.layout[0]
-    sizes.insert(0, int(math.prod(first.dim_in)) if first.dim_in is not None else sizes[0])
+    spec = json.loads(net.spec_json)
+    sizes = [math.prod(spec["input"])] + [math.prod(layer["dim_out"]) for layer in spec["layers"]]
     heights = [max(1, min(11, round(math.log2(s + 1)))) for s in sizes]
     top = max(heights)
     rows = []

@@ -1,8 +1,10 @@
 """Weight breeders: how a network's weights are drawn.
 
-Indices count layout positions from 0, as in the article (the loss, last, has no weights).
-A dict that misses a weighted layer, or names one that does not exist, is an error that
-names the index.
+A breeder draws every layer's ``weight`` tensor; biases and BatchNorm's shift start at 0,
+BatchNorm's scale at 1. Indices count layout positions from 0, as in the article (the
+loss, last, has no weights; a Residual's index covers the weights inside it). A dict that
+misses a weighted layer, or names one that does not exist, is an error that names the index.
+A breeder without a seed draws from the network's ``Settings.seed``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class WeightBreeder:
         self.kind, self.params, self.seed = kind, params, seed
 
     @classmethod
-    def normal(cls, mean: float | Mapping[int, tuple[float, float]] = 0.0, std: float | None = None, seed: int | None = None) -> "WeightBreeder":
+    def normal(cls, mean: float | Mapping[int, tuple[float, float]] = 0.0, std: float | None = None,
+               seed: int | None = None) -> "WeightBreeder":
         """``normal(mean, std)`` for every layer, or ``normal({index: (mean, std)})``."""
         if isinstance(mean, Mapping):
             params = _per_layer(mean, "normal", 2)
@@ -45,7 +48,8 @@ class WeightBreeder:
         return cls("normal", params, seed)
 
     @classmethod
-    def random(cls, low=-1.0, high=1.0, seed: int | None = None) -> "WeightBreeder":
+    def random(cls, low: float | Mapping[int, tuple[float, float]] = -1.0, high: float = 1.0,
+               seed: int | None = None) -> "WeightBreeder":
         """Uniform in [low, high) for every layer, or ``random({index: (low, high)})``."""
         params = _per_layer(low, "random", 2) if isinstance(low, Mapping) else _per_layer((low, high), "random", 2)
         for k, (lo, hi) in (params.items() if isinstance(params, dict) else [("all", params)]):
@@ -54,7 +58,7 @@ class WeightBreeder:
         return cls("random", params, seed)
 
     @classmethod
-    def static(cls, value=0.0) -> "WeightBreeder":
+    def static(cls, value: float | Mapping[int, float] = 0.0) -> "WeightBreeder":
         """Every weight the same value (or ``static({index: value})``)."""
         return cls("static", _per_layer(value, "static", 1), None)
 
@@ -69,8 +73,9 @@ class WeightBreeder:
             if s < 0:
                 raise ValueError(f"WeightBreeder.normal: std must be ≥ 0 for layer {k}, got {s}")
 
-    def breed(self, layers: Sequence[tuple[int, str, tuple]], dtype) -> list[np.ndarray]:
-        """Arrays for `layers`, given as (layout index, description, weight shape)."""
+    def breed(self, layers: Sequence[tuple[int, str, tuple]], dtype, seed: int | None = None) -> list[np.ndarray]:
+        """Arrays for `layers`, given as (layout index, description, weight shape); `seed` is
+        used when the breeder has none of its own."""
         if isinstance(self.params, dict):
             have = {i for i, _, _ in layers}
             missing = [(i, d) for i, d, _ in layers if i not in self.params]
@@ -85,7 +90,7 @@ class WeightBreeder:
                 raise ValueError(
                     f"WeightBreeder.{self.kind}: layer {extra[0]} has no weights (the layout's weighted layers are {sorted(have)})"
                 )
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed if self.seed is not None else seed)
         out = []
         for i, _, shape in layers:
             p = self.params[i] if isinstance(self.params, dict) else self.params

@@ -1,63 +1,53 @@
-"""The Network: a layout, settings and weights, on a CPU or GPU engine.
+"""The Network: a layout, settings, and an engine that holds the parameters and computes.
 
-All numeric work happens in the engine (``neuroflow._core.Engine`` in Rust, or the WGSL
-``neuroflow.gpu.GpuEngine``); this class validates input before any work starts, runs the
-training loop (one engine call per weight update), and offers the article's API.
+All numeric work happens in the engine (``neuroflow._core.Engine`` in Rust, the WGSL
+``GpuEngine``, or the NumPy ``ReferenceEngine``), behind the contract of docs/engine.md.
+This class builds the engine's spec, validates input before any work starts, and offers
+the article's API; training runs in ``nn/training.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
 import sys
 import threading
-import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from .. import _core
 from .banner import banner as _banner
-from ..io.checkpoint import RunState, data_fingerprint
-from .layers import Convolution, Dense
+from .breeders import WeightBreeder
+from .layers import BatchNorm, Dense, Dropout, Layer, Residual, default_names
 from .losses import Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy
 from .settings import Settings
-from .breeders import WeightBreeder
+from .training import TrainingRun, train
+
+__all__ = ["Evaluation", "Network", "TrainingRun"]
 
 # Activation memory for one evaluation chunk (inference and gradients are chunked).
 _EVAL_BUDGET_BYTES = 256 * 2**20
 
 
+class Evaluation(NamedTuple):
+    """What ``net.evaluate`` measures: the mean loss per sample (whatever the reduction) and
+    the accuracy (None when the targets have no classes)."""
+
+    loss: float
+    accuracy: Optional[float]
+
+
 @dataclass
-class TrainingRun:
-    """What ``Network.train`` did."""
+class Entry:
+    """One layer of the walk (pre-order, residuals' inner layers after them)."""
 
-    iterations: int
-    final_loss: float
-    losses: np.ndarray
-    start: datetime
-    end: datetime
-    stopped_by: str  # "iterations", "precision" or "interrupt"
-    samples: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-    @property
-    def images_per_second(self) -> float:
-        return self.samples / self.seconds if self.seconds > 0 else float("nan")
-
-    @property
-    def interrupted(self) -> bool:
-        return self.stopped_by == "interrupt"
+    layer: Layer
+    spec: dict  # resolved
+    uid: int
+    top: int  # layout index of the top-level layer it belongs to
+    path: str  # full name, e.g. "res3.c0"
 
 
 def _check_layout(layout) -> tuple[list, Loss]:
@@ -71,19 +61,37 @@ def _check_layout(layout) -> tuple[list, Loss]:
     for i, layer in enumerate(layers):
         if isinstance(layer, Loss):
             raise ValueError(f"layout[{i}]: a loss can only be the last item")
-        if not isinstance(layer, (Convolution, Dense)):
-            raise TypeError(f"layout[{i}]: expected a Convolution or Dense layer, got {layer!r}")
-    seen_dense = False
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Dense):
-            seen_dense = True
-        elif seen_dense:
-            raise ValueError(f"layout[{i}]: a Convolution cannot follow a Dense layer")
+        if isinstance(layer, type) and issubclass(layer, Layer):
+            raise TypeError(f"layout[{i}]: a layer must be an instance: {layer.__name__}(...)")
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layout[{i}]: expected a layer (Convolution, Dense, BatchNorm, MaxPool, …), got {layer!r}")
+    if layers[0].dim_in is None:
+        what = (f"a network that starts with Dense needs its input size: Dense({layers[0].neurons}, …, dim_in=N)"
+                if isinstance(layers[0], Dense) else "the first layer needs its input shape: dim_in=(X, Y, Z)")
+        raise ValueError(f"layout[0]: {what}")
     return layers, loss
 
 
+def _walk(layers: Sequence[Layer], specs: Sequence[dict]) -> list[Entry]:
+    out: list[Entry] = []
+
+    def go(layers, specs, top, prefix):
+        for i, (layer, spec) in enumerate(zip(layers, specs)):
+            t = i if top is None else top
+            out.append(Entry(layer, spec, len(out), t, prefix + spec["name"]))
+            if isinstance(layer, Residual):
+                go(layer.layers, spec["layers"], t, prefix + spec["name"] + ".")
+
+    go(layers, specs, None, "")
+    return out
+
+
+def _shape(dims) -> str:
+    return ", ".join(str(d) for d in dims)
+
+
 class Network:
-    """A neural network of Convolution and Dense layers ending in a loss.
+    """A neural network: layers ending in a loss, settings, and an engine.
 
     >>> net = Network([Convolution((8, 8, 1), 1, 3, 1, 2, ReLU), Dense(2, ReLU), SoftmaxLogEntropy()])
     """
@@ -96,69 +104,130 @@ class Network:
         backend: str = "cpu",
     ) -> None:
         layers, loss = _check_layout(layout)
-        self.settings = settings if settings is not None else Settings()
-        if not isinstance(self.settings, Settings):
+        settings = settings if settings is not None else Settings()
+        if not isinstance(settings, Settings):
             raise TypeError(f"settings: expected Settings(...), got {settings!r}")
+        if backend not in ("cpu", "gpu", "auto", "reference"):
+            raise ValueError(f'backend: expected "cpu", "gpu", "auto" or "reference", got {backend!r}')
         self.layout = list(layout)
-        self._specs = self._layer_specs(layers)
-        self.dim_in = layers[0].dim_in if isinstance(layers[0], Convolution) else (self._specs[0]["dim_in"],)
-        self.dim_out = layers[-1].dim_out
-
-        def spec_json(on_gpu: bool) -> str:
-            # dtype=None: float64 on the CPU (NeuroFlow's Double), float32 on a GPU.
-            dtype = self.settings.dtype or (np.float32 if on_gpu else np.float64)
-            spec = {
-                "dtype": "f32" if dtype == np.float32 else "f64",
-                "layers": self._specs,
-                "loss": loss.to_spec(),
-                "update": self.settings.update_rule.to_spec(),
-                "reduction": self.settings.reduction,
-            }
-            return json.dumps(spec)
-
-        self.backend, self._engine = _make_engine(backend, spec_json)
-        self.spec_json = self._engine.spec
-        # The engine's precision is fixed from here on, whatever settings are assigned later.
-        self._dtype = np.float32 if json.loads(self.spec_json)["dtype"] == "f32" else np.float64
-        if self.settings.dtype is None:
-            self.settings = replace(self.settings, dtype=self._dtype)
-        self._weight_layers = [
-            (i, repr(layer), tuple(shape)) for i, (layer, shape) in enumerate(zip(layers, self._engine.weight_shapes()))
-        ]
-        breeder = weights if weights is not None else WeightBreeder.he()
-        if isinstance(breeder, WeightBreeder):
-            self.weights = breeder.breed(self._weight_layers, self.dtype)
-        else:
-            self.weights = weights
+        self._lock = threading.RLock()
+        self._trainer: Optional[int] = None  # the thread training this network, if any
+        # seed None: one fresh draw, kept (the engine's dropout and the model file use it)
+        self._seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy % 2**64)
+        self._settings = settings
+        self.backend, self._engine = _make_engine(backend, lambda gpu: self._spec_json(settings, gpu))
+        spec = json.loads(self._engine.spec)
+        self._dtype = np.float32 if spec["dtype"] == "f32" else np.float64
+        if settings.dtype is None:
+            self._settings = replace(settings, dtype=self._dtype)
+        self._entries = _walk(layers, spec["layers"])
+        self._check_given_dims()
+        self._param_info = [(n, tuple(s)) for n, s in self._engine.param_info()]
+        self._state_info = [(n, tuple(s)) for n, s in self._engine.state_info()]
+        self.dim_in = tuple(spec["input"])
+        self.dim_out = tuple(spec["layers"][-1]["dim_out"])
         self._iteration = 0
-        self._run: RunState | None = None  # the position of the last training run
+        self._alpha: Optional[float] = None
+        self._run = None  # the position of the last training run (nn/training.py)
+        self._init_params(weights)
 
-    @staticmethod
-    def _layer_specs(layers) -> list[dict]:
-        specs = []
-        prev_out = None
-        for i, layer in enumerate(layers):
-            if isinstance(layer, Convolution):
-                if prev_out is not None and tuple(prev_out) != layer.dim_in:
-                    raise ValueError(
-                        f"layout[{i}]: {layer.name} expects dim_in {layer.dim_in} but layout[{i - 1}] gives {tuple(prev_out)}; "
-                        f"build it with dim_in=layout[{i - 1}].dim_out"
-                    )
-                specs.append(layer.to_spec())
-            else:
-                if prev_out is None:
-                    if layer.dim_in is None:
-                        raise ValueError(f"layout[0]: a network that starts with Dense needs its input size: Dense({layer.neurons}, …, dim_in=N)")
-                    d = layer.dim_in
-                else:
-                    d = int(math.prod(prev_out))
-                    if layer.dim_in is not None and layer.dim_in != d:
-                        raise ValueError(f"layout[{i}]: Dense has dim_in={layer.dim_in} but layout[{i - 1}] gives {d} values")
-                specs.append(layer.to_spec(d))
-            prev_out = layer.dim_out
-        return specs
+    # ---- building ----
+
+    def _spec_json(self, settings: Settings, on_gpu: bool, seed: Optional[int] = None) -> str:
+        """The engine spec, resolved by the engine core (docs/engine.md)."""
+        layers, loss = self.layout[:-1], self.layout[-1]
+        dtype = settings.dtype or (np.float32 if on_gpu else np.float64)
+        spec = {
+            "version": 2,
+            "dtype": "f32" if dtype == np.float32 else "f64",
+            "input": list(layers[0].input_shape()),
+            "layers": [layer.to_spec(name) for layer, name in zip(layers, default_names(layers))],
+            "loss": loss.to_spec(),
+            "update": settings.update_rule.to_spec(),
+            "reduction": settings.reduction,
+            "seed": self._seed if seed is None else seed,
+        }
+        return _core.resolve(json.dumps(spec))
+
+    def _check_given_dims(self) -> None:
+        """A layer built with dim_in after another layer must agree with what it is given."""
+        tops = [e for e in self._entries if e.path == e.spec["name"]]
+        for i, e in enumerate(tops[1:], 1):
+            given, got = e.layer.input_shape(), tuple(e.spec["dim_in"])
+            if given is None:
+                continue
+            if isinstance(e.layer, Dense):
+                if math.prod(given) != math.prod(got):
+                    raise ValueError(f"layout[{i}]: Dense has dim_in={math.prod(given)} but layout[{i - 1}] gives {math.prod(got)} values")
+            elif given != got:
+                raise ValueError(
+                    f"layout[{i}]: {e.layer.label} expects dim_in {given} but layout[{i - 1}] gives {got}; "
+                    f"build it with dim_in=layout[{i - 1}].dim_out"
+                )
+
+    def _init_params(self, weights) -> None:
+        """Weights from the breeder (or the given list); biases and shifts 0, scales 1."""
+        if weights is not None and not isinstance(weights, WeightBreeder):
+            self.weights = weights
+            return
+        breeder = weights if weights is not None else WeightBreeder.he()
+        wanted = [(self._entry_of(name).top, repr(self._entry_of(name).layer), shape)
+                  for name, shape in self._param_info if name.endswith(".weight")]
+        drawn = iter(breeder.breed(wanted, self.dtype, seed=self._seed))
+        params = []
+        for name, shape in self._param_info:
+            kind = name.rsplit(".", 1)[1]
+            params.append(next(drawn) if kind == "weight" else np.full(shape, 1.0 if kind == "scale" else 0.0, self.dtype))
+        self.weights = params
+
+    def _entry_of(self, param_name: str) -> Entry:
+        path = param_name.rsplit(".", 1)[0]
+        return next(e for e in self._entries if e.path == path)
 
     # ---- properties ----
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        """New settings; when they change what the engine computes (update rule, reduction,
+        seed), the engine is rebuilt with the parameters, state and step kept, and the
+        optimizer state kept where the update rule's slots are the same."""
+        if not isinstance(value, Settings):
+            raise TypeError(f"settings: expected Settings(...), got {value!r}")
+        if value.dtype is None:
+            value = replace(value, dtype=self._dtype)
+        if value.dtype != self._dtype:
+            raise ValueError(
+                f"settings.dtype: this network computes in {np.dtype(self._dtype)}; its precision is fixed when it is "
+                "built (build a new Network, or save and neuroflow.load(path, settings=...))"
+            )
+        with self._lock:
+            self._guard("settings")
+            seed = value.seed if value.seed is not None else self._seed
+            if seed != self._seed or value.update_rule != self._settings.update_rule or value.reduction != self._settings.reduction:
+                self._rebuild(value, seed)
+            self._settings = value
+
+    def _rebuild(self, settings: Settings, seed: int) -> None:
+        """A new engine for `settings`, carrying parameters, state, step and (same slots)
+        the optimizer state."""
+        old = self._engine
+        same_slots = list(settings.update_rule.slots) == list(old.optimizer_slots())
+        engine = _make_engine(self.backend, lambda gpu: self._spec_json(settings, gpu, seed))[1]
+        engine.set_params(old.get_params())
+        engine.set_state(old.get_state())
+        engine.set_step(old.get_step())
+        if same_slots:
+            engine.set_optimizer_state(old.get_optimizer_state())
+        self._engine, self._seed = engine, seed
+
+    @property
+    def spec_json(self) -> str:
+        """The engine's resolved spec (docs/engine.md)."""
+        return self._engine.spec
 
     @property
     def dtype(self) -> type:
@@ -174,33 +243,83 @@ class Network:
 
     @property
     def num_weights(self) -> int:
-        return int(self._engine.num_weights())
+        """Trained values in all: weights, biases, BatchNorm scales and shifts."""
+        return sum(math.prod(s) for _, s in self._param_info)
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """Copies of the weights: conv (fx, fy, Z, filters), dense (inputs, neurons).
-        Assign a list of arrays to change them."""
-        return list(self._engine.get_weights())
+        """Copies of every trained tensor in layout order (a layer's weight before its bias,
+        BatchNorm's scale before its shift): conv (fx, fy, Z, F), dense (D, O), biases,
+        scales and shifts (C,). Assign a list of arrays to change them."""
+        with self._lock:
+            return list(self._engine.get_params())
 
     @weights.setter
     def weights(self, value) -> None:
-        value = _array_list(value, "weights", [s for _, _, s in self._weight_layers], self.dtype)
-        self._engine.set_weights(value)
+        value = _array_list(value, "weights", [s for _, s in self._param_info], self.dtype)
+        with self._lock:
+            self._guard("weights")
+            self._engine.set_params(value)
+
+    @property
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trained tensors by name ("c0.weight", "bn1.shift", "res3.c0.bias", …), copies.
+        Assign a dict of some or all of them to change those."""
+        return dict(zip((n for n, _ in self._param_info), self.weights))
+
+    @parameters.setter
+    def parameters(self, value) -> None:
+        self.weights = self._merge(value, self.parameters, "parameters")
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The non-trained tensors by name (BatchNorm's "bn1.running_mean", "bn1.running_var"),
+        copies; assign a dict of some or all of them to change those."""
+        with self._lock:
+            return dict(zip((n for n, _ in self._state_info), self._engine.get_state()))
+
+    @state.setter
+    def state(self, value) -> None:
+        merged = self._merge(value, self.state, "state")
+        arrays = _array_list(merged, "state", [s for _, s in self._state_info], self.dtype)
+        with self._lock:
+            self._guard("state")
+            self._engine.set_state(arrays)
+
+    @staticmethod
+    def _merge(value, current: dict, what: str) -> list:
+        if not isinstance(value, dict):
+            raise TypeError(f"{what}: expected a dict of name → array, got {type(value).__name__}")
+        unknown = sorted(set(value) - set(current))
+        if unknown:
+            raise ValueError(f"{what}: no tensor named {unknown[0]!r}; the names are {sorted(current)}")
+        return [value.get(k, v) for k, v in current.items()]
 
     @property
     def optimizer_state(self) -> list[np.ndarray]:
-        """The update rule's state (momentum), shaped like the weights; empty for Vanilla."""
-        return list(self._engine.get_state())
+        """The update rule's slots per parameter (momentum; Adam's m, v), parameter-major:
+        [p0.slot0, p0.slot1, p1.slot0, …]; empty for Vanilla."""
+        with self._lock:
+            return list(self._engine.get_optimizer_state())
 
     @optimizer_state.setter
     def optimizer_state(self, value) -> None:
-        shapes = [s for _, _, s in self._weight_layers] if self.optimizer_state else []
-        self._engine.set_state(_array_list(value, "optimizer_state", shapes, self.dtype))
+        k = len(self._engine.optimizer_slots())
+        shapes = [s for _, s in self._param_info for _ in range(k)]
+        value = _array_list(value, "optimizer_state", shapes, self.dtype)
+        with self._lock:
+            self._guard("optimizer_state")
+            self._engine.set_optimizer_state(value)
 
     @property
     def iteration(self) -> int:
         """Weight updates done so far (over all calls of ``train``)."""
         return self._iteration
+
+    @property
+    def layer_specs(self) -> list[dict]:
+        """Every layer's resolved spec (shapes, parameters, state), in pre-order."""
+        return [e.spec for e in self._entries]
 
     def banner(self) -> str:
         """The article's banner: version, network, weights, precision, loss, update, layout."""
@@ -211,6 +330,11 @@ class Network:
     def __repr__(self) -> str:
         inner = ", ".join(repr(x) for x in self.layout)
         return f"Network([{inner}], backend={self.backend!r}, dtype={self.dtype_name})"
+
+    def _guard(self, what: str) -> None:
+        """Changes (weights, state, settings) are refused while another thread trains."""
+        if self._trainer is not None and self._trainer != threading.get_ident():
+            raise RuntimeError(f"{what}: this network is training in another thread; wait for train() to return")
 
     # ---- input checks ----
 
@@ -273,71 +397,100 @@ class Network:
                 )
         return t
 
-    def _chunk(self) -> int:
-        """Samples per evaluation chunk, so activations stay within a memory budget."""
-        per = int(math.prod(self.dim_in)) + sum(2 * int(math.prod(layer.dim_out)) for layer in self.layout[:-1])
+    def _chunk(self, train_mode: bool = False) -> int:
+        """Samples per chunk, so activations stay within a memory budget. Train-mode
+        results of a net with batch statistics or dropout depend on the whole batch: one chunk."""
+        if train_mode and any(isinstance(e.layer, (BatchNorm, Dropout)) for e in self._entries):
+            return sys.maxsize
+        per = math.prod(self.dim_in) + sum(2 * math.prod(e.spec["dim_out"]) for e in self._entries)
         return max(1, _EVAL_BUDGET_BYTES // (per * np.dtype(self.dtype).itemsize))
+
+    def _chunks(self, n: int, train_mode: bool = False) -> list[slice]:
+        c = self._chunk(train_mode)
+        return [slice(i, min(i + c, n)) for i in range(0, n, c)]
+
+    def _call(self, method: str, *args, **kw):
+        """An engine call that changes nothing, one thread at a time: while another thread
+        trains it runs between two steps (training holds the lock a step at a time)."""
+        with self._lock:
+            return getattr(self._engine, method)(*args, **kw)
 
     # ---- evaluation ----
 
     def __call__(self, xs) -> np.ndarray:
-        """The net's output: (N, K) for a batch, (K,) for one sample; probabilities for a
-        softmax loss."""
+        """The net's output in eval mode: (N, K) for a batch, (K,) for one sample;
+        probabilities for a softmax loss."""
         x, single = self._samples(xs)
-        c = self._chunk()
-        out = np.concatenate([self._engine.predict(x[i : i + c]) for i in range(0, len(x), c)])
+        out = np.concatenate([self._call("predict", x[c]) for c in self._chunks(len(x))])
         return out[0] if single else out
 
-    evaluate = __call__
+    def evaluate(self, xs, ys) -> Evaluation:
+        """The mean loss per sample and the accuracy on (xs, ys), in eval mode. Accuracy:
+        the share of samples whose largest output is a target class (None for targets that
+        are not one-hot rows or class ids)."""
+        x, single = self._samples(xs)
+        t = self._targets(ys, len(x), single)
+        losses, correct = [], 0
+        for c in self._chunks(len(x)):
+            losses.append(self._call("loss", x[c], t[c], mode="eval") * (1.0 if self.settings.reduction == "mean" else 1.0 / (c.stop - c.start)))
+            out = self._call("forward", x[c])
+            pick = out.reshape(len(out), -1).argmax(axis=1)
+            correct += int((t[c][np.arange(len(pick)), pick] > 0).sum())
+        sizes = [c.stop - c.start for c in self._chunks(len(x))]
+        mean_loss = float(sum(lo * m for lo, m in zip(losses, sizes)) / len(x))
+        classes = np.isin(t, (0, 1)).all() and (t.sum(axis=1) >= 1).all()
+        return Evaluation(mean_loss, correct / len(x) if classes else None)
 
     def focus(self, layer) -> Callable[[np.ndarray], np.ndarray]:
-        """A function returning the activations of ``layer`` (a layer of the layout or its
-        index) for an input: (X', Y', Z') for one sample, (N, X', Y', Z') for a batch."""
-        index = self._layer_index(layer)
+        """A function returning the activations of ``layer`` (a layer of the layout, also one
+        inside a Residual, or a layout index) for an input, in eval mode: (X', Y', Z') for
+        one sample, (N, X', Y', Z') for a batch."""
+        uid = self._uid(layer)
 
         def activations(xs) -> np.ndarray:
             x, single = self._samples(xs)
-            c = self._chunk()
-            out = np.concatenate([self._engine.focus(x[i : i + c], index) for i in range(0, len(x), c)])
+            out = np.concatenate([self._call("forward", x[c], uid, "eval") for c in self._chunks(len(x))])
             return out[0] if single else out
 
         return activations
 
     Ω = focus
 
-    def _layer_index(self, layer) -> int:
+    def _uid(self, layer) -> int:
         if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
-            if not 0 <= layer < len(self.layout) - 1:
-                raise ValueError(f"layer: index {layer} is not a layer with weights (0..{len(self.layout) - 2})")
-            return int(layer)
-        for i, l in enumerate(self.layout[:-1]):
-            if l is layer:
-                return i
+            tops = [e for e in self._entries if e.path == e.spec["name"]]
+            if not 0 <= layer < len(tops):
+                raise ValueError(f"layer: index {layer} is not a layer of the layout (0..{len(tops) - 1})")
+            return tops[int(layer)].uid
+        for e in self._entries:
+            if e.layer is layer:
+                return e.uid
         raise ValueError(f"layer: {layer!r} is not in this network's layout")
 
-    def loss(self, xs, ys) -> float:
-        """The loss on (xs, ys), reduced as the settings say (sum or mean over samples)."""
+    def loss(self, xs, ys, mode: str = "eval") -> float:
+        """The loss on (xs, ys), reduced as the settings say (sum or mean over samples).
+        ``mode="train"`` uses batch statistics and dropout (the loss ``gradients``
+        differentiates); neither mode changes any state."""
+        if mode not in ("eval", "train"):
+            raise ValueError(f'mode: expected "eval" or "train", got {mode!r}')
         x, single = self._samples(xs)
         t = self._targets(ys, len(x), single)
-        c = self._chunk()
-        parts = [(self._engine.loss(x[i : i + c], t[i : i + c]), len(x[i : i + c])) for i in range(0, len(x), c)]
-        return self._combine([p for p, _ in parts], [m for _, m in parts])
+        chunks = self._chunks(len(x), mode == "train")
+        parts = [self._call("loss", x[c], t[c], mode=mode) for c in chunks]
+        return self._combine(parts, [c.stop - c.start for c in chunks])
 
     def gradients(self, xs, ys) -> list[np.ndarray]:
-        """∂loss/∂weights on (xs, ys), shaped like ``weights`` (by finite differences when
-        the settings say ``approximation=FiniteDifferences(Δ)``)."""
+        """∂loss/∂weights on (xs, ys) in train mode, shaped like ``weights`` (by finite
+        differences when the settings say ``approximation=FiniteDifferences(Δ)``)."""
         x, single = self._samples(xs)
         t = self._targets(ys, len(x), single)
         approx = self.settings.approximation
-        c = self._chunk()
-        parts, sizes = [], []
-        for i in range(0, len(x), c):
-            xb, tb = x[i : i + c], t[i : i + c]
-            g = self._engine.fd_gradients(xb, tb, approx.delta) if approx else self._engine.gradients(xb, tb)
-            parts.append(g)
-            sizes.append(len(xb))
+        chunks = self._chunks(len(x), True)
+        parts = [self._call("fd_gradients", x[c], t[c], approx.delta) if approx else self._call("gradients", x[c], t[c])
+                 for c in chunks]
         if len(parts) == 1:
             return list(parts[0])
+        sizes = [c.stop - c.start for c in chunks]
         return [self._combine([p[j] for p in parts], sizes) for j in range(len(parts[0]))]
 
     def _combine(self, values, sizes):
@@ -350,230 +503,31 @@ class Network:
     def train(self, xs, ys, resume=None) -> TrainingRun:
         """Train for ``settings.iterations`` weight updates (or until the mean batch loss
         falls to ``settings.precision``). Ctrl-C stops after the step in flight, keeping
-        the weights of the last finished step.
+        the weights of the last finished step. A step whose loss or gradients are not finite
+        changes nothing and ends the run ("diverged").
 
         ``resume``: a file written by ``net.save`` or a ``checkpoint_to`` waypoint during an
-        earlier run on the same data. Its weights, optimizer state, iteration count, learning
-        rate and shuffle position replace this network's, and the run goes on until it has
-        ``settings.iterations`` updates in all; on the CPU it then ends with exactly the
-        weights of an uninterrupted run. ``resume=True`` continues this network's own last
-        run (after an interrupt, or after ``neuroflow.load``)."""
-        s = self.settings
-        x, single = self._samples(xs)
-        t = self._targets(ys, len(x), single)
-        n = len(x)
-        bs = min(s.batch_size, n)
-        if resume is None or resume is False:
-            run = RunState.start(n, bs, s.iterations, s.shuffle, s.seed, data_fingerprint(x, t))
-        else:
-            run = self._resume(resume, x, t, bs)
-        self._run = run
-        run.total = s.iterations
-        approx = s.approximation.delta if s.approximation else None
-        out = s.loss_func_output
-        mode = "a" if run.done else "w"  # a resumed run continues its loss log
-        log = open(out.file, mode, encoding="utf-8") if out is not None and out.file is not None else None
-        losses: list[float] = []
-        start = datetime.now()
-        stopped_by = "iterations"
-        alpha = getattr(self, "_alpha", 1.0)
-        first = run.done + 1
-        report_every = max(1, s.iterations // 50)
-        t0 = time.perf_counter()
-        bar = None
-        if s.verbose:
-            print(self.banner(), flush=True)
-            if run.done:
-                print(f"resuming at iteration {self._iteration} ({run.done}/{s.iterations} of the run done)", flush=True)
-            bar = _progress_bar(run.done, s.iterations)
-        order, pos, rng = run.order, run.pos, run.rng
-        drawn_from = None  # the generator's state before an epoch's order, until its step is done
-        with _deferred_interrupt() as interrupted:
-            try:
-                for it in range(first, s.iterations + 1):
-                    if pos >= n:
-                        if s.shuffle:
-                            drawn_from = rng.bit_generator.state
-                            order = rng.permutation(n)
-                        pos = 0
-                    idx = order[pos : pos + bs]
-                    pos += bs
-                    alpha = float(s.learning_rate(self._iteration + 1, alpha))
-                    if not math.isfinite(alpha):
-                        raise ValueError(f"learning_rate: returned {alpha!r} at iteration {self._iteration + 1}")
-                    # a batch of the whole set is the whole set, in any order: no gather
-                    whole = len(idx) == n
-                    xb, tb = (x, t) if whole else (x[idx], t[idx])
-                    loss = self._engine.train_step(xb, tb, alpha, approx)
-                    self._iteration += 1
-                    self._alpha = alpha
-                    run.order, run.pos, run.done = order, pos, it
-                    drawn_from = None
-                    losses.append(loss)
-                    if log is not None:
-                        log.write(f"{loss!r}\n")
-                    if out is not None and out.action is not None:
-                        out.action(loss)
-                    if s.verbose:
-                        rate = (it - first + 1) * bs / max(time.perf_counter() - t0, 1e-9)
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix_str(f"loss {loss:.4g}, lr {alpha:.3g}, {rate:.1f} images/s", refresh=False)
-                        elif it % report_every == 0 or it == first or it == s.iterations:
-                            print(self._progress_line(it, loss, alpha, rate), flush=True)
-                    if s.waypoint is not None and self._iteration % s.waypoint.every_n == 0:
-                        s.waypoint.action(self._iteration, self)
-                    if not math.isfinite(loss):
-                        stopped_by = "diverged"
-                        if s.verbose:
-                            print(f"loss is {loss}: training diverged; lower the learning rate", file=sys.stderr)
-                        break
-                    if loss <= s.precision:
-                        stopped_by = "precision"
-                        break
-                    if interrupted():
-                        raise KeyboardInterrupt
-            except KeyboardInterrupt:
-                stopped_by = "interrupt"
-            finally:
-                if drawn_from is not None:  # a step failed: the run stays where it was, for a resume
-                    rng.bit_generator.state = drawn_from
-                if log is not None:
-                    log.close()
-                if bar is not None:
-                    bar.close()
-        if s.verbose and losses and (bar is not None or stopped_by != "iterations"):
-            rate = len(losses) * bs / max(time.perf_counter() - t0, 1e-9)
-            print(self._progress_line(run.done, losses[-1], alpha, rate), flush=True)
-        if s.verbose and stopped_by == "interrupt":
-            print(f"interrupted: keeping the weights of iteration {self._iteration} "
-                  "(net.save(path), then train(xs, ys, resume=path) continues the run)", flush=True)
-        end = datetime.now()
-        run_record = TrainingRun(
-            iterations=len(losses),
-            final_loss=losses[-1] if losses else float("nan"),
-            losses=np.asarray(losses),
-            start=start,
-            end=end,
-            stopped_by=stopped_by,
-            samples=len(losses) * bs,
-        )
-        if s.verbose:
-            print(f"took {run_record.seconds:.2f} s, {run_record.iterations} iterations, final loss {run_record.final_loss:.6g}", flush=True)
-        return run_record
-
-    def _progress_line(self, it: int, loss: float, alpha: float, rate: float) -> str:
-        return (
-            f"[{datetime.now():%H:%M:%S}] Iteration {self._iteration} ({it}/{self.settings.iterations}), "
-            f"loss {loss:.6g}, lr {alpha:g}, {rate:.1f} samples/s"
-        )
-
-    def _resume(self, resume, x: np.ndarray, t: np.ndarray, bs: int) -> RunState:
-        """Restore a checkpointed run into this network; check it fits the data and settings."""
-        if resume is True:
-            run = getattr(self, "_run", None)
-            if run is None:
-                raise ValueError("resume=True: this network has no run to continue; train it first, or load a checkpoint")
-            where = "this network's last run"
-        else:
-            from ..io.modelfile import check_compatible, read
-
-            mf = read(resume)
-            check_compatible(self, mf)
-            if mf.run is None:
-                raise ValueError(
-                    f"resume: {mf.path} holds no training run (it was saved before training); "
-                    "load it with neuroflow.load and call train() to start a run"
-                )
-            run, where = mf.run, str(mf.path)
-        s = self.settings
-        if len(run.order) != len(x) or run.data != data_fingerprint(x, t):
-            raise ValueError(
-                f"resume: xs/ys are not the data of {where} ({len(run.order)} samples there, {len(x)} here, "
-                "or other values); resuming needs the same samples in the same order"
-            )
-        if run.batch_size != bs or run.shuffle != s.shuffle:
-            raise ValueError(
-                f"resume: {where} used batch_size={run.batch_size}, shuffle={run.shuffle}; the settings say "
-                f"batch_size={bs}, shuffle={s.shuffle}. Resuming continues the same run; to start a new one "
-                "from these weights, use neuroflow.load(path) and train() without resume"
-            )
-        if resume is not True:
-            self.weights = mf.weights
-            if mf.state:
-                self.optimizer_state = mf.state
-            self._iteration = mf.iteration
-            if mf.alpha is not None:
-                self._alpha = mf.alpha
-            elif hasattr(self, "_alpha"):
-                del self._alpha
-        # A copy: the file's or the network's record stays as it was if this run is interrupted.
-        return RunState(_copy_rng(run.rng), run.order.copy(), run.pos, run.done, run.total, run.batch_size,
-                        run.shuffle, run.data)
+        earlier run on the same data; the run goes on until it has ``settings.iterations``
+        updates in all, ending with exactly the weights of an uninterrupted run (CPU).
+        ``resume=True`` continues this network's own last run."""
+        return train(self, xs, ys, resume)
 
     # ---- files ----
 
-    def save(self, path) -> "Path":
-        """Write this network to one safetensors file (layout, settings, weights, optimizer
-        state, iteration count, the run in flight), atomically. See ``neuroflow.modelfile``."""
-        from ..io.modelfile import save
+    def save(self, path) -> "object":
+        """Write this network to one safetensors file (layout, settings, parameters, state,
+        optimizer state, iteration count, the run in flight), atomically."""
+        from .persist import save
 
-        return save(self, path)
+        with self._lock:
+            return save(self, path)
 
     @classmethod
     def load(cls, path, **kw) -> "Network":
         """``neuroflow.load``: a network rebuilt from a model file."""
-        from ..io.modelfile import load
+        from .persist import load
 
         return load(path, **kw)
-
-
-def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
-    gen = np.random.Generator(np.random.PCG64())
-    gen.bit_generator.state = rng.bit_generator.state
-    return gen
-
-
-def _progress_bar(done: int, total: int):
-    """A tqdm bar on a terminal (NEUROFLOW_PROGRESS=bar forces it, =lines turns it off);
-    None means printed lines instead, e.g. in logs, or without tqdm."""
-    want = os.environ.get("NEUROFLOW_PROGRESS", "auto")
-    if want == "lines" or (want != "bar" and not (sys.stderr.isatty())):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=done, unit="it", desc="training", dynamic_ncols=True, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Ctrl-C during a step takes effect after it, so weights, iteration count and run
-    position always agree; a second Ctrl-C interrupts at once."""
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum, frame):
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # signals are not ours to handle here (embedded interpreters)
-        yield lambda: False
-        return
-    try:
-        yield lambda: flag[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _shape(dims) -> str:
-    return ", ".join(str(d) for d in dims)
 
 
 def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:
@@ -597,10 +551,12 @@ def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:
 
 def _make_engine(backend: str, spec_json: Callable[[bool], str]):
     """The engine for `backend`; `spec_json(on_gpu)` gives the spec for that engine."""
-    if backend not in ("cpu", "gpu", "auto"):
-        raise ValueError(f'backend: expected "cpu", "gpu" or "auto", got {backend!r}')
     if backend == "cpu":
         return "cpu", _core.Engine(spec_json(False))
+    if backend == "reference":
+        from ..engines.reference import ReferenceEngine
+
+        return "reference", ReferenceEngine(spec_json(False))
     try:
         from ..engines.gpu import GpuEngine
 

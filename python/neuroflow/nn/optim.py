@@ -1,66 +1,121 @@
-"""Update rules. They are settings only; the momentum they need lives in the network."""
+"""Update rules: settings only (docs/engine.md has the formulas). Their state — momentum,
+Adam's moments, the step count — lives in the network and its model file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 import numbers
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from ..ids import names
 
 
-def _check_mu(mu) -> float:
-    if not isinstance(mu, numbers.Real) or not 0.0 <= mu < 1.0:
-        raise ValueError(f"mu: expected a momentum in [0, 1), got {mu!r}")
-    return float(mu)
+def _in(v, name: str, lo: float, hi: float, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (lo <= v < hi):
+        raise ValueError(f"{name}: expected {what}, got {v!r}")
+    return float(v)
+
+
+def _decay(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"weight_decay: expected a number ≥ 0, got {v!r}")
+    return float(v)
 
 
 @dataclass(frozen=True)
-class Vanilla:
-    """W ← W − α∇W."""
+class UpdateRule:
+    """Base of the update rules."""
+
+    name: ClassVar[str] = ""
+    slots: ClassVar[tuple] = ()
 
     def to_spec(self) -> dict:
-        return {"name": "vanilla"}
+        return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
     def __repr__(self) -> str:
-        return "Vanilla"
+        args = ", ".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self) if getattr(self, f.name) != f.default)
+        return f"{type(self).__name__}({args})" if args or type(self) is not Vanilla else "Vanilla"
 
 
-@dataclass(frozen=True)
-class Momentum:
-    """NeuroFlow's momentum: M ← μM − α∇W, W ← W + M."""
+@dataclass(frozen=True, repr=False)
+class Vanilla(UpdateRule):
+    """W ← W − α(∇W + λW)."""
 
-    mu: float = 0.9
+    weight_decay: float = 0.0
+    name = "vanilla"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mu", _check_mu(self.mu))
-
-    def to_spec(self) -> dict:
-        return {"name": "momentum", "mu": self.mu}
-
-    def __repr__(self) -> str:
-        return f"Momentum({self.mu:g})"
+        object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
 
 
-@dataclass(frozen=True)
-class Nesterov:
-    """Nesterov momentum: M′ = μM − α∇W, W ← W − μM + (1 + μ)M′."""
-
+@dataclass(frozen=True, repr=False)
+class _WithMomentum(UpdateRule):
     mu: float = 0.9
+    weight_decay: float = 0.0
+    slots = ("momentum",)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mu", _check_mu(self.mu))
-
-    def to_spec(self) -> dict:
-        return {"name": "nesterov", "mu": self.mu}
+        object.__setattr__(self, "mu", _in(self.mu, "mu", 0.0, 1.0, "a momentum in [0, 1)"))
+        object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
 
     def __repr__(self) -> str:
-        return f"Nesterov({self.mu:g})"
+        extra = f", weight_decay={self.weight_decay:g}" if self.weight_decay else ""
+        return f"{type(self).__name__}({self.mu:g}{extra})"
 
 
-def update_from_spec(d: dict):
-    name = d["name"]
-    if name == "vanilla":
-        return Vanilla()
-    if name == "momentum":
-        return Momentum(d["mu"])
-    if name == "nesterov":
-        return Nesterov(d["mu"])
-    raise ValueError(f"update_rule: unknown name {name!r}")
+@dataclass(frozen=True, repr=False)
+class Momentum(_WithMomentum):
+    """NeuroFlow's momentum: M ← μM − α(∇W + λW), W ← W + M."""
+
+    name = "momentum"
+
+
+@dataclass(frozen=True, repr=False)
+class Nesterov(_WithMomentum):
+    """Nesterov momentum: M′ = μM − α(∇W + λW), W ← W − μM + (1 + μ)M′."""
+
+    name = "nesterov"
+
+
+@dataclass(frozen=True, repr=False)
+class Adam(UpdateRule):
+    """Adam with bias correction (and L2 weight decay added to the gradient)."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    name = "adam"
+    slots = ("m", "v")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta1", _in(self.beta1, "beta1", 0.0, 1.0, "a number in [0, 1)"))
+        object.__setattr__(self, "beta2", _in(self.beta2, "beta2", 0.0, 1.0, "a number in [0, 1)"))
+        object.__setattr__(self, "eps", _in(self.eps, "eps", 0.0, math.inf, "a positive number"))
+        if self.eps == 0:
+            raise ValueError("eps: expected a positive number, got 0")
+        object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
+
+
+@dataclass(frozen=True, repr=False)
+class AdamW(Adam):
+    """Adam with decoupled weight decay: W ← W − αλW before the Adam step."""
+
+    weight_decay: float = 0.01
+    name = "adamw"
+
+
+RULES = {cls.name: cls for cls in (Vanilla, Momentum, Nesterov, Adam, AdamW)}
+assert list(RULES) == names("updates"), "nn/optim.py and ids.json disagree"
+
+
+def update_from_spec(d: dict) -> UpdateRule:
+    if not isinstance(d, dict) or d.get("name") not in RULES:
+        raise ValueError(f"update_rule: expected one of {names('updates')}, got {d!r}")
+    cls = RULES[d["name"]]
+    known = {f.name for f in fields(cls)}
+    extra = set(d) - known - {"name"}
+    if extra:
+        raise ValueError(f"update_rule: {d['name']} takes no {sorted(extra)}")
+    return cls(**{k: v for k, v in d.items() if k in known})

@@ -14,7 +14,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .optim import Momentum, Nesterov, Vanilla
+from .optim import Momentum, UpdateRule
+from .schedules import constant
 
 
 @dataclass(frozen=True)
@@ -61,32 +62,30 @@ def _float_type(dtype) -> type:
     return dt.type
 
 
-def _constant_rate(rate: float) -> Callable[[int, float], float]:
-    def learning_rate(iteration: int, alpha: float) -> float:
-        return rate
-
-    learning_rate.__qualname__ = f"constant({rate:g})"
-    return learning_rate
-
-
 @dataclass(frozen=True)
 class Settings:
     """How to train.
 
-    - ``learning_rate``: a number, or ``callable(iteration, alpha) -> alpha`` where iteration
-      counts weight updates from 1 and alpha is the previous rate (1.0 before the first).
-    - ``update_rule``: Vanilla(), Momentum(μ) or Nesterov(μ).
+    - ``learning_rate``: a number, a schedule (``neuroflow.schedules``: warmup, cosine,
+      triangular, …, which model files keep), or any ``callable(iteration, alpha) -> rate``
+      where iteration counts weight updates from 1 and alpha is the previous rate (1.0
+      before the first).
+    - ``update_rule``: Vanilla(), Momentum(μ), Nesterov(μ), Adam(), AdamW() (each with
+      ``weight_decay``).
     - ``batch_size``: samples per weight update; ``iterations``: weight updates in all.
     - ``precision``: stop once a batch's mean loss falls to it.
     - ``reduction``: "sum" (NeuroFlow's: the article's learning rates work as published)
       or "mean".
     - ``dtype``: np.float32 or np.float64; None (the default) is float64 on the CPU
       (NeuroFlow's Double) and float32 on a GPU.
-    - ``shuffle``/``seed``: reshuffle each epoch (seeded); False cycles fixed batches.
+    - ``shuffle``: reshuffle each epoch; False cycles fixed batches.
+    - ``seed``: seeds everything random in a run — default weights (unless the breeder has
+      its own seed), shuffling, dropout: the same script gives the same net. None draws a
+      fresh seed each time.
     """
 
     learning_rate: Union[float, Callable[[int, float], float]] = 1e-3
-    update_rule: Union[Vanilla, Momentum, Nesterov] = field(default_factory=lambda: Momentum(0.9))
+    update_rule: UpdateRule = field(default_factory=lambda: Momentum(0.9))
     batch_size: int = 32
     iterations: int = 100
     precision: float = 1e-5
@@ -98,18 +97,18 @@ class Settings:
     reduction: str = "sum"
     dtype: Optional[type] = None
     shuffle: bool = True
-    seed: Optional[int] = None
+    seed: Optional[int] = 0
 
     def __post_init__(self) -> None:
         lr = self.learning_rate
         if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
             if not np.isfinite(lr) or lr <= 0:
                 raise ValueError(f"learning_rate: expected a positive number, got {lr!r}")
-            object.__setattr__(self, "learning_rate", _constant_rate(float(lr)))
+            object.__setattr__(self, "learning_rate", constant(float(lr)))
         elif not callable(lr):
-            raise TypeError(f"learning_rate: expected a number or callable(iteration, alpha) -> alpha, got {lr!r}")
-        if not isinstance(self.update_rule, (Vanilla, Momentum, Nesterov)):
-            raise TypeError(f"update_rule: expected Vanilla(), Momentum(μ) or Nesterov(μ), got {self.update_rule!r}")
+            raise TypeError(f"learning_rate: expected a number, a schedule or callable(iteration, alpha) -> rate, got {lr!r}")
+        if not isinstance(self.update_rule, UpdateRule):
+            raise TypeError(f"update_rule: expected Vanilla(), Momentum(μ), Nesterov(μ), Adam() or AdamW(), got {self.update_rule!r}")
         for name in ("batch_size", "iterations"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
@@ -133,5 +132,6 @@ class Settings:
             else:
                 raise TypeError(f"loss_func_output: expected a file path, a callable or LossFuncOutput, got {out!r}")
             object.__setattr__(self, "loss_func_output", out)
-        if self.seed is not None and (not isinstance(self.seed, numbers.Integral) or self.seed < 0):
-            raise ValueError(f"seed: expected an int ≥ 0 or None, got {self.seed!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
+                                      or not 0 <= self.seed < 2**64):
+            raise ValueError(f"seed: expected an int in [0, 2⁶⁴) or None, got {self.seed!r}")
