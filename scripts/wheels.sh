@@ -28,7 +28,7 @@ targets=("$@")
 nf_pick_python
 venv=.venv-build
 nf_venv "$venv" reuse
-tools=("maturin>=1.8,<2" "ziglang>=0.13" "auditwheel>=6")
+tools=("maturin>=1.9.4,<2" "ziglang>=0.13" "auditwheel>=6")
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "${tools[@]}"
 export PATH="$repo/$venv/bin:$PATH"
 
