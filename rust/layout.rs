@@ -254,6 +254,15 @@ pub fn resolve(mut spec: NetSpec) -> Result<NetSpec> {
         crate::bail!("spec: input must be [X, Y, Z] or [D], got {:?}", spec.input);
     }
     let input = spec.input.clone();
+    if let Some(norm) = &spec.input_norm {
+        let c = *input.last().unwrap_or(&0);
+        if norm.mean.len() != c || norm.std.len() != c {
+            crate::bail!("input_norm: expected {c} means and {c} standard deviations (one per input channel), got {} and {}", norm.mean.len(), norm.std.len());
+        }
+        if norm.mean.iter().any(|v| !v.is_finite()) || norm.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            crate::bail!("input_norm: means must be finite and standard deviations positive");
+        }
+    }
     resolve_layers(&mut spec.layers, &input, "layout")?;
     spec.loss.check()?;
     spec.update.check()?;

@@ -7,6 +7,7 @@ pub mod error;
 
 pub mod activator;
 pub mod conv;
+pub mod data;
 pub mod dense;
 pub mod direct;
 pub mod direct1;

@@ -3,6 +3,7 @@
 //! (forward, loss, backward, update) allocates nothing once the buffers have grown to the
 //! batch.
 
+use crate::data::{Augment, Convert, Dataset};
 use crate::error::{Error, Result};
 use crate::layers::{Ctx, Mode, Sequence, Slot, Tensors};
 use crate::layout;
@@ -44,6 +45,8 @@ pub struct Network<T: Real> {
     pub state_info: Vec<Info>,
     mults: Vec<(f64, f64)>,
     input: Vec<T>,
+    /// Targets gathered from a data set.
+    targets: Vec<T>,
     row: Vec<T>,
 }
 
@@ -79,7 +82,21 @@ impl<T: Real> Network<T> {
         let grads = params.clone();
         let slots = params.iter().flat_map(|p| spec.update.slots().iter().map(move |_| vec![T::zero(); p.len()])).collect();
         let k = seq.out_size();
-        Ok(Network { spec, seq, params, grads, state, slots, step: 0, param_info, state_info, mults, input: Vec::new(), row: vec![T::zero(); k] })
+        Ok(Network {
+            spec,
+            seq,
+            params,
+            grads,
+            state,
+            slots,
+            step: 0,
+            param_info,
+            state_info,
+            mults,
+            input: Vec::new(),
+            targets: Vec::new(),
+            row: vec![T::zero(); k],
+        })
     }
 
     pub fn in_size(&self) -> usize {
@@ -100,8 +117,25 @@ impl<T: Real> Network<T> {
         Ctx { n, mode, seed: self.spec.seed, step: self.step }
     }
 
+    /// How input values become the network's numbers (bytes ÷255, the spec's normalisation).
+    fn convert(&self, bytes: bool) -> Convert<T> {
+        let norm = self.spec.input_norm.as_ref().map(|n| (&n.mean[..], &n.std[..]));
+        Convert::new(bytes, norm, *self.spec.input.last().unwrap())
+    }
+
+    /// The input buffer grown to `len` values.
+    fn input_buffer(&mut self, len: usize) -> Result<Vec<T>> {
+        let mut buf = std::mem::take(&mut self.input);
+        if buf.len() < len {
+            buf.try_reserve(len - buf.len()).map_err(|_| Error(format!("x: not enough memory for a batch of {len} values")))?;
+            buf.resize(len, T::zero());
+        }
+        Ok(buf)
+    }
+
     /// Check sizes, then run `f(self, input, n)` on the batch in the thread pool: floats
-    /// as they are (no copy), bytes converted (÷255) into the network's input buffer.
+    /// as they are (no copy) when there is no normalisation, else converted (bytes ÷255,
+    /// normalised) into the network's input buffer.
     fn with_input<R: Send>(&mut self, x: Input<T>, t: Option<&[T]>, f: impl FnOnce(&mut Self, &[T], usize) -> R + Send) -> Result<R> {
         let d = self.in_size();
         if x.len() == 0 || !x.len().is_multiple_of(d) {
@@ -114,27 +148,45 @@ impl<T: Real> Network<T> {
             }
         }
         let pool = threads::pool();
-        match x {
-            Input::Float(v) => Ok(pool.install(|| f(self, v, n))),
-            Input::Bytes(v) => {
-                let mut buf = std::mem::take(&mut self.input);
-                if buf.len() < n * d {
-                    buf.try_reserve(n * d - buf.len()).map_err(|_| Error(format!("x: not enough memory for {n} samples of {d} values")))?;
-                    buf.resize(n * d, T::zero());
-                }
-                let scale = T::of(1.0 / 255.0);
-                let r = pool.install(|| {
-                    buf[..n * d].par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(o, i)| {
-                        for (o, &b) in o.iter_mut().zip(i) {
-                            *o = T::of(b as f64) * scale;
-                        }
-                    });
-                    f(self, &buf[..n * d], n)
-                });
-                self.input = buf;
-                Ok(r)
-            }
+        if let (Input::Float(v), None) = (x, &self.spec.input_norm) {
+            return Ok(pool.install(|| f(self, v, n)));
         }
+        let mut buf = self.input_buffer(n * d)?;
+        let conv = self.convert(matches!(x, Input::Bytes(_)));
+        let r = pool.install(|| {
+            const C: usize = 1 << 14; // a multiple of any channel count that matters: rows stay whole
+            let chunk = C - C % *self.spec.input.last().unwrap();
+            match x {
+                Input::Float(v) => buf[..n * d].par_chunks_mut(chunk).zip(v.par_chunks(chunk)).for_each(|(o, i)| conv.row(i, o)),
+                Input::Bytes(v) => buf[..n * d].par_chunks_mut(chunk).zip(v.par_chunks(chunk)).for_each(|(o, i)| conv.row(i, o)),
+            }
+            f(self, &buf[..n * d], n)
+        });
+        self.input = buf;
+        Ok(r)
+    }
+
+    /// Gather samples `idx` of `ds` (augmented for `epoch`) and their targets into the
+    /// network's buffers, then run `f(self, input, targets, n)` in the thread pool.
+    fn with_batch<R: Send>(&mut self, ds: &Dataset, idx: &[usize], aug: Option<&Augment>, epoch: u64, f: impl FnOnce(&mut Self, &[T], &[T], usize) -> R + Send) -> Result<R> {
+        if ds.shape != self.spec.input {
+            crate::bail!("data: samples of shape {:?}, the network takes {:?}", ds.shape, self.spec.input);
+        }
+        if ds.k != self.out_size() {
+            crate::bail!("data: targets of {} values, the network gives {}", ds.k, self.out_size());
+        }
+        let n = idx.len();
+        let mut buf = self.input_buffer(n * self.in_size())?;
+        let conv = self.convert(matches!(ds.values, crate::data::Values::Bytes(_)));
+        let mut t = std::mem::take(&mut self.targets);
+        ds.targets_into(idx, &mut t);
+        let r = threads::pool().install(|| -> Result<R> {
+            ds.gather_into(idx, aug, epoch, &conv, &mut buf)?;
+            Ok(f(self, &buf[..n * ds.sample_size()], &t, n))
+        });
+        self.input = buf;
+        self.targets = t;
+        r
     }
 
     fn run_forward(&mut self, x: &[T], n: usize, mode: Mode, upto: Option<usize>) {
@@ -307,6 +359,22 @@ impl<T: Real> Network<T> {
         };
         // A non-finite loss or gradient changes nothing: the network keeps its last good
         // parameters (the caller sees the loss and stops).
+        self.finish_step(total, n, lr, kept)
+    }
+
+    /// One training step on samples `idx` of a data set (gathered, augmented and converted
+    /// straight into the input buffer); returns the mean per-sample loss before the update.
+    pub fn train_step_data(&mut self, ds: &Dataset, idx: &[usize], lr: f64, aug: Option<&Augment>, epoch: u64) -> Result<f64> {
+        if !lr.is_finite() {
+            crate::bail!("learning_rate: must be finite, got {lr}");
+        }
+        let kept = self.state.clone();
+        let (total, n) = self.with_batch(ds, idx, aug, epoch, |net, x, t, n| (net.backprop(x, t, n, true), n))?;
+        self.finish_step(total, n, lr, kept)
+    }
+
+    /// The update after a step's backprop, unless its loss or gradients are not finite.
+    fn finish_step(&mut self, total: f64, n: usize, lr: f64, kept: Vec<Vec<T>>) -> Result<f64> {
         let finite = total.is_finite() && threads::pool().install(|| self.grads.par_iter().all(|g| g.iter().all(|v| v.is_finite())));
         if !finite {
             self.state = kept;

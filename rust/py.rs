@@ -166,6 +166,11 @@ impl<T: Real + Element> Typed<T> {
         arrays(py, &shapes, g)
     }
 
+    fn train_step_data(&mut self, py: Python<'_>, ds: &crate::data::Dataset, idx: &[usize], lr: f64, aug: Option<&crate::data::Augment>, epoch: u64) -> PyResult<f64> {
+        let net = &mut self.0;
+        run(py, || net.train_step_data(ds, idx, lr, aug, epoch))
+    }
+
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd: Option<f64>) -> PyResult<f64> {
         let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
         self.check_x(&held)?;
@@ -304,10 +309,135 @@ impl Engine {
         each!(&mut self.net, n => n.gradients(py, x, t, Some(delta)))
     }
 
+    /// One step on samples `indices` of `data` (a Dataset), gathered, augmented for
+    /// `epoch` and converted straight into the input buffer.
+    #[pyo3(signature = (data, indices, lr, augment=None, epoch=0))]
+    fn train_step_data(&mut self, py: Python<'_>, data: PyRef<'_, PyDataset>, indices: &Bound<'_, PyAny>, lr: f64, augment: Option<&str>, epoch: u64) -> PyResult<f64> {
+        let (idx, aug) = (self::indices(indices)?, self::augment(augment)?);
+        let ds = &data.inner;
+        each!(&mut self.net, n => n.train_step_data(py, ds, &idx, lr, aug.as_ref(), epoch))
+    }
+
     /// One step; returns the batch's mean per-sample loss before the update.
     #[pyo3(signature = (x, t, lr, fd_delta=None))]
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd_delta: Option<f64>) -> PyResult<f64> {
         each!(&mut self.net, n => n.train_step(py, x, t, lr, fd_delta))
+    }
+}
+
+fn augment(json: Option<&str>) -> PyResult<Option<crate::data::Augment>> {
+    json.map(|j| serde_json::from_str(j).map_err(|e| PyValueError::new_err(format!("augment: not a valid augmentation: {e}")))).transpose()
+}
+
+fn indices(idx: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    let a = idx.extract::<PyReadonlyArrayDyn<'_, i64>>().map_err(|_| PyTypeError::new_err("indices: expected a numpy array of int64"))?;
+    a.as_array()
+        .iter()
+        .map(|&i| usize::try_from(i).map_err(|_| PyValueError::new_err(format!("indices: {i} is not a sample index"))))
+        .collect()
+}
+
+/// A data set held once by the core (values as given: uint8 stays uint8), from which the
+/// engines draw batches by index (docs/engine.md).
+#[pyclass(module = "neuroflow._core", name = "Dataset", frozen)]
+pub struct PyDataset {
+    inner: crate::data::Dataset,
+    /// The NumPy array the data set reads, kept alive (read-only view: no copy).
+    _values: Py<PyAny>,
+}
+
+#[pymethods]
+impl PyDataset {
+    /// `x`: (N, *shape) uint8, float32 or float64, C-contiguous; `t`: (N, K) float64 targets.
+    #[new]
+    fn new(py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let t = t.extract::<PyReadonlyArrayDyn<'_, f64>>().map_err(|_| PyTypeError::new_err("t: expected a numpy array of float64"))?;
+        if t.ndim() != 2 {
+            return Err(PyValueError::new_err(format!("t: expected (N, K) targets, got shape {:?}", t.shape())));
+        }
+        let k = t.shape()[1];
+        let targets = c_slice(&t, "t")?.to_vec();
+        let values_of = |shape: &[usize]| -> PyResult<Vec<usize>> {
+            if shape.len() < 2 {
+                return Err(PyValueError::new_err(format!("x: expected (N, *shape) samples, got shape {shape:?}")));
+            }
+            Ok(shape[1..].to_vec())
+        };
+        // a read-only view of x, kept by the data set: the caller's array is read, not copied
+        let view = x.call_method0("view").map_err(|_| PyTypeError::new_err("x: expected a numpy array"))?;
+        view.getattr("flags")?.setattr("writeable", false)?;
+        macro_rules! take {
+            ($ty:ty, $variant:ident) => {
+                if let Ok(a) = view.extract::<PyReadonlyArrayDyn<'_, $ty>>() {
+                    let shape = values_of(a.shape())?;
+                    let v = c_slice(&a, "x")?;
+                    // SAFETY: `view` is held by the data set and cannot be written through;
+                    // its memory lives as long as the view does.
+                    let values = crate::data::Values::$variant(unsafe { crate::data::Shared::borrowed(v) });
+                    let inner = run(py, || crate::data::Dataset::new(values, shape, targets, k))?;
+                    return Ok(PyDataset { inner, _values: view.clone().unbind() });
+                }
+            };
+        }
+        take!(u8, Bytes);
+        take!(f32, F32);
+        take!(f64, F64);
+        Err(PyTypeError::new_err("x: expected a numpy array of uint8, float32 or float64"))
+    }
+
+    #[getter]
+    fn n(&self) -> usize {
+        self.inner.n
+    }
+
+    #[getter]
+    fn shape(&self) -> Vec<usize> {
+        self.inner.shape.clone()
+    }
+
+    /// A fast fingerprint of the values and targets (to recognise the data of a run).
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.inner.fingerprint.clone()
+    }
+
+    /// Samples `indices`, augmented for `epoch`, as `dtype` ("f32" or "f64"; bytes scaled
+    /// by 1/255; no normalisation: the engines apply their spec's).
+    #[pyo3(signature = (indices, augment=None, epoch=0, dtype="f32"))]
+    fn gather<'py>(&self, py: Python<'py>, indices: &Bound<'py, PyAny>, augment: Option<&str>, epoch: u64, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+        match dtype {
+            "f32" => self.gather_as::<f32>(py, indices, augment, epoch),
+            "f64" => self.gather_as::<f64>(py, indices, augment, epoch),
+            other => Err(PyValueError::new_err(format!("dtype: expected \"f32\" or \"f64\", got {other:?}"))),
+        }
+    }
+
+    /// The targets of `indices`, (len, K) float64.
+    fn targets<'py>(&self, py: Python<'py>, indices: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self::indices(indices)?;
+        if let Some(&bad) = idx.iter().find(|&&i| i >= self.inner.n) {
+            return Err(PyValueError::new_err(format!("indices: {bad} is not a sample of this data set (0..{})", self.inner.n)));
+        }
+        let mut out = Vec::new();
+        self.inner.targets_into::<f64>(&idx, &mut out);
+        array(py, vec![idx.len(), self.inner.k], out)
+    }
+}
+
+impl PyDataset {
+    fn gather_as<'py, T: Real + Element>(&self, py: Python<'py>, indices: &Bound<'py, PyAny>, augment: Option<&str>, epoch: u64) -> PyResult<Bound<'py, PyAny>> {
+        let (idx, aug) = (self::indices(indices)?, self::augment(augment)?);
+        let ds = &self.inner;
+        let d = ds.sample_size();
+        let out = run(py, || {
+            let mut out = vec![T::zero(); idx.len() * d];
+            let conv = crate::data::Convert::new(matches!(ds.values, crate::data::Values::Bytes(_)), None, *ds.shape.last().unwrap());
+            crate::threads::pool().install(|| ds.gather_into(&idx, aug.as_ref(), epoch, &conv, &mut out))?;
+            Ok(out)
+        })?;
+        let mut shape = ds.shape.clone();
+        shape.insert(0, idx.len());
+        array(py, shape, out)
     }
 }
 
@@ -372,6 +502,7 @@ fn num_threads() -> usize {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
+    m.add_class::<PyDataset>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;

@@ -162,6 +162,16 @@ pub struct NetSpec {
     pub reduction: Reduction,
     #[serde(default)]
     pub seed: u64,
+    /// Per-channel normalisation of the input, after bytes are scaled by 1/255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_norm: Option<InputNorm>,
+}
+
+/// x ← (x − mean[c]) / std[c] for the input's last dimension.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputNorm {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
 }
 
 fn two() -> u32 {

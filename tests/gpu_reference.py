@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +37,7 @@ from neuroflow.engines.reference.dropout import keep_mask  # noqa: E402
 from neuroflow.engines.reference import ReferenceEngine  # noqa: E402
 
 __all__ = ["act", "avgpool", "bn", "conv", "dense", "dropout", "gap", "loss", "maxpool", "residual", "update",
-           "ReferenceEngine", "keep_mask", "spec_json", "layer_spec"]
+           "ReferenceEngine", "keep_mask", "spec_json", "layer_spec", "kink_margins"]
 
 # ---- specs ----
 
@@ -163,3 +164,37 @@ def pool_forward(d: dict, x):
 def pool_backward(d: dict, g, cache):
     mod = {"maxpool": ref_maxpool, "avgpool": ref_avgpool, "global_avg_pool": ref_gap}[d["kind"]]
     return mod.backward(_layer(d), g, [], cache, _pass())[0]
+
+
+# ---- how far a computation stays from the activators' kinks ----
+
+KINKED = ("relu", "leaky_relu")  # f′ jumps at 0
+
+
+@contextmanager
+def kink_margins():
+    """Collects, for every ReLU or leaky ReLU the reference engine applies while the block
+    runs (any Network(..., backend="reference") or ReferenceEngine call), the smallest
+    |s + bias| over the layer's inputs relative to their largest. Exact zeros are left out:
+    they come from all-zero terms (a window of dead inputs), which every engine computes
+    exactly. An input within f32 rounding of 0 lets two correct f32 engines take other
+    sides of the kink (f′ = 0 or 1), and their gradients then part by the whole
+    contribution of that element."""
+    from neuroflow.engines.reference import engine as ref_engine
+
+    margins: list[float] = []
+    activate = ref_engine.activate
+
+    def spy(act: dict, s):
+        if act["name"] in KINKED:
+            x = np.abs(s + act["bias"])
+            x = x[x != 0]
+            if x.size:
+                margins.append(float(x.min() / x.max()))
+        return activate(act, s)
+
+    ref_engine.activate = spy
+    try:
+        yield margins
+    finally:
+        ref_engine.activate = activate

@@ -114,3 +114,154 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
     assert len(np.loadtxt(out / "losses.txt")) == 6
+
+
+# ---------------------------------------------------------------- bad input and hostile surroundings
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(nf.__file__).resolve().parent.parent),
+                                                     os.environ.get("PYTHONPATH", "")])}
+
+
+def _one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("neuroflow")]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("neuroflow: error: "), err
+    return lines[0]
+
+
+def _fake_cifar(path: Path, rng: np.random.Generator, n: int = 4) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            rec = rng.integers(0, 256, (n, 3073), dtype=np.uint8)
+            rec[:, 0] = rng.integers(0, 10, n)
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = rec.size
+            tar.addfile(info, io.BytesIO(rec.tobytes()))
+    return path
+
+
+@pytest.mark.parametrize("command", [["demo"], ["train", "cifar10"]])
+def test_out_must_be_a_folder(tmp_path, capsys, command):
+    f = tmp_path / "results.txt"
+    f.write_text("precious")
+    assert main([*command, "--out", str(f), "--iterations" if command == ["demo"] else "--limit", "1"]) == 1
+    line = _one_line_error(capsys.readouterr().err)
+    assert f"--out: {f} is a file, not a folder" in line
+    assert main([*command, "--out", str(f / "sub")]) == 1
+    assert f"{f} is a file, not a folder" in _one_line_error(capsys.readouterr().err)
+    assert f.read_text() == "precious"
+
+
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "o"
+    assert main(["demo", "--out", str(out), "--iterations", "1", "--attempts", "1"]) == 1
+    line = _one_line_error(capsys.readouterr().err)
+    assert "No space left on device (free some space, or write elsewhere with --out)" in line
+    assert f"{out}{os.sep}" in line  # names the file it could not write
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing half-written
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_a_file_size_limit_is_one_line(tmp_path):
+    # A real write failure, not a mock: files may not grow past 4 KB (EFBIG, like a full disk).
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+            "from neuroflow.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "demo", "--out", str(tmp_path / "o"), "--iterations", "1",
+                        "--attempts", "1"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "File too large (a file size limit: see ulimit -f)" in _one_line_error(r.stderr)
+
+
+@pytest.mark.parametrize("argv", [["info"], ["--help"], ["demo", "--iterations", "1", "--attempts", "1"]])
+def test_a_closed_pipe_ends_quietly(tmp_path, argv):
+    if argv[0] == "demo":
+        argv = [*argv, "--out", str(tmp_path / "o")]
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line is written
+    try:
+        p = subprocess.run([sys.executable, "-m", "neuroflow", *argv], stdout=w, stderr=subprocess.PIPE, text=True,
+                           env=ENV, timeout=300)
+    finally:
+        os.close(w)
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+    assert p.returncode in ((0, 141) if argv == ["--help"] else (141,))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipeline")
+def test_info_piped_into_head():
+    p = subprocess.run(f"'{sys.executable}' -m neuroflow info | head -1", shell=True, capture_output=True, text=True,
+                       env=ENV, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("neuroflow ") and p.stdout.count("\n") == 1
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_a_closed_stdout_in_process(monkeypatch, capsys):
+    class Gone:
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    assert main(["info"]) == 141
+
+
+def test_threads_are_bounded(capsys, monkeypatch):
+    from neuroflow.apps import cifar
+
+    def must_not_run(args):
+        raise AssertionError(f"ran with --threads {args.threads}")  # rather than hang in the test
+
+    monkeypatch.setattr(cifar, "run_cifar10", must_not_run)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "cifar10", "--threads", "100000000"])  # would spawn 10^8 threads: minutes
+    assert e.value.code == 2
+    assert "argument --threads: expected a whole number from 1 to 1024, got 100000000" in capsys.readouterr().err
+
+
+def test_bad_input_never_gives_a_traceback(tmp_path, capsys, rng):
+    from hostile import png_chunk, png_header
+
+    archive = _fake_cifar(tmp_path / "cifar-10-binary.tar.gz", rng)
+    (tmp_path / "garbage.safetensors").write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    (tmp_path / "folder.safetensors").mkdir()
+    (tmp_path / "not.tar.gz").write_bytes(b"\x1f\x8b" + rng.integers(0, 256, 100, dtype=np.uint8).tobytes())
+    for cls in ("glasses", "noglasses"):
+        (tmp_path / "faces" / cls).mkdir(parents=True)
+        (tmp_path / "bombs" / cls).mkdir(parents=True)
+        (tmp_path / "faces" / cls / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        (tmp_path / "bombs" / cls / "a.png").write_bytes(png_header(9000, 9000) + png_chunk(b"IDAT", b"x") + png_chunk(b"IEND", b""))
+    train = ["train", "cifar10", "--limit", "2", "--batch-size", "2", "--out", str(tmp_path / "t")]
+    cases = [
+        (["demo", "--data", str(archive)], "--data: folder not found"),
+        (["demo", "--data", str(tmp_path / "faces")], "cannot read image"),
+        (["demo", "--data", str(tmp_path / "bombs")], "9000x9000 = 81,000,000 pixels, more than the limit"),
+        ([*train, "--data", str(tmp_path / "not.tar.gz")], "as a .tar.gz archive"),
+        ([*train, "--data", str(archive), "--resume", str(tmp_path / "garbage.safetensors")], "garbage.safetensors"),
+        ([*train, "--data", str(archive), "--resume", str(tmp_path / "folder.safetensors")], "folder.safetensors"),
+        ([*train, "--data", str(archive), "--resume", str(tmp_path / "none.safetensors")], "none.safetensors"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        assert message in _one_line_error(capsys.readouterr().err), argv
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    from neuroflow.apps import glasses
+
+    def greedy(**kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(glasses, "run_demo", greedy)
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 1
+    assert "out of memory" in _one_line_error(capsys.readouterr().err)

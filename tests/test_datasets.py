@@ -6,7 +6,10 @@ import gzip
 import hashlib
 import io
 import os
+import struct
+import sys
 import tarfile
+import tracemalloc
 import urllib.error
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import run_limited
 from neuroflow import datasets
 
 DATA = Path(os.environ.get("NEUROFLOW_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets")
@@ -205,6 +209,83 @@ def test_broken_archives(tmp_path: Path, rng: np.random.Generator) -> None:
         datasets.cifar10(archive, "valid")
 
 
+def _tar_bytes(entries: list[tuple[str, bytes]]) -> bytes:
+    """An uncompressed tar of (name, data) entries, in order, names repeated as given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("second", [f"{FOLDER}/test_batch.bin", f"{FOLDER}/./test_batch.bin", f"{FOLDER}//test_batch.bin"])
+def test_a_duplicated_member_is_refused(tmp_path: Path, second: str, rng: np.random.Generator) -> None:
+    first, other = _records(rng, 2), _records(rng, 3)
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(gzip.compress(_tar_bytes([(f"{FOLDER}/test_batch.bin", first), (second, other)])))
+    with pytest.raises(ValueError, match=r"member .*test_batch\.bin.* appears twice"):
+        datasets.cifar10(archive, "test")  # (the last copy used to win: 3 images)
+
+
+def test_a_duplicated_member_of_the_other_split_is_refused_too(tmp_path: Path, rng: np.random.Generator) -> None:
+    files = _fake_files(rng, 2)
+    entries = [(f"{FOLDER}/{k}", v) for k, v in files.items()] + [(f"{FOLDER}/data_batch_2.bin", _records(rng, 2))]
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(gzip.compress(_tar_bytes(entries)))
+    with pytest.raises(ValueError, match=r"data_batch_2\.bin' appears twice"):
+        datasets.cifar10(archive, "test")
+    archive.write_bytes(gzip.compress(_tar_bytes(entries[:-1])))  # without the copy: fine
+    assert datasets.cifar10(archive, "test")[0].shape == (2, 32, 32, 3)
+
+
+def test_a_negative_member_size_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    raw = bytearray(_tar_bytes([(f"{FOLDER}/test_batch.bin", _records(rng, 1))]))
+    raw[124:136] = b"\xff" + ((-1024) % 256**11).to_bytes(11, "big")  # size field, base-256, -1024
+    raw[148:156] = b"        "
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])  # the header checksum
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(ValueError, match="negative size"):
+        datasets.cifar10(archive, "test")
+
+
+def test_a_gzip_bomb_is_refused_not_inflated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    # The real bound is 1.2 GB; the mechanism is the same with a small one.
+    monkeypatch.setattr(datasets, "_MAX_ARCHIVE_STREAM", 1 << 20)
+    pattern = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    files = _fake_files(rng, 2)
+    entries = [(f"{FOLDER}/{k}", v) for k, v in files.items()]
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(gzip.compress(_tar_bytes(entries)))
+    assert datasets.cifar10(archive, "test")[0].shape == (2, 32, 32, 3)
+    # a huge member that is never read: refused before the reader skips (inflates) it
+    archive.write_bytes(gzip.compress(_tar_bytes([("padding.bin", pattern * 512), *entries])))
+    with pytest.raises(ValueError, match="more than 1048576 bytes uncompressed"):
+        datasets.cifar10(archive, "test")
+    # the same bulk after the end of the archive
+    archive.write_bytes(gzip.compress(_tar_bytes(entries) + pattern * 512))
+    with pytest.raises(ValueError, match="more than 1048576 bytes uncompressed"):
+        datasets.cifar10(archive, "test")
+
+
+def test_a_member_is_read_as_far_as_it_goes(tmp_path: Path, rng: np.random.Generator) -> None:
+    # A member whose header claims more than the archive holds: an error, and memory
+    # follows the bytes that are there (read in chunks), not the claim.
+    raw = _tar_bytes([(f"{FOLDER}/test_batch.bin", _records(rng, 4000))])  # 12 MB claimed, 0.3 MB there
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(gzip.compress(raw[: 512 + 100 * REC]))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="cannot read .* as a .tar.gz archive|truncated"):
+            datasets.cifar10(archive, "test")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+
+
 def test_download_is_verified_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
     src, files = _fake_archive(tmp_path, rng, 2)
     payload = src.read_bytes()
@@ -356,3 +437,45 @@ def test_mnist_corrupted_files(tmp_path: Path, rng: np.random.Generator) -> None
         datasets.mnist(tmp_path)
     with pytest.raises(ValueError, match="split"):
         datasets.mnist(tmp_path, "validation")
+
+
+def test_an_idx_header_that_lies_about_its_size_allocates_nothing(tmp_path: Path, rng: np.random.Generator) -> None:
+    labs = _idx(rng.integers(0, 10, 4, dtype=np.uint8))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(labs)
+    n = 2**31 // 784  # (n, 28, 28): 2^31 - 1,296 bytes, under the plausibility bound
+    lie = bytes([0, 0, 8, 3]) + struct.pack(">III", n, 28, 28)  # 16 bytes: the header alone
+    for name, raw in [("train-images-idx3-ubyte", lie), ("train-images-idx3-ubyte.gz", gzip.compress(lie))]:
+        for old in tmp_path.glob("train-images-*"):
+            old.unlink()
+        (tmp_path / name).write_bytes(raw)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=rf"{name}: truncated: header dimensions \({n}, 28, 28\) need {16 + n * 784}"):
+                datasets.mnist(tmp_path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, f"{name}: {peak} bytes allocated for a 16-byte file"  # was 2 GiB
+
+
+def test_an_idx_header_that_lies_fails_cleanly_under_a_memory_limit(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc are Linux's")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 1, 3]))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 2**31 // 784, 28, 28))
+    r = run_limited(f"""
+        import neuroflow.io.datasets as datasets
+        try:
+            datasets.mnist({str(tmp_path)!r})
+        except ValueError as e:
+            print("refused:", e)
+    """, limit_mb=512)
+    assert r.returncode == 0 and "refused:" in r.stdout and "truncated" in r.stdout, r.stderr[-2000:]
+
+
+def test_idx_dimensions_whose_product_overflows_64_bits(tmp_path: Path) -> None:
+    # 2^31 * 2^31 * 4 = 2^64: zero in int64 arithmetic, which the old size check let through
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 1, 3]))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 2**31, 2**31, 4))
+    with pytest.raises(ValueError, match=r"implausibly large \(18446744073709551616 bytes"):
+        datasets.mnist(tmp_path)

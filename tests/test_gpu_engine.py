@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import gpu_reference as ref
-from gpu_parity import engine_reference, engine_run, parity, random, require_gpu
+from gpu_parity import assert_close, engine_reference, engine_run, parity, random, require_gpu
 from gpu_reference import act
 
 NETS = {
@@ -62,6 +62,27 @@ NETS = {
         ref.loss("softmax_log_mult_entropy", n=2), ref.update("adamw", 0.05, beta1=0.9, beta2=0.99, eps=1e-7),
         mults={"b1.shift": (10.0, 0.0), "d0.bias": (2.0, 0.0), "d3.weight": (0.5, 2.0)}),
 }
+
+
+RULES = {"momentum": dict(mu=0.8), "nesterov": dict(mu=0.8), "adam": dict(beta1=0.9, beta2=0.999, eps=1e-8)}
+
+
+def glasses_like(rule: str, bn: bool = False) -> str:
+    """The glasses net's shapes (a one-filter conv, a 4×4 stride-2 conv, a 1×1 conv, dense:
+    thin gemms with split K, the pointwise path, a shared column buffer) with kink-free
+    activators, so that a step compared to a few 1e-5 of its size is well-posed (with ReLU
+    an input within f32 rounding of 0 legitimately flips f′); `bn` adds batch statistics
+    (the train-mode batch stays whole)."""
+    c1 = ref.conv("c1", 6, field=4, stride=2, padding=1, activator=act("linear" if bn else "tanh"))
+    layers = [ref.conv("c0", 1, padding=1, activator=act("softplus", bias=0.05)), c1]
+    layers += [ref.bn("b", activator=act("tanh"))] if bn else []
+    layers += [ref.conv("c2", 3, field=1, activator=act("gelu")), ref.dense("d3", 2, activator=act("sigmoid"))]
+    return ref.spec_json((12, 10, 3), layers, ref.loss(), ref.update(rule, **RULES[rule]))
+
+
+for _rule in RULES:
+    NETS[f"glasses_like_{_rule}"] = glasses_like(_rule)
+    NETS[f"glasses_like_bn_{_rule}"] = glasses_like(_rule, bn=True)
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +275,83 @@ def test_batch_sizes_change_between_calls(gpu, rng):
         check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(0.03,), what=f"train_step n={n}")
 
 
+# (net, chunk cap): whole batches; chunks of 3 (7 = 3 + 3 + 1, 5 = 3 + 2); batch
+# statistics, which keep train-mode batches whole (a new workspace when the batch grows)
+# while eval-mode calls split
+SIZE_VARIANTS = [("glasses_like", None), ("glasses_like", 3), ("glasses_like_bn", 3)]
+SIZES = (7, 7, 3, 7, 5)  # the first step at each new size records a new program
+
+
+def _sync(eng, other) -> None:
+    """The reference takes the GPU engine's parameters, state, optimizer state and step."""
+    other.set_params(eng.get_params())
+    other.set_state(eng.get_state())
+    other.set_optimizer_state(eng.get_optimizer_state())
+    other.set_step(eng.get_step())
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+@pytest.mark.parametrize("name,chunk", SIZE_VARIANTS, ids=str)
+def test_update_rules_across_batch_sizes(gpu, rng, reference_kind, rule, name, chunk):
+    """Each training step, as batch sizes alternate, against the reference started from
+    the GPU's own parameters, optimizer state, running statistics and step: the loss, the
+    step made (to 3e-5 of the largest, plus the f32 rounding of the weights it is added
+    to), the optimizer slots and the running statistics. (Over 24 seeds the worst f32
+    error was under a third of each bound.)"""
+    name = f"{name}_{rule}"
+    eng, other = make(name, reference_kind, rng, chunk)
+    for i, n in enumerate(SIZES):
+        x, t = batch(name, n, rng)
+        _sync(eng, other)
+        before, step, lr = eng.get_params(), eng.get_step(), [0.05, 0.02, 0.04][i % 3]
+        eng._poison(n)
+        loss = eng.train_step(x, t, lr)
+        want = other.train_step(x, t, lr)
+        what = f"step {i} (n={n})"
+        assert abs(loss - want) <= 2e-6 * abs(want), f"{what}: loss {loss} vs {want}"
+        assert eng.get_step() == step + 1
+        for (pname, _), w0, w1, r1 in zip(eng.param_info(), before, eng.get_params(), other.get_params()):
+            moved = r1.astype(np.float64) - w0
+            err = np.abs(w1.astype(np.float64) - r1)
+            allowed = 3e-5 * np.abs(moved).max() + np.spacing(np.abs(r1).astype(np.float32))
+            worst = np.unravel_index(np.argmax(err - allowed), err.shape)
+            assert (err <= allowed).all(), (f"{what}: {pname} moved by {w1[worst] - w0[worst]} at {worst}, "
+                                            f"the reference by {moved[worst]} (largest step {np.abs(moved).max():.3g})")
+        for j, (g, r) in enumerate(zip(eng.get_optimizer_state(), other.get_optimizer_state())):
+            assert_close(g, r, f"{what}: optimizer state [{j}]", 2e-6)
+        for j, (g, r) in enumerate(zip(eng.get_state(), other.get_state())):
+            assert_close(g, r, f"{what}: state [{j}]", 2e-6)
+
+
+@pytest.mark.parametrize("name,chunk", SIZE_VARIANTS, ids=str)
+def test_calls_across_batch_sizes(gpu, rng, reference_kind, name, chunk):
+    """Every call that records a program per batch size, at alternating sizes (each call's
+    buffers poisoned first), between training steps: every layer's output in both modes,
+    predict, the loss in both modes, the gradients; finite differences once at a new size."""
+    name = f"{name}_momentum"
+    eng, other = make(name, reference_kind, rng, chunk)
+    for i, n in enumerate(SIZES):
+        x, t = batch(name, n, rng)
+        inputs = {"x": x, "t": t}
+        _sync(eng, other)
+        for mode in ("eval", "train"):
+            for uid in _uids(name):
+                check(eng, other, "forward", inputs, "x", extra=(uid, mode), what=f"n={n}: forward({uid}, {mode})",
+                      rtol=2e-5)
+            check(eng, other, "loss", inputs, "x", "t", extra=(mode,), what=f"n={n}: loss({mode})", rtol=1e-6)
+        check(eng, other, "predict", inputs, "x", what=f"n={n}: predict", rtol=1e-5)
+        check(eng, other, "gradients", inputs, "x", "t", what=f"n={n}: gradients", rtol=3e-5)
+        if i == 2:  # the first batch of 3 after batches of 7
+            delta = 1e-2
+            got = eng.fd_gradients(x, t, delta)
+            want = other.fd_gradients(x, t, delta)
+            loss = abs(other.loss(x, t, "train"))
+            for j, (g, r) in enumerate(zip(got, want)):
+                allowed = 32 * np.finfo(np.float32).eps * max(loss, 1.0) / delta + 1e-3 * np.abs(r).max()
+                assert np.abs(g - r).max() <= allowed, f"n={n}: fd_gradients [{j}]"
+        eng.train_step(x, t, 0.05)
+
+
 def test_uint8_input_is_scaled(gpu, rng, reference_kind):
     eng, other = make("glasses", reference_kind, rng)
     x, t = batch("glasses", 3, rng, uint8=True)
@@ -267,10 +365,21 @@ def test_finite_difference_gradients(gpu, rng, name, chunk):
     masks, batch statistics, no state change) agree with the reference's and with backprop;
     a training step on them moves the running statistics like any step."""
     eng, other = make(name, "reference", rng, chunk)
-    x, t = batch(name, 3, rng)
+    delta = 1e-2
+    # Through batch statistics over 3 samples the loss can curve too fast for δ (a channel
+    # whose values nearly coincide): then even exact differences part from backprop by tens
+    # of percent (flat, about one batch in twenty; seed 3027826916: 32%), which says nothing
+    # of the GPU. Such a batch is drawn again: the reference's own differences must be
+    # within 3% of its backprop.
+    for _ in range(10):
+        x, t = batch(name, 3, rng)
+        exact = zip(other.fd_gradients(x, t, delta), other.gradients(x, t))
+        if all(np.abs(f - b).max() <= 0.03 * np.abs(b).max() for f, b in exact):
+            break
+    else:
+        pytest.fail("no batch in 10 where the differences approximate backprop")
     state, step = eng.get_state(), eng.get_step()
     # The same differences in float64: they differ by f32 rounding, about ε·|L|/δ per value.
-    delta = 1e-2
     got = engine_run(eng, "fd_gradients", "x", "t", extra=(delta,))({"x": x, "t": t})
     want = engine_reference(other, "fd_gradients", "x", "t", extra=(delta,))({"x": x, "t": t})
     loss = abs(other.loss(x, t, "train"))

@@ -5,6 +5,7 @@ a residual block, GELU, label smoothing, Adam)."""
 import numpy as np
 
 from gpu_parity import assert_close, require_gpu
+from gpu_reference import kink_margins
 from neuroflow import (
     GELU,
     Adam,
@@ -91,11 +92,36 @@ def test_gpu_network_matches_cpu(rng):
     _compare(gpu, cpu, x, y, [0, 1, 2, 3, 4])
 
 
+KINK_MARGIN = 1e-6  # the least |ReLU input| / its layer's largest a well-posed comparison needs
+
+
+def _kink_margin(make_layout, settings, weights, x, y) -> float:
+    """The smallest ReLU input (relative, see gpu_reference.kink_margins) the f64 reference
+    meets on the path _compare takes: the calls on the whole set, then the same training
+    run (same seed, so the same batches)."""
+    probe = Network(make_layout(), Settings(**settings, dtype=np.float64), backend="reference",
+                    weights=[w.astype(np.float64) for w in weights])
+    with kink_margins() as margins:
+        probe.gradients(x, y)
+        probe.train(x, y)
+    return min(margins, default=1.0)
+
+
 def test_gpu_glasses_network_matches_cpu(rng):
     require_gpu()
     settings = dict(learning_rate=2e-3, update_rule=Momentum(0.8), batch_size=7, iterations=6, seed=4, verbose=False)
-    gpu, cpu = _pair(glasses_layout, settings, rng)
-    x, y = rng.uniform(0.05, 1, (17, 22, 18, 3)).astype(np.float32), rng.integers(0, 2, 17)
+    # ReLUs all the way: where a ReLU's input comes within f32 rounding of 0, both engines
+    # are right and may still take other sides of the kink (f′ 0 or 1), and from there their
+    # gradients part by percents (seed 3148161708: an input of −2e-8 in f64, +4e-9 on the
+    # GPU, at the third step, gave 5e-2 on the conv gradients, 7e-2 on the momenta after
+    # training). Such a draw compares nothing, so it is drawn again (about one in six is).
+    for _ in range(10):
+        gpu, cpu = _pair(glasses_layout, settings, rng)
+        x, y = rng.uniform(0.05, 1, (17, 22, 18, 3)).astype(np.float32), rng.integers(0, 2, 17)
+        margin = _kink_margin(glasses_layout, settings, cpu.weights, x, y)
+        if margin >= KINK_MARGIN:
+            break
+    assert margin >= KINK_MARGIN, f"no draw in 10 kept its ReLU inputs {KINK_MARGIN} clear of 0"
     _compare(gpu, cpu, x, y, [0, 1, 2])
 
 

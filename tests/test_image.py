@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from neuroflow import image
+from hostile import png_chunk, png_header, run_limited, striped_png
+from neuroflow import datasets, image
 
 DATA = Path(os.environ.get("NEUROFLOW_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets")
 BOB = DATA / "avatars" / "bob.png"
@@ -258,3 +261,190 @@ def test_contact_sheet_labels_scaling_and_arrays(rng: np.random.Generator) -> No
         image.contact_sheet(focus, columns=0)
     with pytest.raises(TypeError, match=r"images\[1\]"):
         image.contact_sheet([focus[0], "x"])  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------- decoding within a budget
+
+
+def _exact(src: Path | Image.Image, size: tuple[int, int] | None, bg=(255, 255, 255)) -> np.ndarray:
+    """The reference: decode at full size, turn upright, float64, composite, Lanczos in float."""
+    img = src if isinstance(src, Image.Image) else ImageOps.exif_transpose(Image.open(src))
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+    a = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.float64) / 255.0
+    if has_alpha:
+        a = a[:, :, :3] * a[:, :, 3:] + np.asarray(bg) / 255.0 * (1 - a[:, :, 3:])
+    if size is not None:
+        planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, c], dtype=np.float32), "F")
+                             .resize(size, Image.LANCZOS)) for c in range(3)]
+        a = np.clip(np.stack(planes, axis=2), 0, 1)
+    return a.transpose(1, 0, 2)
+
+
+def _photo(rng: np.random.Generator, w: int, h: int, alpha: bool = False) -> Image.Image:
+    """A smooth picture with some grain (and a wavy alpha), as a stand-in for a photograph."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / w * 255, yy / h * 255, (np.sin(xx / 37.0 + yy / 53.0) + 1) * 127], -1)
+    rgb = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    if not alpha:
+        return Image.fromarray(rgb, "RGB")
+    a = np.clip((np.sin(xx / 90.0) + 1) * 127 + rng.normal(0, 8, (h, w)), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.dstack([rgb, a]), "RGBA")
+
+
+def test_a_huge_png_is_shrunk_in_integers_under_a_memory_limit(tmp_path: Path, rng: np.random.Generator) -> None:
+    # A 6000 x 6000 PNG of ~100 KB: decoded to float64 at full size it took 1.2 GB; now the
+    # 8-bit decode (144 MB) is the peak. The old path dies with MemoryError under this limit.
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc are Linux's")
+    colours = rng.integers(0, 256, (8, 3))
+    (tmp_path / "c").mkdir()
+    striped_png(tmp_path / "c" / "huge.png", 6000, 6000, colours)
+    assert (tmp_path / "c" / "huge.png").stat().st_size < 300_000
+    r = run_limited(f"""
+        import resource
+        import numpy as np
+        import neuroflow.io.datasets as datasets
+        images, labels, names = datasets.image_folder({str(tmp_path)!r}, size=(8, 8))
+        np.save({str(tmp_path / "out.npy")!r}, images)
+        print("peak MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """, limit_mb=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "out.npy")
+    # the same picture at a tenth of the size, through the exact float path
+    striped_png(tmp_path / "small.png", 600, 600, colours)
+    expect = _exact(tmp_path / "small.png", (8, 8))
+    assert got.shape == (1, 8, 8, 3)
+    np.testing.assert_allclose(got[0], expect, atol=3 / 255)
+
+
+def test_shrinking_first_changes_little(tmp_path: Path, rng: np.random.Generator) -> None:
+    photo, clear = _photo(rng, 1500, 1100), _photo(rng, 1400, 1000, alpha=True)
+    photo.save(tmp_path / "p.png")
+    photo.save(tmp_path / "p.jpg", quality=95)
+    clear.save(tmp_path / "c.png")
+    for name, size, bg in [("p.png", (40, 30), (255, 255, 255)), ("p.png", (7, 13), (0, 0, 0)),
+                           ("p.jpg", (64, 48), (0, 0, 0)), ("c.png", (50, 20), (255, 0, 128)),
+                           ("c.png", (9, 9), (0, 0, 0))]:
+        ours = image.load_tensor_rgb(tmp_path / name, size=size, background=bg, dtype=np.float64)
+        ref = _exact(tmp_path / name, size, bg)
+        assert ours.shape == (*size, 3)
+        diff = np.abs(ours - ref)
+        assert diff.max() < 6 / 255 and diff.mean() < 1 / 255, (name, size, diff.max() * 255, diff.mean() * 255)
+    # the same for images passed in memory, in every mode the reduction handles
+    src = _photo(rng, 600, 400, alpha=True)
+    for mode in ["RGB", "RGBA", "L", "LA", "P", "PA", "1", "CMYK", "I;16", "I", "F", "La", "RGBa"]:
+        if mode in ("I;16", "I"):  # 16-bit grey
+            img = Image.fromarray(np.asarray(src.convert("L"), dtype=np.uint16) * 257)
+            img = img if mode == "I;16" else img.convert("I")
+        else:
+            img = src.convert("L").convert("F") if mode == "F" else src.convert(mode)
+        assert img.mode == mode
+        full = image.load_tensor_rgb(img, dtype=np.float64)  # no size: no reduction
+        small = image.load_tensor_rgb(img, size=(20, 10), dtype=np.float64)
+        planes = [np.asarray(Image.fromarray(np.ascontiguousarray(full[:, :, c].T, dtype=np.float32), "F")
+                             .resize((20, 10), Image.LANCZOS)) for c in range(3)]
+        ref = np.clip(np.stack(planes, axis=2).transpose(1, 0, 2), 0, 1)
+        tol = 0.12 if mode == "1" else 6 / 255  # a 1-bit image is all edges
+        assert np.abs(small - ref).max() < tol, (mode, np.abs(small - ref).max() * 255)
+
+
+def test_the_reduction_in_strips_is_the_reduction(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    img = _photo(rng, 700, 523, alpha=True)
+    whole = image.load_tensor_rgb(img, size=(11, 9))
+    monkeypatch.setattr(image, "_STRIP_PIXELS", 3000)  # strips of a few rows of blocks
+    np.testing.assert_array_equal(image.load_tensor_rgb(img, size=(11, 9)), whole)
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import JpegImagePlugin
+
+    _photo(rng, 2400, 1600).save(tmp_path / "big.jpg", quality=92)
+    drafts = []
+    real = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        out = real(self, mode, size)
+        drafts.append((size, self.size))
+        return out
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    ours = image.load_tensor_rgb(tmp_path / "big.jpg", size=(48, 32), dtype=np.float64)
+    assert drafts and drafts[0][1][0] <= 2400 // 4, drafts  # decoded at 1/4 scale or less
+    ref = _exact(tmp_path / "big.jpg", (48, 32))
+    assert np.abs(ours - ref).max() < 6 / 255
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_exif_orientation_with_and_without_shrinking(tmp_path: Path, rng: np.random.Generator, orientation: int, fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o.{fmt}"
+    _photo(rng, 900, 600).save(path, exif=exif, **({"quality": 95} if fmt == "jpg" else {}))
+    with Image.open(path) as check:
+        assert check.getexif().get(0x0112) == orientation
+    upright = _exact(path, None)
+    ours = image.load_tensor_rgb(path, dtype=np.float64)
+    assert ours.shape == upright.shape == ((600, 900, 3) if orientation >= 5 else (900, 600, 3))
+    np.testing.assert_array_equal(ours, upright)
+    size = (25, 40) if orientation >= 5 else (40, 25)
+    small = image.load_tensor_rgb(path, size=size, dtype=np.float64)
+    assert small.shape == (*size, 3)
+    assert np.abs(small - _exact(path, size)).max() < 6 / 255
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Headers alone (and a few bytes of pixel data): decoding would fail with "truncated",
+    # so the error below shows that nothing was decoded.
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(9000, 9000) + png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + png_chunk(b"IEND", b""))
+    with pytest.raises(image.ImageTooLargeError) as e:
+        image.load_tensor_rgb(bomb, size=(8, 8))
+    msg = str(e.value)
+    for part in [str(bomb), "9000x9000", "81,000,000 pixels", "limit of 67,108,864", "max_pixels=",
+                 "NEUROFLOW_MAX_IMAGE_PIXELS"]:
+        assert part in msg, (part, msg)
+    assert isinstance(e.value, ValueError)
+    huge = tmp_path / "huge.png"  # past Pillow's own limit too
+    huge.write_bytes(png_header(100_000, 100_000) + png_chunk(b"IEND", b""))
+    with pytest.raises(image.ImageTooLargeError, match=r"huge\.png refused by Pillow .*10000000000 pixels.*MAX_IMAGE_PIXELS"):
+        image.load_tensor_gray(huge, max_pixels=10**11)
+    # the limit can be raised (then the decoder speaks), per call or by the environment
+    with pytest.raises(ValueError, match="cannot read image .*bomb.png") as e2:
+        image.load_tensor_rgb(bomb, size=(8, 8), max_pixels=81_000_000)
+    assert not isinstance(e2.value, image.ImageTooLargeError)
+    monkeypatch.setenv("NEUROFLOW_MAX_IMAGE_PIXELS", "81_000_000")
+    with pytest.raises(ValueError, match="cannot read image"):
+        image.load_tensor_rgb(bomb, size=(8, 8))
+
+
+def test_the_pixel_limit_and_its_settings(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c").mkdir()
+    path = tmp_path / "c" / "a.png"
+    _photo(rng, 64, 50).save(path)
+    assert image.load_tensor_rgb(path, max_pixels=3200).shape == (64, 50, 3)  # exactly at the limit
+    with pytest.raises(image.ImageTooLargeError, match=r"64x50 = 3,200 pixels, more than the limit of 3,199"):
+        image.load_tensor_rgb(path, max_pixels=3199)
+    with pytest.raises(image.ImageTooLargeError, match=r"a\.png is 64x50"):
+        datasets.image_folder(tmp_path, size=(8, 8), max_pixels=1000)
+    monkeypatch.setenv("NEUROFLOW_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(image.ImageTooLargeError, match="limit of 1,000"):
+        image.load_tensor_gray(path)
+    assert image.load_tensor_gray(path, max_pixels=5000).shape == (64, 50, 1)  # the argument wins
+    monkeypatch.setenv("NEUROFLOW_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match=r"\$NEUROFLOW_MAX_IMAGE_PIXELS must be a positive whole number"):
+        image.load_tensor_rgb(path)
+    monkeypatch.delenv("NEUROFLOW_MAX_IMAGE_PIXELS")
+    for bad in (0, -5, 2.5, True, "many"):
+        with pytest.raises(ValueError, match="max_pixels"):
+            image.load_tensor_rgb(path, max_pixels=bad)  # type: ignore[arg-type]
+
+
+def test_image_folder_reads_png_and_jpeg_only(tmp_path: Path, rng: np.random.Generator) -> None:
+    (tmp_path / "c").mkdir()
+    _photo(rng, 12, 10).save(tmp_path / "c" / "a.png")
+    _photo(rng, 12, 10).save(tmp_path / "c" / "b.png", format="BMP")  # a BMP in disguise
+    with pytest.raises(ValueError, match=r"cannot read image .*b\.png"):
+        datasets.image_folder(tmp_path)
+    (tmp_path / "c" / "b.png").unlink()
+    assert datasets.image_folder(tmp_path)[0].shape == (1, 12, 10, 3)

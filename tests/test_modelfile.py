@@ -196,12 +196,12 @@ def test_versions_and_mismatched_tensors_are_refused(tmp_path):
 def test_hostile_metadata_gets_a_clear_error(tmp_path):
     path = small().save(tmp_path / "m.safetensors")
     deep = "[" * 100_000 + "]" * 100_000
-    with pytest.raises(ModelFileError, match="metadata 'training' is nested 100000 levels deep"):
+    with pytest.raises(ModelFileError, match="metadata 'training': arrays and objects nested more than 64 deep"):
         nf.load(rewrite(path, tmp_path / "d.safetensors", meta={"training": deep}, sign=True))
     training = json.loads(_meta(path)["training"])
     big = json.dumps(training).replace('"iteration": 0', '"iteration": ' + "9" * 5000)
     assert big != json.dumps(training)
-    with pytest.raises(ModelFileError, match="metadata 'training' is not valid JSON .a number of 5000 digits"):
+    with pytest.raises(ModelFileError, match="metadata 'training': a number of 5,?000 characters"):
         nf.load(rewrite(path, tmp_path / "n.safetensors", meta={"training": big}, sign=True))
     training["step"] = -3
     with pytest.raises(ModelFileError, match="training: step: expected an int ≥ 0, got -3"):
@@ -227,9 +227,9 @@ def test_nothing_in_a_file_is_executed(tmp_path):
     path = small().save(tmp_path / "m.safetensors")
     target = tmp_path / "pwned"
     payload = pickle.dumps(_Trap(target), protocol=0).decode("latin-1")
-    with pytest.raises(ModelFileError, match="metadata 'spec' is not valid JSON"):
+    with pytest.raises(ModelFileError, match="metadata 'spec': not valid JSON"):
         nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"spec": payload}, sign=True))
-    with pytest.raises(ModelFileError, match="metadata 'settings' is not valid JSON"):
+    with pytest.raises(ModelFileError, match="metadata 'settings': not valid JSON"):
         nf.load(rewrite(path, tmp_path / "p.safetensors", meta={"settings": payload}, sign=True))
     # names that would be code elsewhere are just unknown names here
     spec = json.loads(_meta(path)["spec"])

@@ -23,6 +23,7 @@ import sys
 from . import _core
 from .io.checkpoint import checkpoint_to
 from .nn import schedules
+from .nn.augment import Augment
 from .nn.activators import GELU, Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
 from .nn.breeders import WeightBreeder
 from .nn.layers import AvgPool, BatchNorm, Convolution, Dense, Dropout, GlobalAvgPool, Layer, MaxPool, Residual
@@ -100,7 +101,7 @@ def num_threads() -> int:
 
 
 __all__ = [
-    "AbsCubicError", "Activator", "Adam", "AdamW", "AvgPool", "BatchNorm", "Convolution", "Dense", "Dropout",
+    "AbsCubicError", "Activator", "Adam", "AdamW", "Augment", "AvgPool", "BatchNorm", "Convolution", "Dense", "Dropout",
     "Evaluation", "FiniteDifferences", "GELU", "GlobalAvgPool", "Layer", "LeakyReLU", "Linear", "Loss", "LossFuncOutput",
     "MaxPool", "Momentum", "Nesterov", "Network", "ReLU", "Residual", "Settings", "Sigmoid", "SoftPlus",
     "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh", "TrainingRun", "UpdateRule",

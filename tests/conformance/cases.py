@@ -180,6 +180,7 @@ class Case:
     mults: dict = field(default_factory=dict)  # full param name -> (lr_mult, wd_mult), set on its layer
     fixed: dict = field(default_factory=dict)  # full param name -> constant value (ties)
     smooth: bool = True  # differentiable at the case's data: finite differences apply
+    input_norm: Optional[dict] = None  # {"mean": [...], "std": [...]} per input channel
 
     def spec(self, dtype: str = "f64") -> dict:
         """The unresolved spec, with the multipliers as the layers' lr_mult/wd_mult maps."""
@@ -190,8 +191,11 @@ class Case:
                 if layer == full:
                     d.setdefault("lr_mult", {})[param] = lr
                     d.setdefault("wd_mult", {})[param] = wd
-        return {"version": 2, "dtype": dtype, "input": list(self.input), "layers": layers,
+        spec = {"version": 2, "dtype": dtype, "input": list(self.input), "layers": layers,
                 "loss": dict(self.loss), "update": dict(self.update), "reduction": self.reduction, "seed": self.seed}
+        if self.input_norm is not None:
+            spec["input_norm"] = copy.deepcopy(self.input_norm)
+        return spec
 
     def kinds(self) -> set:
         return {d["kind"] for _, d in leaves(self.layers)}
@@ -216,6 +220,10 @@ def _cases() -> list[Case]:
     c.append(Case("conv_rect", (5, 6, 2), [conv("c0", 4, field=(3, 2), stride=(1, 2), padding=(0, 1), bias=True,
                                                  activator=A("leaky_relu", 0.1, 0.05)), dense("d1", 3)],
                   loss=loss("abs_cubic_error"), update=update("nesterov", mu=0.8)))
+    c.append(Case("input_norm_uint8", (5, 4, 3), [conv("c0", 3, padding=1, bias=True, activator=A("tanh")), dense("d1", 3)],
+                  uint8=True, input_norm={"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}))
+    c.append(Case("input_norm_float", (6,), [dense("d0", 4, bias=True, activator=A("softplus")), dense("d1", 3)],
+                  input_norm={"mean": [0.1, -0.2, 0.3, 0.0, 0.5, -0.5], "std": [2.0, 0.5, 1.0, 3.0, 0.25, 1.5]}))
     c.append(Case("conv_1x1", (4, 3, 5), [conv("c0", 6, field=1, bias=True, activator=A("softplus")),
                                           conv("c1", 2, field=2, activator=A("tanh", bias=-0.1)), dense("d2", 3)], n=2))
     c.append(Case("conv_uint8", (7, 5, 3), [conv("c0", 4, stride=2, padding=1, bias=True, activator=A("relu", bias=0.05)),

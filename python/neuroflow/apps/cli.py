@@ -5,14 +5,19 @@
     neuroflow info
     neuroflow --version
 
-Exit codes: 0 done, 1 the work could not be done (missing data, no GPU, a bad file; the
-message says why), 2 bad arguments, 130 interrupted.
+Exit codes: 0 done, 1 the work could not be done (missing data, no GPU, a bad file, a full
+disk, too little memory; a one-line message says why), 2 bad arguments, 130 interrupted,
+141 the reader of the output went away (``neuroflow info | head -1``: no message, as a
+program killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -34,6 +39,16 @@ def _int_at_least(minimum: int, what: str):
 
 _positive = _int_at_least(1, "a positive whole number")
 _non_negative = _int_at_least(0, "a whole number ≥ 0")
+# The CPU engine starts all its threads at once (some ms each): a typo such as 100000000
+# would look like a hang, so --threads is bounded.
+MAX_THREADS = 1024
+
+
+def _threads(text: str) -> int:
+    v = _positive(text)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_THREADS}, got {v}")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", metavar="DIR", default="neuroflow-cifar10", help="where to write the results (default: %(default)s)")
     c.add_argument("--limit", type=_positive, metavar="N", help="use only the first N training and test images (a quick run)")
     c.add_argument("--batch-size", type=_positive, metavar="N", help="samples per weight update (default: the preset's)")
-    c.add_argument("--threads", type=_positive, metavar="N", help="CPU threads (default: all cores)")
+    c.add_argument("--threads", type=_threads, metavar="N", help=f"CPU threads, at most {MAX_THREADS} (default: all cores)")
     c.add_argument("--seed", type=_non_negative, default=0, metavar="S", help="init and shuffle seed (default: %(default)s)")
     c.add_argument("--resume", metavar="FILE", help="continue the run saved in this checkpoint")
 
@@ -103,11 +118,62 @@ def _info() -> int:
     return 0
 
 
+def _check_out(out: str) -> None:
+    """--out must be a folder, or a path where one can be made: say so before any work."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(f"--out: {out} is a file, not a folder; give a folder for the results (it is created if missing)")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"--out: {out}: {parent} is a file, not a folder")
+            break
+
+
+def _describe(e: BaseException) -> str:
+    """One line for an error the user can act on."""
+    if isinstance(e, MemoryError):
+        return f"out of memory{': ' + str(e) if str(e) else ''} (try fewer images, a smaller --batch-size or --limit)"
+    if isinstance(e, OSError) and e.strerror:  # from the OS: "<file>: <reason>", as coreutils say it
+        where = f"{e.filename}: " if e.filename else ""
+        hint = {
+            errno.ENOSPC: " (free some space, or write elsewhere with --out)",
+            getattr(errno, "EDQUOT", -1): " (free some space, or write elsewhere with --out)",
+            errno.EFBIG: " (a file size limit: see ulimit -f)",
+        }.get(e.errno or 0, "")
+        return f"{where}{e.strerror}{hint}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout closed the pipe: stop quietly, as a program killed by SIGPIPE.
+
+    Python's recipe (docs: "Note on SIGPIPE"): point stdout at /dev/null so that the flush
+    at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "info":
             return _info()
+        _check_out(args.out)
         if args.command == "demo":
             from .glasses import run_demo
 
@@ -121,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("neuroflow: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, RuntimeError) as e:
-        # Missing data, no GPU, unreadable files: a message, not a traceback.
-        print(f"neuroflow: error: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
+        # Missing data, no GPU, unreadable files, a full disk: a message, not a traceback.
+        print(f"neuroflow: error: {_describe(e)}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import tarfile
 import urllib.error
@@ -19,12 +20,12 @@ import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
 from .atomic import atomic_write
-from .image import load_tensor_gray, load_tensor_rgb
+from .image import _check_background, _check_size, _load, _max_pixels
 
 __all__ = ["cifar10", "image_folder", "mnist", "CIFAR10_CLASSES", "default_data_root"]
 
@@ -63,6 +64,10 @@ _TEST_FILES = ["test_batch.bin"]
 _META = "batches.meta.txt"
 _MAX_RECORD_FILE = 60_000 * _RECORD  # refuse absurd member sizes before reading them
 _MAX_META = 64 * 1024
+# The whole uncompressed archive: six record files at their limit and some room for the rest
+# (the real one is 185 MB); beyond it the archive is refused instead of inflated further.
+_MAX_ARCHIVE_STREAM = 6 * _MAX_RECORD_FILE + (64 << 20)
+_CHUNK = 1 << 20
 
 
 def _open_url(url: str, timeout: float = 60.0) -> BinaryIO:
@@ -132,36 +137,72 @@ def _safe_member_name(name: str, archive: Path) -> str:
     return "/".join(p for p in parts if p != ".")
 
 
+def _read_exactly(f: IO[bytes], size: int, what: str) -> bytes:
+    """Read ``size`` bytes in chunks, so that memory follows the data actually there rather
+    than a size some header claims; raises ValueError if the stream ends first."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = f.read(min(left, _CHUNK))
+        if not chunk:
+            raise ValueError(f"{what} is truncated: {size - left} of its {size} bytes present")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def _read_cifar_archive(archive: Path, wanted: Sequence[str]) -> dict[str, bytes]:
-    """Read the wanted files of cifar-10-batches-bin/ from the .tar.gz in one sequential pass."""
+    """Read the wanted files of cifar-10-batches-bin/ from the .tar.gz in one sequential pass.
+
+    Every expected member may appear once (a second copy is refused, whether or not this
+    split reads it), and none may be larger than a CIFAR-10 file can be; the uncompressed
+    stream as a whole is bounded too, so a gzip bomb is refused rather than inflated.
+    """
     expected = {f"{CIFAR10_FOLDER}/{n}" for n in (*_TRAIN_FILES, *_TEST_FILES, _META)}
     wanted_set = {f"{CIFAR10_FOLDER}/{n}" for n in wanted}
+    seen: dict[str, str] = {}  # normalised name -> the member name it first appeared as
     found: dict[str, bytes] = {}
+    too_big = (
+        f"{archive}: more than {_MAX_ARCHIVE_STREAM} bytes uncompressed, far more than CIFAR-10 holds "
+        "(a corrupted or hostile archive)"
+    )
     try:
         # "r:gz" (gzip.GzipFile) rather than the stream mode "r|gz": it reports a gzip
         # stream cut between two members, which the stream mode takes for the end.
         with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
+                if member.size < 0:
+                    raise ValueError(f"{archive}: member {member.name!r} has a negative size ({member.size})")
+                if member.offset_data + member.size > _MAX_ARCHIVE_STREAM:
+                    raise ValueError(too_big)
                 name = _safe_member_name(member.name, archive)
                 if name not in expected:
                     continue  # e.g. the folder entry itself or readme.html: ignored, never read
+                if name in seen:
+                    first = seen[name]
+                    also = "" if first == member.name else f" (first as {first!r})"
+                    raise ValueError(
+                        f"{archive}: member {member.name!r} appears twice{also}; refusing an archive "
+                        "whose copies could differ"
+                    )
+                seen[name] = member.name
                 if not member.isfile():
                     raise ValueError(f"{archive}: member {member.name!r} is not a regular file")
-                if name in found:
-                    raise ValueError(f"{archive}: member {member.name!r} appears twice")
                 limit = _MAX_META if name.endswith(_META) else _MAX_RECORD_FILE
                 if member.size > limit:
                     raise ValueError(f"{archive}: member {member.name!r} is {member.size} bytes, more than {limit}")
                 if name not in wanted_set:
                     continue
                 f = tar.extractfile(member)
-                data = f.read() if f is not None else b""
-                if len(data) != member.size:
-                    raise ValueError(f"{archive}: member {member.name!r} is truncated")
-                found[name.rsplit("/", 1)[1]] = data
+                if f is None:
+                    raise ValueError(f"{archive}: member {member.name!r} cannot be read")
+                found[name.rsplit("/", 1)[1]] = _read_exactly(f, member.size, f"{archive}: member {member.name!r}")
             # Read to the end of the gzip stream, so that its CRC and length are checked.
-            while tar.fileobj.read(1 << 16):
-                pass
+            total = tar.offset
+            while chunk := tar.fileobj.read(_CHUNK):
+                total += len(chunk)
+                if total > _MAX_ARCHIVE_STREAM:
+                    raise ValueError(too_big)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ValueError(f"cannot read {archive} as a .tar.gz archive: {exc}") from exc
     return found
@@ -256,6 +297,7 @@ def image_folder(
     size: tuple[int, int] | None = None,
     gray: bool = False,
     background: Sequence[float] = (255, 255, 255),
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images in one sub-folder per class, as ``(images, labels, class_names)``.
 
@@ -264,6 +306,11 @@ def image_folder(
     ``images``: ``(N, X, Y, C)`` float32 in [0, 1], C = 1 if ``gray`` else 3, alpha
     composited onto ``background``; ``size=(X, Y)`` resizes every image, otherwise all
     images must have the same size. ``labels``: ``(N,)`` int64 indices into class_names.
+
+    Files are read as PNG or JPEG only, whatever else Pillow could read; each is shrunk
+    towards ``size`` before it becomes floats, and one that declares more than
+    ``max_pixels`` pixels is refused before it is decoded (see
+    :func:`neuroflow.image.load_tensor_rgb`).
     """
     base = _as_path(root)
     if not base.exists():
@@ -273,7 +320,9 @@ def image_folder(
     classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{base} holds no class sub-folders (expected e.g. {base}/glasses/, {base}/noglasses/)")
-    load = load_tensor_gray if gray else load_tensor_rgb
+    _check_background(background)
+    _check_size(size)
+    _max_pixels(max_pixels)  # bad options fail before any file is read
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     first: Path | None = None
@@ -285,7 +334,8 @@ def image_folder(
         if not files:
             raise ValueError(f"class folder {base / cls} holds no PNG/JPEG images")
         for f in files:
-            a = load(f, background=background, size=size)
+            a = _load(f, gray=gray, background=background, size=size, dtype=np.float32, max_pixels=max_pixels,
+                      formats=("PNG", "JPEG"))
             if first is None:
                 first = f
             elif a.shape != arrays[0].shape:
@@ -301,6 +351,7 @@ def image_folder(
 # ---------------------------------------------------------------- MNIST idx files
 
 _IDX_UBYTE = 0x08
+_MAX_IDX_BYTES = 1 << 31  # MNIST's largest file holds 47 MB
 
 
 def _find_idx(base: Path, stem: str, kind: str) -> Path:
@@ -313,8 +364,15 @@ def _find_idx(base: Path, stem: str, kind: str) -> Path:
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Read an unsigned-byte idx file with ``ndim`` dimensions, checking header and length."""
-    opener = gzip.open if path.name.endswith(".gz") else open
+    """Read an unsigned-byte idx file with ``ndim`` dimensions, checking header and length.
+
+    The size the header declares is checked before any of the data is read: against the
+    file's size for a plain file; a gzipped one is read in chunks, so memory follows the
+    data that is really there, never the header's claim.
+    """
+    gz = path.name.endswith(".gz")
+    opener = gzip.open if gz else open
+    header_size = 4 + 4 * ndim
     try:
         with opener(path, "rb") as f:
             magic = f.read(4)
@@ -324,22 +382,38 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
             header = f.read(4 * ndim)
             if len(header) < 4 * ndim:
                 raise ValueError(f"{path}: truncated idx header")
-            dims = tuple(int(d) for d in np.frombuffer(header, dtype=">u4"))
+            dims = tuple(int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(ndim))
             if any(d == 0 for d in dims[1:]):
                 raise ValueError(f"{path}: idx dimensions {dims} contain a zero")
-            count = int(np.prod(dims, dtype=np.int64))
-            if count > 1 << 31:
-                raise ValueError(f"{path}: idx dimensions {dims} are implausibly large")
-            data = f.read(count)
-            extra = f.read(1)
+            count = math.prod(dims)  # Python ints: no wrap-around, whatever the header says
+            if count > _MAX_IDX_BYTES:
+                raise ValueError(
+                    f"{path}: idx dimensions {dims} are implausibly large ({count} bytes of data, "
+                    f"more than {_MAX_IDX_BYTES})"
+                )
+            if gz:
+                chunks = []
+                got = 0
+                while got <= count:  # read at most one byte past the declared end
+                    chunk = f.read(min(count + 1 - got, _CHUNK))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    got += len(chunk)
+                data = b"".join(chunks)
+                size = header_size + len(data)
+            else:
+                size = os.fstat(f.fileno()).st_size
+                data = f.read(count) if size == header_size + count else b""
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"cannot read idx file {path}: {exc}") from exc
-    if len(data) != count or extra:
-        size = 4 + 4 * ndim + len(data) + (1 if extra else 0)
-        what = "truncated" if len(data) != count else "longer than its header says"
+    if size != header_size + count or len(data) != count:
+        short = size < header_size + count or (size == header_size + count and len(data) < count)
+        what = "truncated" if short else "longer than its header says"
+        holds = f"more than {header_size + count}" if gz and size > header_size + count else str(size)
         raise ValueError(
-            f"{path}: {what}: header dimensions {dims} need {4 + 4 * ndim + count} bytes of data, "
-            f"file holds {'more than ' if extra else ''}{size}"
+            f"{path}: {what}: header dimensions {dims} need {header_size + count} bytes of data, "
+            f"file holds {holds}"
         )
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 

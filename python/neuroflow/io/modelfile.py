@@ -39,6 +39,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
+from . import safejson
 from .atomic import atomic_write_bytes
 from .nfjson import neuroflow_matrices, read_neuroflow_json, set_neuroflow_weights, weights_from_neuroflow, write_neuroflow_json
 
@@ -99,16 +100,12 @@ def _slots(spec: dict) -> list[str]:
         spec["update"]["name"]]
 
 
-def _canonical(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def _checksum(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def _meta_digest(meta: dict) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in meta.items() if k != "checksums"})).hexdigest()
+    return safejson.canonical_digest({k: v for k, v in meta.items() if k != "checksums"})
 
 
 # ---------------------------------------------------------------- writing
@@ -149,34 +146,12 @@ def write(path: str | os.PathLike, mf: ModelFile) -> Path:
 
 
 def _loads(text: str, what: str, where: str):
-    """JSON from a file, bounded: size, nesting depth, number lengths."""
-    if len(text) > _MAX_JSON_BYTES:
-        raise ModelFileError(f"{where}: metadata {what!r} is {len(text)} bytes, more than a model file holds")
-    depth = deepest = 0
-    in_str = esc = False
-    for ch in text:  # a cheap scan: nesting depth outside strings
-        if in_str:
-            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    if deepest > _MAX_DEPTH:
-        raise ModelFileError(f"{where}: metadata {what!r} is nested {deepest} levels deep (at most {_MAX_DEPTH})")
-
-    def number(s: str, kind):
-        if len(s) > 40:
-            raise ValueError(f"a number of {len(s)} digits")
-        return kind(s)
-
+    """JSON from a file, within limits (io/safejson.py): size, nesting depth, number lengths,
+    duplicate keys, NaN and infinities are refused with a clear error."""
     try:
-        return json.loads(text, parse_int=lambda s: number(s, int), parse_float=lambda s: number(s, float),
-                          parse_constant=lambda s: (_ for _ in ()).throw(ValueError(f"{s} is not a JSON number")))
-    except (json.JSONDecodeError, ValueError, RecursionError) as e:
-        raise ModelFileError(f"{where}: metadata {what!r} is not valid JSON ({e})") from None
+        return safejson.loads(text, what=f"metadata {what!r}", max_bytes=_MAX_JSON_BYTES, max_depth=_MAX_DEPTH)
+    except safejson.JSONLimitError as e:
+        raise ModelFileError(f"{where}: {e}") from None
 
 
 def _entry(meta: dict, key: str, where: str):

@@ -119,17 +119,26 @@ def write_neuroflow_json(net, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, json.dumps(docs, separators=(",", ":")).encode())
 
 
+# The largest weight file read: some 50 million weights as JSON text.
+MAX_BYTES = 1 << 30
+
+
 def read_neuroflow_json(path: str | os.PathLike) -> list[np.ndarray]:
     """NeuroFlow's matrices from its JSON weight file: rows × cols arrays, float64 for
-    "double", float32 for "single". Raises ValueError naming the file and the fault."""
+    "double", float32 for "single". Raises ValueError naming the file and the fault. The
+    file is parsed with :mod:`neuroflow.io.safejson` (at most MAX_BYTES, nested at most 8
+    deep, numbers of at most 64 characters, no duplicate keys)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"NeuroFlow weight file not found: {p}")
+    from .safejson import JSONLimitError, load
+
     try:
-        docs = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        # Within limits: a list of objects holding lists is 3 deep; numbers as doubles print
+        docs = load(p, what="its JSON", max_bytes=MAX_BYTES, max_depth=8, max_number_chars=64, allow_nan=True)
+    except JSONLimitError as e:
         raise ValueError(f"{p}: not a NeuroFlow JSON weight file ({e})") from None
     if not isinstance(docs, list) or not docs:
         raise ValueError(f"{p}: expected a non-empty list of {{rows, cols, precision, data}} objects")

@@ -102,8 +102,10 @@ class Network:
         settings: Settings | None = None,
         weights: WeightBreeder | Sequence[np.ndarray] | None = None,
         backend: str = "cpu",
+        input_norm: Optional[tuple] = None,
     ) -> None:
         layers, loss = _check_layout(layout)
+        self.input_norm = _input_norm(input_norm, layers[0].input_shape())
         settings = settings if settings is not None else Settings()
         if not isinstance(settings, Settings):
             raise TypeError(f"settings: expected Settings(...), got {settings!r}")
@@ -147,6 +149,8 @@ class Network:
             "reduction": settings.reduction,
             "seed": self._seed if seed is None else seed,
         }
+        if self.input_norm is not None:
+            spec["input_norm"] = {"mean": list(self.input_norm[0]), "std": list(self.input_norm[1])}
         return _core.resolve(json.dumps(spec))
 
     def _check_given_dims(self) -> None:
@@ -338,8 +342,9 @@ class Network:
 
     # ---- input checks ----
 
-    def _samples(self, xs, name: str = "xs") -> tuple[np.ndarray, bool]:
-        """A C-contiguous batch in the engine's dtype (or uint8); and whether one sample was given."""
+    def _samples(self, xs, name: str = "xs", finite: bool = True) -> tuple[np.ndarray, bool]:
+        """A C-contiguous batch in the engine's dtype (or uint8); and whether one sample was
+        given. ``finite=False`` leaves the NaN check to the caller."""
         if not isinstance(xs, np.ndarray):
             try:
                 xs = np.asarray(xs)
@@ -361,7 +366,7 @@ class Network:
             )
         if xs.shape[0] == 0:
             raise ValueError(f"{name}: the batch is empty")
-        if xs.dtype != np.uint8 and not np.isfinite(xs).all():
+        if finite and xs.dtype != np.uint8 and not np.isfinite(xs).all():
             bad = np.argwhere(~np.isfinite(xs))[0]
             raise ValueError(f"{name}: contains NaN or infinity (first at index {tuple(int(i) for i in bad)})")
         return np.ascontiguousarray(xs), single
@@ -528,6 +533,28 @@ class Network:
         from .persist import load
 
         return load(path, **kw)
+
+
+def _input_norm(value, dim_in: tuple) -> Optional[tuple]:
+    """(mean, std) per input channel, checked: the engines compute (x − mean) / std after
+    scaling bytes by 1/255."""
+    if value is None:
+        return None
+    c = dim_in[-1]
+    try:
+        mean, std = value
+        mean, std = np.asarray(mean, dtype=np.float64).reshape(-1), np.asarray(std, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"input_norm: expected (mean, std), one number per input channel, got {value!r}") from None
+    if mean.size == 1:
+        mean = np.repeat(mean, c)
+    if std.size == 1:
+        std = np.repeat(std, c)
+    if mean.size != c or std.size != c:
+        raise ValueError(f"input_norm: expected {c} means and {c} standard deviations (one per input channel), got {mean.size} and {std.size}")
+    if not np.isfinite(mean).all() or not (np.isfinite(std) & (std > 0)).all():
+        raise ValueError("input_norm: means must be finite and standard deviations positive")
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:

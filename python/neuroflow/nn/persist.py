@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..io.modelfile import ModelFile, ModelFileError, read, write
+from .augment import Augment
 from .layers import layer_from_spec
 from .losses import loss_from_spec
 from .optim import update_from_spec
@@ -37,6 +38,7 @@ def _settings_json(s: Settings) -> dict:
         "approximation": s.approximation.delta if s.approximation is not None else None,
         "shuffle": s.shuffle,
         "seed": s.seed,
+        "augment": asdict(s.augment) if s.augment is not None else None,
     }
 
 
@@ -84,8 +86,16 @@ def settings_of(mf: ModelFile, learning_rate=None) -> Settings:
         iterations=d["iterations"], precision=d["precision"], verbose=d["verbose"], pretty_print=d["pretty_print"],
         approximation=FiniteDifferences(d["approximation"]) if d["approximation"] is not None else None,
         reduction=spec["reduction"], dtype=np.float32 if spec["dtype"] == "f32" else np.float64,
-        shuffle=d["shuffle"], seed=d["seed"],
+        shuffle=d["shuffle"], seed=d["seed"], augment=_augment(d.get("augment")),
     )
+
+
+def _augment(d) -> Augment | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) - {"translate", "flip", "cutout", "padding"}:
+        raise ModelFileError(f"settings: augment: expected {{translate, flip, cutout, padding}}, got {d!r:.200}")
+    return Augment(**d)
 
 
 def _layout(spec: dict) -> list:
@@ -134,7 +144,9 @@ def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, s
                 )
         s = settings if learning_rate is None else replace(settings, learning_rate=learning_rate)
     # the engine gets the file's seed (its dropout masks), whatever the settings say
-    net = Network(_layout(mf.spec), replace(s, seed=mf.spec["seed"]), weights=None, backend=backend)
+    norm = mf.spec.get("input_norm")
+    net = Network(_layout(mf.spec), replace(s, seed=mf.spec["seed"]), weights=None, backend=backend,
+                  input_norm=None if norm is None else (norm["mean"], norm["std"]))
     net._settings = s
     _restore(net, mf)
     net._run = None if mf.run is None else _run_state(mf, str(mf.path))
@@ -151,16 +163,16 @@ def _run_state(mf: ModelFile, where: str) -> RunState:
 def check_compatible(net: "Network", mf: ModelFile) -> None:
     """Raise ValueError unless ``mf`` holds parameters and state for ``net``'s layout and dtype."""
     mine = json.loads(net.spec_json)
-    for key in ("dtype", "input", "layers", "loss", "update", "reduction"):
+    for key in ("dtype", "input", "input_norm", "layers", "loss", "update", "reduction"):
         if mine.get(key) != mf.spec.get(key):
-            what = {"layers": "layout", "update": "update rule", "input": "layout"}.get(key, key)
+            what = {"layers": "layout", "update": "update rule", "input": "layout", "input_norm": "input normalisation"}.get(key, key)
             raise ValueError(
                 f"resume: {mf.path} was saved from a network with another {what} "
                 f"({json.dumps(mf.spec.get(key))[:300]} there, {json.dumps(mine.get(key))[:300]} here)"
             )
 
 
-def resume_run(net: "Network", resume, x: np.ndarray, t: np.ndarray, bs: int) -> RunState:
+def resume_run(net: "Network", resume, data, x: np.ndarray, t: np.ndarray, bs: int) -> RunState:
     """Restore a checkpointed run into ``net``; check it fits the data and settings."""
     if resume is True:
         run = net._run
@@ -178,7 +190,9 @@ def resume_run(net: "Network", resume, x: np.ndarray, t: np.ndarray, bs: int) ->
             )
         run, where = _run_state(mf, str(mf.path)), str(mf.path)
     s = net.settings
-    if len(run.order) != len(x) or run.data != data_fingerprint(x, t):
+    # files before the batch pipeline recorded a blake2b fingerprint
+    fingerprint = data.fingerprint if run.data.startswith("nf64:") else data_fingerprint(x, t)
+    if len(run.order) != len(x) or run.data != fingerprint:
         raise ValueError(
             f"resume: xs/ys are not the data of {where} ({len(run.order)} samples there, {len(x)} here, "
             "or other values); resuming needs the same samples in the same order"

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from .augment import Augment
 from .optim import Momentum, UpdateRule
 from .schedules import constant
 
@@ -80,8 +81,10 @@ class Settings:
       (NeuroFlow's Double) and float32 on a GPU.
     - ``shuffle``: reshuffle each epoch; False cycles fixed batches.
     - ``seed``: seeds everything random in a run — default weights (unless the breeder has
-      its own seed), shuffling, dropout: the same script gives the same net. None draws a
-      fresh seed each time.
+      its own seed), shuffling, dropout, augmentation: the same script gives the same net.
+      None draws a fresh seed each time.
+    - ``augment``: ``Augment(translate, flip, cutout)`` applied to training batches as they
+      are gathered (never to evaluation).
     """
 
     learning_rate: Union[float, Callable[[int, float], float]] = 1e-3
@@ -98,6 +101,7 @@ class Settings:
     dtype: Optional[type] = None
     shuffle: bool = True
     seed: Optional[int] = 0
+    augment: Optional[Augment] = None
 
     def __post_init__(self) -> None:
         lr = self.learning_rate
@@ -132,6 +136,8 @@ class Settings:
             else:
                 raise TypeError(f"loss_func_output: expected a file path, a callable or LossFuncOutput, got {out!r}")
             object.__setattr__(self, "loss_func_output", out)
+        if self.augment is not None and not isinstance(self.augment, Augment):
+            raise TypeError(f"augment: expected Augment(translate=…, flip=…, cutout=…), got {self.augment!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
                                       or not 0 <= self.seed < 2**64):
             raise ValueError(f"seed: expected an int in [0, 2⁶⁴) or None, got {self.seed!r}")

@@ -80,7 +80,8 @@ class RunState:
     total: int  # updates the run was asked for
     batch_size: int
     shuffle: bool
-    data: str  # data_fingerprint of the run's samples
+    data: str  # fingerprint of the run's samples and targets
+    epoch: int = -1  # epochs begun, less one (the augmentation's draws follow it)
 
     @classmethod
     def start(cls, n: int, batch_size: int, total: int, shuffle: bool, seed: int | None, data: str) -> "RunState":
@@ -89,7 +90,8 @@ class RunState:
     def copy(self) -> "RunState":
         gen = np.random.Generator(np.random.PCG64())
         gen.bit_generator.state = self.rng.bit_generator.state
-        return RunState(gen, self.order.copy(), self.pos, self.done, self.total, self.batch_size, self.shuffle, self.data)
+        return RunState(gen, self.order.copy(), self.pos, self.done, self.total, self.batch_size, self.shuffle, self.data,
+                        self.epoch)
 
     def to_json(self) -> dict:
         state = self.rng.bit_generator.state
@@ -97,7 +99,7 @@ class RunState:
             "rng": {"bit_generator": state["bit_generator"], "state": state["state"],
                     "has_uint32": state["has_uint32"], "uinteger": state["uinteger"]},
             "pos": self.pos, "done": self.done, "total": self.total, "batch_size": self.batch_size,
-            "shuffle": self.shuffle, "data": self.data,
+            "shuffle": self.shuffle, "data": self.data, "epoch": self.epoch,
         }
 
     @classmethod
@@ -133,7 +135,10 @@ class RunState:
             raise ValueError(f"run.pos: {d['pos']} is past the {n} samples")
         if d["done"] > d["total"]:
             raise ValueError(f"run.done: {d['done']} updates done of a run of {d['total']}")
-        return cls(gen, order, d["pos"], d["done"], d["total"], d["batch_size"], d["shuffle"], d["data"])
+        epoch = d.get("epoch", -1)  # files before augmentation: unused then
+        if not _is_int(epoch) or not -1 <= epoch < 2**62:
+            raise ValueError(f"run.epoch: expected an int ≥ -1, got {epoch!r:.50}")
+        return cls(gen, order, d["pos"], d["done"], d["total"], d["batch_size"], d["shuffle"], d["data"], epoch)
 
 
 def _rate(schedule, iteration: int, alpha: float) -> float:
@@ -148,9 +153,18 @@ def _rate(schedule, iteration: int, alpha: float) -> float:
 
 def train(net: "Network", xs, ys, resume=None) -> TrainingRun:
     """``Network.train`` (see there)."""
+    from .. import _core
+
     s = net.settings
-    x, single = net._samples(xs)
+    x, single = net._samples(xs, finite=False)  # the data set checks finiteness, in parallel
     t = net._targets(ys, len(x), single)
+    if s.augment is not None:
+        s.augment.check(net.dim_in)
+    try:
+        data = _core.Dataset(x, np.ascontiguousarray(t, dtype=np.float64))
+    except ValueError:
+        net._samples(x, finite=True)  # names the first bad value
+        raise
     n = len(x)
     bs = min(s.batch_size, n)
     with net._lock:
@@ -158,19 +172,19 @@ def train(net: "Network", xs, ys, resume=None) -> TrainingRun:
             raise RuntimeError("train: this network is already training (in another thread); one network, one trainer")
         net._trainer = threading.get_ident()
     try:
-        return _train(net, x, t, n, bs, resume)
+        return _train(net, data, x, t, n, bs, resume)
     finally:
         net._trainer = None
 
 
-def _train(net: "Network", x, t, n: int, bs: int, resume) -> TrainingRun:
+def _train(net: "Network", data, x, t, n: int, bs: int, resume) -> TrainingRun:
     s = net.settings
     if resume is None or resume is False:
-        run = RunState.start(n, bs, s.iterations, s.shuffle, net._seed, data_fingerprint(x, t))
+        run = RunState.start(n, bs, s.iterations, s.shuffle, net._seed, data.fingerprint)
     else:
         from .persist import resume_run
 
-        run = resume_run(net, resume, x, t, bs)
+        run = resume_run(net, resume, data, x, t, bs)
     if run.done >= s.iterations:
         raise ValueError(
             f"resume: that run is complete ({run.done} of {s.iterations} iterations done); "
@@ -195,23 +209,21 @@ def _train(net: "Network", x, t, n: int, bs: int, resume) -> TrainingRun:
         if run.done:
             print(f"resuming at iteration {net._iteration} ({run.done}/{s.iterations} of the run done)", flush=True)
         bar = _progress_bar(run.done, s.iterations)
-    order, pos, rng = run.order, run.pos, run.rng
+    order, pos, rng, epoch = run.order, run.pos, run.rng, run.epoch
     drawn_from = None  # the generator's state before an epoch's order, until its step is done
+    step = _stepper(net, data, approx, s)
     with _deferred_interrupt() as interrupted:
         try:
             for it in range(first, s.iterations + 1):
-                if pos >= n:
+                new_epoch = pos >= n
+                if new_epoch:
                     if s.shuffle:
                         drawn_from = rng.bit_generator.state
                         order = rng.permutation(n)
                     pos = 0
                 idx = order[pos : pos + bs]
                 a = _rate(s.learning_rate, net._iteration + 1, alpha)
-                # a batch of the whole set is the whole set, in any order: no gather
-                whole = len(idx) == n
-                xb, tb = (x, t) if whole else (x[idx], t[idx])
-                with net._lock:
-                    loss = net._engine.train_step(xb, tb, a, approx)
+                loss = step(idx, a, epoch + new_epoch)
                 if not math.isfinite(loss):
                     # the engine made no update: the weights are those of the last good step
                     stopped_by = "diverged"
@@ -221,10 +233,11 @@ def _train(net: "Network", x, t, n: int, bs: int, resume) -> TrainingRun:
                               f"iteration {net._iteration} (lower the learning rate)", file=sys.stderr)
                     break
                 pos += bs
+                epoch += new_epoch
                 alpha = a
                 net._iteration += 1
                 net._alpha = alpha
-                run.order, run.pos, run.done = order, pos, it
+                run.order, run.pos, run.done, run.epoch = order, pos, it, epoch
                 drawn_from = None
                 losses.append(loss)
                 if log is not None:
@@ -273,6 +286,26 @@ def _train(net: "Network", x, t, n: int, bs: int, resume) -> TrainingRun:
     if s.verbose:
         print(f"took {record.seconds:.2f} s, {record.iterations} iterations, final loss {record.final_loss:.6g}", flush=True)
     return record
+
+
+def _stepper(net: "Network", data, approx, s):
+    """step(indices, lr, epoch) -> loss: the CPU engine gathers, converts and augments the
+    batch straight into its input buffer; other engines get the batch the data set gathers
+    (converted and augmented the same way)."""
+    engine = net._engine
+    augment = None if s.augment is None or s.augment.identity else s.augment.to_json(net._seed)
+    if approx is None and hasattr(engine, "train_step_data"):
+        def step(idx, lr, epoch):
+            with net._lock:
+                return engine.train_step_data(data, idx, lr, augment, max(epoch, 0))
+        return step
+
+    def gathered(idx, lr, epoch):
+        xb = data.gather(idx, augment, max(epoch, 0), net.dtype_name)
+        tb = np.ascontiguousarray(data.targets(idx), dtype=net.dtype)
+        with net._lock:
+            return engine.train_step(xb, tb, lr, approx)
+    return gathered
 
 
 def _progress_line(net, it: int, loss: float, alpha: float, rate: float) -> str:

@@ -159,6 +159,9 @@ class GpuEngine:
         n = x.shape[0]
         if x.dtype == np.uint8:  # as the CPU engine: f32(b) · f32(1/255)
             x = x.astype(np.float32) * np.float32(1.0 / 255.0)
+        if self._net.input_norm is not None:  # as the CPU engine: (x − mean) · (1/std) in f32
+            mean, std = self._net.input_norm
+            x = (x - np.asarray(mean, np.float32)) * (1.0 / np.asarray(std, np.float64)).astype(np.float32)
         if t is not None:
             if not isinstance(t, np.ndarray) or t.dtype != np.float32:
                 raise TypeError("t: expected a numpy array of f32")
@@ -283,7 +286,7 @@ class GpuEngine:
         if prog is None:
             rec = ops.Recorder(self._gpu, ws.cache)
             result = build(rec)
-            prog = ws.programs[key] = (rec.steps, result)
+            prog = ws.programs[key] = (rec.steps, result, rec.notes)
         ops.run(self._gpu, prog[0])
         return prog[1]
 
@@ -399,6 +402,10 @@ class GpuEngine:
     def _program(self, key: tuple) -> list:
         """The recorded steps of a call (key as `_run` stores it), e.g. ("train", n)."""
         return self._ws.programs[key][0]
+
+    def _notes(self, key: tuple) -> list:
+        """What ops.Recorder noted for each step of a recorded call: (kernel, bytes, groups)."""
+        return self._ws.programs[key][2]
 
     def _poison(self, n: int, value: float = float("nan"), train: bool = True) -> None:
         """Fill every buffer a call on `n` samples writes (workspace, gradients) with

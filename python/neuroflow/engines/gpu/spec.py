@@ -13,6 +13,7 @@ import importlib.resources
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 from pathlib import Path
 
 
@@ -73,6 +74,7 @@ class Tensor:
 @dataclass
 class Net:
     input: tuple
+    input_norm: Optional[tuple]  # (means, standard deviations) per input channel, or None
     layers: list  # the top-level layers (layers/ classes)
     walk: list  # every layer in pre-order: walk[uid]
     params: list  # Tensor, layout order
@@ -244,8 +246,14 @@ def parse(spec_json: str) -> Net:
     seed = s.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise ValueError(f"spec: seed must be an integer in [0, 2^64), got {seed!r}")
+    norm = s.get("input_norm")
+    if norm is not None:
+        c = inp[-1]
+        if not isinstance(norm, dict) or len(norm.get("mean", ())) != c or len(norm.get("std", ())) != c:
+            raise ValueError(f"spec: input_norm must give {c} means and {c} standard deviations")
+        norm = (tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
     return Net(
-        input=inp, layers=layers, walk=walk, params=params, state=state,
+        input=inp, input_norm=norm, layers=layers, walk=walk, params=params, state=state,
         loss=loss["name"], mult=number(loss, "n", "loss", 1.0, lo=1.0), smoothing=smoothing,
         update=rule, hyper=hyper, mean=reduction == "mean", seed=seed,
         param_floats=p_off, state_floats=s_off,

@@ -81,6 +81,9 @@ class ReferenceEngine:
         self._spec_json = spec_json
         self._dtype = np.dtype(np.float32 if spec["dtype"] == "f32" else np.float64)
         self._input = ints(spec, "input", "spec", lo=1)
+        norm = spec.get("input_norm")
+        # (x − mean) / std per input channel (docs/engine.md), after bytes become x/255
+        self._norm = None if norm is None else (np.asarray(norm["mean"], np.float64), np.asarray(norm["std"], np.float64))
         if len(self._input) not in (1, 3):
             raise ValueError(f"spec: input must be [X, Y, Z] or [D], got {list(self._input)}")
         seed = spec.get("seed", 0)
@@ -174,7 +177,8 @@ class ReferenceEngine:
             raise ValueError(f"x: expected shape (N >= 1, {', '.join(map(str, self._input))}), got {x.shape}")
         if not x.flags.c_contiguous:
             raise ValueError("x: the array must be C-contiguous (np.ascontiguousarray)")
-        return x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+        v = x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+        return v if self._norm is None else (v - self._norm[0]) / self._norm[1]
 
     def _t(self, t, n: int) -> np.ndarray:
         if not isinstance(t, np.ndarray) or t.dtype != self._dtype:
