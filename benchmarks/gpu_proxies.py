@@ -21,8 +21,9 @@ and pipelines are stand-ins, nothing runs) and reports:
 Then, on this machine's own adapter (lavapipe here) when there is one, the host's share:
 - encode: the time to encode the recorded step into a command buffer (ops.encode: what a
   replayed step costs the host besides the upload), median of repeats;
-- host: a whole train_step call with the GPU work left out (batch checks, conversion,
-  upload, encoding; the loss read-back is a no-op), median.
+- host: a whole train_step call with the GPU work left out (batch checks, upload, and the
+  encoding of the next step's command buffer, which a real step overlaps with the GPU's
+  work; nothing is submitted, the loss read-back is a no-op), median.
 The lavapipe device has other limits (128 MiB bindings), so its recording may differ from
 the H200's (chunks); its dispatch count is reported beside the encode time.
 
@@ -74,6 +75,15 @@ class _Obj(SimpleNamespace):
 class FakeBuffer:
     def __init__(self, size: int, usage=0, label: str = ""):
         self.size, self.usage, self.label = int(size), usage, label
+
+    def map_sync(self, *a, **kw):
+        pass
+
+    def read_mapped(self, offset=0, size=None, copy=True):
+        return bytes(size if size is not None else self.size)
+
+    def unmap(self):
+        pass
 
 
 class FakePass:
@@ -282,24 +292,36 @@ def simulated(name, spec, batch, train, dim_in, classes, dtype) -> dict:
     }
 
 
+class _NoSubmitQueue:
+    """The device's queue with submissions dropped (writes and reads pass through)."""
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def submit(self, buffers):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._queue, name)
+
+
 def host_times(name, spec, batch, train, dim_in, classes, dtype, repeats: int) -> dict:
-    """On the real adapter: encode time of the recorded step, and a whole call's host time
-    with the GPU work left out (ops.run encodes but does not submit)."""
+    """On the real adapter: the time to encode the recorded step, and a whole call's host
+    time with the GPU work left out (nothing is submitted; the read-back returns zeros)."""
     from neuroflow.engines.gpu import GpuEngine, device, ops
 
     use_gpu(None)
     gpu = device.get_gpu()
     rng = np.random.default_rng(0)
     x, t = batch_of(dim_in, classes, batch, dtype, rng)
-    real_run = ops.run
-    ops.run = lambda g, steps: ops.encode(g, steps)  # encode, never submit
-    real_read = gpu.read
+    real_queue, real_read, real_mapped = gpu.queue, gpu.read, gpu.read_mapped
+    gpu.queue = _NoSubmitQueue(real_queue)
     gpu.read = lambda buf, count, offset=0, dtype=np.float32: np.zeros(count, dtype)
+    gpu.read_mapped = lambda buf, count, dtype=np.float32: np.zeros(count, dtype)
     try:
         e = GpuEngine(spec)
         _call(e, train, x, t)
-        key = _key(e, train)
-        steps = e._program(key)
+        steps = e._program(_key(e, train))
         enc = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -310,10 +332,9 @@ def host_times(name, spec, batch, train, dim_in, classes, dtype, repeats: int) -
             t0 = time.perf_counter()
             _call(e, train, x, t)
             host.append(time.perf_counter() - t0)
-            gpu.queue.submit([])  # lets wgpu free the uploads' staging memory
+            real_queue.submit([])  # lets wgpu free the uploads' staging memory
     finally:
-        ops.run = real_run
-        gpu.read = real_read
+        gpu.queue, gpu.read, gpu.read_mapped = real_queue, real_read, real_mapped
     return {"adapter": gpu.info["name"], "dispatches": ops.dispatches(steps), "steps": len(steps),
             "encode_ms": 1e3 * statistics.median(enc), "host_ms": 1e3 * statistics.median(host), "repeats": repeats}
 

@@ -64,6 +64,16 @@ NETS = {
 }
 
 
+# input normalisation (applied on the GPU, as the uint8 scaling), 5·3·3 = 45 values a
+# sample (a batch's bytes are not a whole number of words)
+_normed = json.loads(ref.spec_json(
+    (5, 3, 3),
+    [ref.conv("c0", 4, padding=1, bias=True, activator=act("relu")), ref.conv("c1", 4, padding=1, activator=act("tanh")),
+     ref.dense("d2", 3)],
+    ref.loss(), ref.update("momentum", mu=0.9)))
+_normed["input_norm"] = {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
+NETS["normed"] = json.dumps(_normed)
+
 RULES = {"momentum": dict(mu=0.8), "nesterov": dict(mu=0.8), "adam": dict(beta1=0.9, beta2=0.999, eps=1e-8)}
 
 
@@ -226,7 +236,8 @@ def test_dispatches_per_training_step(gpu, rng):
     updates = [s for s in steps if len(s) == 3 and "update" in s[0].label]
     assert len(updates) == 1
     assert dispatches(steps) <= 22
-    assert len(steps) == dispatches(steps), "a whole batch in one chunk needs no copies"
+    copies = [st for st in steps if len(st) == 5]
+    assert len(copies) == 1 and copies[0][2] is eng._readback, "a whole batch in one chunk copies only the loss out"
 
 
 def test_batch_statistics_keep_the_batch_whole(gpu, rng, monkeypatch):
@@ -357,6 +368,48 @@ def test_uint8_input_is_scaled(gpu, rng, reference_kind):
     x, t = batch("glasses", 3, rng, uint8=True)
     check(eng, other, "forward", {"x": x}, "x", what="forward on uint8")
     check(eng, other, "gradients", {"x": x, "t": t}, "x", "t", what="gradients on uint8")
+
+
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float32"])
+@pytest.mark.parametrize("name,chunk", [("normed", None), ("normed", 2), ("chunky", 3)], ids=str)
+def test_input_converted_on_the_gpu(gpu, rng, reference_kind, name, chunk, uint8):
+    """uint8 input is uploaded as bytes and scaled on the GPU, the input normalisation is
+    applied there (each chunk converts its slice of the whole batch); float32 input without
+    normalisation goes straight into the input buffer."""
+    from neuroflow.gpu.ops import dispatches
+
+    eng, other = make(name, reference_kind, rng, max_chunk=chunk)
+    n = 5
+    x, t = batch(name, n, rng, uint8=uint8)
+    check(eng, other, "forward", {"x": x}, "x", what="forward")
+    check(eng, other, "loss", {"x": x, "t": t}, "x", "t", extra=("train",), what="loss")
+    check(eng, other, "gradients", {"x": x, "t": t}, "x", "t", what="gradients")
+    for lr in (0.02, 0.05):
+        check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(lr,), what=f"train_step {lr}")
+    check(eng, other, "get_params", {}, what="params")
+    converts = [nt for nt in eng._notes(("train", n) + eng._kind) if nt[0].startswith("input.convert")]
+    on_gpu = uint8 or name == "normed"
+    assert len(converts) == (-(-n // eng._ws.cap) if on_gpu else 0)
+    if uint8:
+        assert eng._ws._batch["xin"].size < x.nbytes + 16, "uint8 is uploaded as bytes"
+
+
+def test_loss_read_back_and_the_next_step_encoded_ahead(gpu, rng):
+    """A training step's loss comes through the mapped read-back buffer, and its command
+    buffer is encoded again for the next call while the GPU works: the next step submits
+    it; any other call in between uses its own (the ahead one is dropped)."""
+    eng, other = make("chunky", "reference", rng)
+    x, t = batch("chunky", 4, rng)
+    check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(0.05,), what="first step")
+    prog = eng._ws.programs[("train", 4) + eng._kind]
+    assert eng._ahead is not None and eng._ahead[0] is prog
+    check(eng, other, "train_step", {"x": x, "t": t}, "x", "t", extra=(0.03,), what="step from the encoded-ahead buffer")
+    check(eng, other, "predict", {"x": x}, "x", what="predict between steps")
+    assert eng._ahead is None
+    x2, t2 = batch("chunky", 4, rng)
+    check(eng, other, "train_step", {"x": x2, "t": t2}, "x", "t", extra=(0.04,), what="step after predict")
+    check(eng, other, "loss", {"x": x2, "t": t2}, "x", "t", what="loss (read back the same way)")
+    check(eng, other, "get_params", {}, what="params")
 
 
 @pytest.mark.parametrize("name,chunk", [("flat", None), ("chunky", 2)], ids=str)

@@ -1,6 +1,7 @@
 """Each WGSL kernel alone against its float64 reference (tests/gpu_reference.py), through the
 one parity helper: random non-zero inputs, outputs poisoned with NaN, ≤ 1e-4 of the
-reference's max. The shared ops (gemm, im2col, col2im, activators, column sums, losses,
+reference's max. The shared ops (gemm: every tile shape, the per-element kernel, split K,
+implicit-GEMM convolutions, epilogues; im2col, col2im, activators, column sums, losses,
 softmax, updates, sums) are driven through ops.py; each layer kind's kernels through its
 layer class, which records them exactly as the engine does (one layer, one chunk)."""
 
@@ -161,6 +162,64 @@ def test_gemm_on_sub_blocks(gpu, rng, a0, b0, ldb):
            rng=rng, what="gemm sub-blocks")
 
 
+TILE_SIZES = [(260, 136, 40), (67, 45, 21), (128, 128, 16)]  # interior blocks, vec4 stores; all ragged; exact
+
+
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)], ids=["NN", "TN", "NT"])
+@pytest.mark.parametrize("tile", ["128x128", "128x64", "64x128", "64x64", "64x32", "32x64", "32x32"])
+@pytest.mark.parametrize("mnk", TILE_SIZES, ids=str)
+def test_gemm_tiles(gpu, rng, mnk, tile, trans):
+    """Every tile shape of the deterministic choice (and of the device's autotuning): blocks
+    wholly inside the matrices (no bounds checks), ragged edges, vec4 and scalar stores."""
+    from neuroflow.gpu import ops
+
+    if ops.TILES[tile].shared_bytes > gpu.workgroup_storage:
+        pytest.skip(f"{tile} needs more workgroup memory than this device has")
+    m, n, k = mnk
+    ta, tb = trans
+    record = lambda rec, b: ops.gemm(rec, b["a"], b["b"], b["c"], m, n, k, trans_a=ta, trans_b=tb, tile=tile, splits=1)
+    parity(
+        kernel_run(gpu, record, {"c": (m, n)}),
+        lambda a: {"c": ref.gemm(a["a"].astype(np.float64), a["b"].astype(np.float64), trans_a=ta, trans_b=tb)},
+        {"a": (k, m) if ta else (m, k), "b": (n, k) if tb else (k, n)},
+        rng=rng, what=f"gemm {tile} {mnk} {trans}",
+    )
+
+
+# (X, Y, Z, px, py, fx, fy, sx, sy, N) of the implicit-GEMM convolutions: the geometries
+# above, and channels that are multiples of 4 (vec4 gathers)
+CONV_GEOMETRIES = GEOMETRIES + [(9, 9, 8, 1, 1, 4, 4, 2, 2, 2), (8, 8, 8, 1, 1, 3, 3, 1, 1, 3)]
+
+
+@pytest.mark.parametrize("kernel", ["auto", "small", "32x32", "128x64"])
+@pytest.mark.parametrize("filters", [1, 4, 6])
+@pytest.mark.parametrize("geom", CONV_GEOMETRIES, ids=str)
+def test_conv_as_implicit_gemm(gpu, rng, geom, filters, kernel):
+    """A convolution's three gemms read straight from the tensors (no column matrix):
+    forward col·W, weight gradient alpha·colᵀ·ds (K split as the plan says), and the input
+    gradient by stride phases with the flipped, transposed weights (== col2im(ds·Wᵀ))."""
+    from neuroflow.gpu import ops
+
+    x, y, z, px, py, fx, fy, sx, sy, n = geom
+    g = _window(x, y, z, px, py, fx, fy, sx, sy)
+    f, m = filters, n * g.positions
+    pin = {"small": True} if kernel == "small" else ({} if kernel == "auto" else {"tile": kernel})
+
+    def record(rec, b):
+        ops.gemm(rec, b["x"], b["w"], b["s"], m, f, g.k, conv=ops.Conv(g, n, f), **pin)
+        ops.gemm(rec, b["x"], b["ds"], b["gw"], g.k, f, m, trans_a=True, alpha=0.5, conv=ops.Conv(g, n, f), **pin)
+        ops.gemm(rec, b["ds"], b["w"], b["dx"], n * x * y, z, g.k, conv=ops.Conv(g, n, f, phased=True), **pin)
+
+    def reference(a):
+        col = ref.im2col(a["x"].astype(np.float64), px, py, fx, fy, sx, sy)
+        w, ds = a["w"].astype(np.float64), a["ds"].astype(np.float64)
+        return {"s": col @ w, "gw": 0.5 * col.T @ ds,
+                "dx": ref.col2im(ds @ w.T, (n, x, y, z), px, py, fx, fy, sx, sy).reshape(n * x * y, z)}
+
+    parity(kernel_run(gpu, record, {"s": (m, f), "gw": (g.k, f), "dx": (n * x * y, z)}), reference,
+           {"x": (n, x, y, z), "w": (g.k, f), "ds": (m, f)}, rng=rng, what=f"implicit conv {geom} F={f} {kernel}")
+
+
 def _activator(name, alpha, bias):
     from neuroflow.gpu.spec import ACTIVATORS, Activator
 
@@ -195,6 +254,57 @@ def test_bias_and_activator(gpu, rng, name, with_bias):
 
     parity(kernel_run(gpu, record, {"a": (count,)}, inout=("s", "d")), reference,
            {"s": s, "d": (count,), "p": (8 + channels,)}, rng=rng, what=name)
+
+
+FROM_OUTPUT = ("relu", "leaky_relu", "sigmoid", "tanh", "linear")
+
+
+@pytest.mark.parametrize("kernel", ["small", "32x32", "64x64"])
+@pytest.mark.parametrize("name", ACTS)
+def test_gemm_epilogues(gpu, rng, name, kernel):
+    """The forward epilogue: a = f(alpha·A·B + bias + act.bias), s = alpha·A·B kept beside
+    it; the input-gradient epilogue: alpha·A·B ⊙ f′ taken from the layer before's output."""
+    from neuroflow.gpu import ops
+
+    m, n, k, bias_off = 37, 12, 9, 4 + 9 * 12  # the bias sits after B in B's buffer
+    f = _activator(name, 0.07, 0.2)
+    pin = {"small": True} if kernel == "small" else {"tile": kernel}
+    big = 2.0 if name == "square" else 6.0
+    fold = name if name in FROM_OUTPUT else "tanh"
+    y_prev, df = _fold_input(rng, fold, (m, n))
+    g = _activator(fold, 0.07, 0.0)
+
+    def record(rec, b):
+        ops.gemm(rec, b["a"], b["b"], b["out"], m, n, k, alpha=big, offsets=(0, 4, 0),
+                 epilogue=ops.Epilogue(1, f, bias_off=bias_off, s=b["s"]), **pin)
+        ops.gemm(rec, b["a"], b["b"], b["dx"], m, n, k, alpha=0.5, offsets=(0, 4, 0),
+                 epilogue=ops.Epilogue(2, g, aux=b["aux"]), **pin)
+
+    def reference(a):
+        prod = a["a"].astype(np.float64) @ a["b"][4 : 4 + k * n].reshape(k, n)
+        s = big * prod
+        return {"s": s, "out": ref.act_f(name, s + a["b"][bias_off : bias_off + n] + 0.2, 0.07), "dx": 0.5 * prod * df}
+
+    parity(kernel_run(gpu, record, {"out": (m, n), "s": (m, n), "dx": (m, n)}), reference,
+           {"a": (m, k), "b": (bias_off + n,), "aux": y_prev}, rng=rng, what=f"epilogue {name} {kernel}")
+
+
+def _fold_input(rng, name, shape):
+    """An input that is the output of activator `name` (the layer before), its f′ there."""
+    pre = random(rng, shape) * 2
+    return ref.act_f(name, pre.astype(np.float64), 0.07).astype(np.float32), ref.act_df(name, pre.astype(np.float64), 0.07)
+
+
+@pytest.mark.parametrize("name", FROM_OUTPUT)
+def test_activator_derivative_from_the_output(gpu, rng, name):
+    """ds = d ⊙ f′ taken from a = f(x) (no pre-activation kept)."""
+    from neuroflow.gpu import ops
+
+    count = 1001
+    a_, df = _fold_input(rng, name, (count,))
+    record = lambda rec, b: ops.act_backward_out(rec, _activator(name, 0.07, 0.3), count, b["d"], b["a"], b["ds"])
+    parity(kernel_run(gpu, record, {"ds": (count,)}), lambda a: {"ds": a["d"] * df}, {"d": (count,), "a": a_},
+           rng=rng, what=name)
 
 
 def test_gelu_against_erf_over_its_range(gpu):
@@ -263,6 +373,26 @@ def test_loss_and_gradient(gpu, rng, name, k, smoothing):
 
     parity(kernel_run(gpu, record, {"loss": (rows,), "g": (rows, k)}), reference,
            {"y": y, "t": _targets(rng, name, rows, k, mult)}, rng=rng, what=f"{name} k={k} ε={smoothing}")
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize("name", ["softmax_log_entropy", "squared_error", "abs_cubic_error"])
+def test_loss_gradient_folds_the_last_layers_derivative(gpu, rng, name, act):
+    """g = ∂L/∂y ⊙ f′ of the last layer, f′ taken from its output y."""
+    from neuroflow.gpu import ops
+    from neuroflow.gpu.spec import LOSSES as IDS
+
+    rows, k = 23, 5
+    y, df = _fold_input(rng, act, (rows, k))
+    f = _activator(act, 0.07, 0.0)
+    record = lambda rec, b: ops.loss_grad(rec, IDS.index(name), 1.0, rows, k, b["y"], b["t"], b["loss"], b["g"], fold=f)
+
+    def reference(a):
+        values, g = ref.sample_losses(name, a["y"].astype(np.float64), a["t"].astype(np.float64))
+        return {"loss": values, "g": g * df}
+
+    parity(kernel_run(gpu, record, {"loss": (rows,), "g": (rows, k)}), reference,
+           {"y": y, "t": _targets(rng, name, rows, k, 1.0)}, rng=rng, what=f"{name} folding {act}")
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
@@ -374,16 +504,15 @@ def test_residual_join(gpu, rng, name):
 # ---------------------------------------------------------------- layer kinds
 
 
-class _Ws(dict):
-    col_block = 1
-
-
 def layer_run(gpu, d: dict, n: int, *, train=True, backward=True, update_state=False, scale=1.0,
-              accumulate=False, base=0, seed=0, step=0, col_block=None):
+              accumulate=False, base=0, seed=0, step=0, fold_prev=None, d_folded=False):
     """A gpu_run recording one layer (resolved spec `d`) exactly as the engine does: its
     forward on n samples of input "x", then (backward) its backward from "dy" = ∂L/∂output.
     Inputs "p<i>" / "st<i>" are its params / state, "g<i>" the gradients it adds to
-    (accumulate). Returns "y" (output), "dx", "g<i>" and, when it moves them, "st<i>"."""
+    (accumulate). Returns "y" (output), "dx", "g<i>" and, when it moves them, "st<i>".
+    Conv and dense only: `fold_prev` (an Activator) is the f′ of the layer before, which the
+    input gradient folds in from "x" (that layer's output); `d_folded`: "dy" is ∂L/∂s
+    already (the layer after folded this layer's f′ in)."""
     from neuroflow.gpu import ops
     from neuroflow.gpu.kernels import Cache
     from neuroflow.gpu.layers import Ctx, build_chain
@@ -409,6 +538,10 @@ def layer_run(gpu, d: dict, n: int, *, train=True, backward=True, update_state=F
     def run(arrays):
         walk: list = []
         (layer,) = build_chain([d], tuple(d["dim_in"]), walk, "", "test")
+        if fold_prev is not None:
+            layer.fold_prev = fold_prev
+        if d_folded:
+            layer.d_folded = True
         off = 0
         for t in layer.params:
             t.offset, off = off, off + -(-t.size // ALIGN) * ALIGN + ALIGN  # gaps between tensors
@@ -422,14 +555,11 @@ def layer_run(gpu, d: dict, n: int, *, train=True, backward=True, update_state=F
             G = storage(flat(layer.params, [arrays[f"g{i}"] for i in range(np_)], POISON))
         else:
             G = poisoned(flat(layer.params, []).size)
-        ws = _Ws()
+        ws = {}
         for key, size in layer.buffers().items():
             ws[f"{key}{layer.uid}"] = poisoned(size * n)
         for key, size in layer.fixed().items():
             ws[f"{key}{layer.uid}"] = poisoned(size)
-        if layer.col_size:
-            ws.col_block = col_block or n
-            ws["col"] = poisoned(layer.col_size * ws.col_block)
         x = storage(np.ascontiguousarray(arrays["x"], np.float32))
         dx = poisoned(n * layer.in_size)
         rate = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
@@ -471,30 +601,39 @@ def _param_inputs(d: dict, rng) -> dict:
 
 
 CONVS = [
-    # (input, conv layer, n, col_block): several filters, bias, stride 2, padding, 1×1, blocks of samples
+    # (input, conv layer, n, the activator of the layer before, whose f′ the input gradient
+    # folds in): several filters, bias, strides (phases, some without taps), padding, 1×1
     ((7, 5, 3), ref.conv("c", 4, padding=1, bias=True, activator=ref.act("tanh", bias=0.1)), 3, None),
-    ((8, 9, 2), ref.conv("c", 5, field=(4, 3), stride=(2, 1), padding=(1, 0), activator=ref.act("leaky_relu", 0.1)), 3, 2),
-    ((5, 6, 4), ref.conv("c", 3, field=1, bias=True, activator=ref.act("gelu")), 2, None),
-    ((6, 7, 3), ref.conv("c", 1, field=5, stride=(1, 2), padding=2, bias=True, activator=ref.act("square")), 4, 1),
-    # linear: no f′ pass; without any bias no forward pass either (the output is s)
-    ((5, 5, 3), ref.conv("c", 4, padding=1), 3, 2),
+    ((8, 9, 2), ref.conv("c", 5, field=(4, 3), stride=(2, 1), padding=(1, 0), activator=ref.act("leaky_relu", 0.1)), 3,
+     "relu"),
+    ((5, 6, 4), ref.conv("c", 3, field=1, bias=True, activator=ref.act("gelu")), 2, "sigmoid"),
+    ((6, 7, 3), ref.conv("c", 1, field=5, stride=(1, 2), padding=2, bias=True, activator=ref.act("square")), 4, None),
+    # linear: no f′ pass; without any bias no epilogue either (the output is s)
+    ((5, 5, 3), ref.conv("c", 4, padding=1), 3, "tanh"),
     ((5, 5, 3), ref.conv("c", 4, padding=1, bias=True), 2, None),
-    ((4, 5, 2), ref.conv("c", 3, field=1, activator=ref.act("linear", bias=0.2)), 2, None),
+    ((4, 5, 2), ref.conv("c", 3, field=1, activator=ref.act("linear", bias=0.2)), 2, "leaky_relu"),
+    # channels and filters multiples of 4: vec4 gathers, vec4 stores; 4 phases
+    ((10, 10, 8), ref.conv("c", 8, field=4, stride=2, padding=1, activator=ref.act("relu")), 2, "relu"),
+    ((6, 6, 8), ref.conv("c", 8, padding=1, bias=True, activator=ref.act("softplus")), 2, "tanh"),
+    # 1×1 stride 2: three of the four phases have no taps (their input gradient is 0)
+    ((5, 5, 4), ref.conv("c", 4, field=1, stride=2, activator=ref.act("sigmoid")), 2, None),
 ]
 
 
 @pytest.mark.parametrize("accumulate", [False, True], ids=["fresh", "accumulate"])
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: str(c[0]) + str(c[1]["field"]) + str(c[1]["stride"]))
 def test_conv_layer(gpu, rng, case, accumulate):
-    """im2col × gemm in blocks of samples, bias and activator in one pass; backward: f′, the
-    bias gradient as a column sum, weight gradient (scaled, accumulated), input gradient."""
-    shape, layer, n, block = case
+    """Implicit GEMM with bias and activator in its epilogue; backward: f′ (from s or from
+    the output), the bias gradient as a column sum, the weight gradient (scaled, accumulated),
+    the input gradient by phases with the f′ of the layer before folded in."""
+    shape, layer, n, fold = case
     d = ref.layer_spec(shape, layer)
     fx, fy = d["field"]
     (px, py), (sx, sy) = d["padding"], d["stride"]
     a0 = d["activator"]
     bias = d["bias"]
     scale = 0.5
+    x_in, fold_df = _fold_input(rng, fold, (n, *shape)) if fold else (random(rng, (n, *shape)), 1.0)
 
     def reference(a):
         x, w = a["x"].astype(np.float64), a["p0"].astype(np.float64)
@@ -503,36 +642,55 @@ def test_conv_layer(gpu, rng, case, accumulate):
         ds = a["dy"].reshape(s.shape) * ref.act_df(a0["name"], s, a0["alpha"])
         out = {"y": ref.act_f(a0["name"], s, a0["alpha"]).reshape(n, *d["dim_out"]),
                "g0": scale * (col.T @ ds).reshape(w.shape) + (a["g0"] if accumulate else 0.0),
-               "dx": ref.col2im(ds @ w.reshape(-1, w.shape[-1]).T, x.shape, px, py, fx, fy, sx, sy)}
+               "dx": ref.col2im(ds @ w.reshape(-1, w.shape[-1]).T, x.shape, px, py, fx, fy, sx, sy) * fold_df}
         if bias:
             out["g1"] = scale * ds.sum(axis=0) + (a["g1"] if accumulate else 0.0)
         return out
 
-    inputs = {"x": (n, *shape), "dy": (n, *d["dim_out"]), **_param_inputs(d, rng)}
+    inputs = {"x": x_in, "dy": (n, *d["dim_out"]), **_param_inputs(d, rng)}
     if accumulate:
         inputs.update({f"g{i}": tuple(p["shape"]) for i, p in enumerate(d["params"])})
-    parity(layer_run(gpu, d, n, scale=scale, accumulate=accumulate, col_block=block), reference, inputs, rng=rng,
-           what=f"conv {shape}")
+    parity(layer_run(gpu, d, n, scale=scale, accumulate=accumulate, fold_prev=fold and _activator(fold, 0.07, 0.0)),
+           reference, inputs, rng=rng, what=f"conv {shape}")
 
 
-@pytest.mark.parametrize("f", ["sigmoid", "linear"])
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "leaky_relu"])
+def test_layer_whose_delta_arrives_folded(gpu, rng, name):
+    """When the layer after folds this layer's f′ in, dy is ∂L/∂s: no f′ pass, no s kept."""
+    shape, n = (6, 5, 4), 2
+    d = ref.layer_spec(shape, ref.conv("c", 4, padding=1, bias=True, activator=ref.act(name, 0.1)))
+
+    def reference(a):
+        x, w = a["x"].astype(np.float64), a["p0"].astype(np.float64)
+        col = ref.im2col(x, 1, 1, 3, 3, 1, 1)
+        s = col @ w.reshape(-1, 4) + a["p1"]
+        ds = a["dy"].reshape(s.shape).astype(np.float64)
+        return {"y": ref.act_f(name, s, 0.1).reshape(n, *d["dim_out"]), "g0": (col.T @ ds).reshape(w.shape),
+                "g1": ds.sum(axis=0), "dx": ref.col2im(ds @ w.reshape(-1, 4).T, x.shape, 1, 1, 3, 3, 1, 1)}
+
+    parity(layer_run(gpu, d, n, d_folded=True), reference, {"x": (n, *shape), "dy": (n, *d["dim_out"]),
+                                                            **_param_inputs(d, rng)}, rng=rng, what=f"folded {name}")
+
+
+@pytest.mark.parametrize("f,fold", [("sigmoid", None), ("linear", None), ("gelu", "relu"), ("relu", "tanh")])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", [(13,), (3, 4, 2)], ids=str)
-def test_dense_layer(gpu, rng, shape, bias, f):
+def test_dense_layer(gpu, rng, shape, bias, f, fold):
     n = 5
     d = ref.layer_spec(shape, ref.dense("d", 7, bias=bias, activator=ref.act(f)))
+    x_in, fold_df = _fold_input(rng, fold, (n, *shape)) if fold else (random(rng, (n, *shape)), 1.0)
 
     def reference(a):
         x, w = a["x"].reshape(n, -1).astype(np.float64), a["p0"].astype(np.float64)
         s = x @ w + (a["p1"] if bias else 0.0)
         ds = a["dy"] * ref.act_df(f, s)
-        out = {"y": ref.act_f(f, s), "g0": x.T @ ds, "dx": (ds @ w.T).reshape(n, *shape)}
+        out = {"y": ref.act_f(f, s), "g0": x.T @ ds, "dx": (ds @ w.T).reshape(n, *shape) * fold_df}
         if bias:
             out["g1"] = ds.sum(axis=0)
         return out
 
-    parity(layer_run(gpu, d, n), reference, {"x": (n, *shape), "dy": (n, 7), **_param_inputs(d, rng)}, rng=rng,
-           what=f"dense {shape}")
+    parity(layer_run(gpu, d, n, fold_prev=fold and _activator(fold, 0.07, 0.0)), reference,
+           {"x": x_in, "dy": (n, 7), **_param_inputs(d, rng)}, rng=rng, what=f"dense {shape}")
 
 
 BNS = [
@@ -689,12 +847,19 @@ def test_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch):
         ops.gemm(rec, b["a"], b["b"], b["c"], m, n, k)
         ops.im2col(rec, g, 7, b["x"], b["col"])
         ops.col2im(rec, g, 7, b["dcol"], b["dx"])
+        for tile in ("32x32", None):  # implicit GEMM, tiled (blocks looped) and per element
+            pin = {"tile": tile} if tile else {"small": True}
+            ops.gemm(rec, b["x"], b["w"], b[f"s{tile}"], 7 * 72, 4, 27, conv=ops.Conv(g, 7, 4), **pin)
+            ops.gemm(rec, b["x"], b["ds"], b[f"gw{tile}"], 27, 4, 7 * 72, trans_a=True, conv=ops.Conv(g, 7, 4), splits=1, **pin)
+            ops.gemm(rec, b["ds"], b["w"], b[f"dx{tile}"], 7 * 72, 3, 27, conv=ops.Conv(g, 7, 4, phased=True), **pin)
         ops.act_forward(rec, tanh, 2000, b["s"], b["act"])
         ops.loss_grad(rec, 2, 1.0, 600, 2, b["y"], b["t"], b["loss"], b["grad"])
         ops.colsum(rec, 600, 2, b["y"], b["cs"], splits=1)
 
     def reference(a):
         loss, grad = ref.sample_losses("squared_error", a["y"].astype(np.float64), a["t"].astype(np.float64))
+        col, w, ds = ref.im2col(a["x"].astype(np.float64), 1, 1, 3, 3, 1, 1), a["w"].astype(np.float64), a["ds"]
+        conv = {"s": col @ w, "gw": col.T @ ds, "dx": ref.col2im(ds @ w.T, (7, 9, 8, 3), 1, 1, 3, 3, 1, 1).reshape(-1, 3)}
         return {
             "c": a["a"].astype(np.float64) @ a["b"],
             "col": ref.im2col(a["x"].astype(np.float64), 1, 1, 3, 3, 1, 1),
@@ -703,11 +868,14 @@ def test_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch):
             "loss": loss,
             "grad": grad,
             "cs": a["y"].astype(np.float64).sum(axis=0),
+            **{f"{k}{tile}": v for tile in ("32x32", None) for k, v in conv.items()},
         }
 
     outputs = {"c": (m, n), "col": (7 * 72, 27), "dx": (7, 9, 8, 3), "act": (2000,), "loss": (600,), "grad": (600, 2),
-               "cs": (2,)}
-    inputs = {"a": (m, k), "b": (k, n), "x": (7, 9, 8, 3), "dcol": (7 * 72, 27), "s": (2000,), "y": (600, 2), "t": (600, 2)}
+               "cs": (2,), **{f"{k}{t}": v for t in ("32x32", None) for k, v in
+                              {"s": (7 * 72, 4), "gw": (27, 4), "dx": (7 * 72, 3)}.items()}}
+    inputs = {"a": (m, k), "b": (k, n), "x": (7, 9, 8, 3), "dcol": (7 * 72, 27), "s": (2000,), "y": (600, 2), "t": (600, 2),
+              "w": (27, 4), "ds": (7 * 72, 4)}
     parity(kernel_run(gpu, record, outputs), reference, inputs, rng=rng, what="capped dispatch")
 
 
@@ -725,3 +893,48 @@ def test_layer_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch, case):
         test_batchnorm_train(gpu, rng, case)
     else:
         test_pool_layer(gpu, rng, case, False)
+
+
+# ---------------------------------------------------------------- the gemm plan
+
+
+def test_gemm_plan_is_deterministic_and_pinnable(gpu, monkeypatch, tmp_path):
+    """The choice among the kernels is a pure function of the shape and the device's fill
+    (no timing on a software device); NEUROFLOW_GPU_GEMM pins a kernel everywhere and a
+    tuning file (what the device check writes) pins it per shape."""
+    import json
+
+    from neuroflow.gpu import ops
+    from neuroflow.gpu.device import Gpu
+
+    sim = Gpu.__new__(Gpu)
+    sim.configure({"name": "sim", "adapter_type": "DiscreteGPU"},
+                  {"max-storage-buffer-binding-size": 2**31, "max-buffer-size": 2**32,
+                   "max-compute-workgroups-per-dimension": 65535, "max-compute-workgroup-storage-size": 49152,
+                   "max-compute-invocations-per-workgroup": 1024})
+    monkeypatch.delenv("NEUROFLOW_GPU_GEMM", raising=False)
+    monkeypatch.delenv("NEUROFLOW_GPU_TUNING", raising=False)
+    # a big square product: the largest tile, no split (its grid fills the device)
+    assert ops.plan(sim, 4096, 4096, 4096) == ("128x128", 1)
+    # a forward convolution: many rows, 32 filters: a narrow tile, never split
+    name, splits = ops.plan(sim, 128 * 1024, 32, 288)
+    assert splits == 1 and ops.TILES[name].bn <= 64
+    # a weight gradient: few outputs over a long K: split, within the limits
+    name, splits = ops.plan(sim, 288, 32, 131072)
+    assert 1 < splits <= ops.MAX_SPLITS
+    assert ops.plan(sim, 288, 32, 131072, can_split=False)[1] == 1
+    # one filter: the per-element kernel
+    assert ops.plan(sim, 20 * 400 * 400, 1, 27)[0] == ops.SMALL
+    assert ops.plan(sim, 4096, 4096, 4096) == ops.plan(sim, 4096, 4096, 4096)
+    monkeypatch.setenv("NEUROFLOW_GPU_GEMM", "64x32/3")
+    assert ops.plan(sim, 4096, 4096, 4096) == ("64x32", 3)
+    monkeypatch.delenv("NEUROFLOW_GPU_GEMM")
+    key = ops.shape_key("NN", 4096, 4096, 4096)
+    f = tmp_path / "tuning.json"
+    f.write_text(json.dumps({"sim": {key: "32x64"}}))
+    monkeypatch.setenv("NEUROFLOW_GPU_TUNING", str(f))
+    assert ops.plan(sim, 4096, 4096, 4096, key=key) == ("32x64", 1)
+    assert ops.plan(sim, 4096, 4096, 4096, key="NN:1x1x1") == ("128x128", 1)
+    monkeypatch.setenv("NEUROFLOW_GPU_GEMM", "huge")
+    with pytest.raises(ValueError, match="unknown gemm kernel 'huge'"):
+        ops.plan(sim, 64, 64, 64)

@@ -78,8 +78,11 @@ def test_every_kernel_compiles_with_the_generated_constants():
     from gpu_parity import require_gpu
 
     gpu = require_gpu()
+    from neuroflow.engines.gpu.ops import TILES
+
+    flags = dict(TRANS_A=False, TRANS_B=False, A_CONV=False, PHASED=False, B_WFLIP=False, VEC_C=False, EPI=0, WRITE_S=False)
     for shader, entry in LAYOUTS:
-        constants = {"TRANS_A": False, "TRANS_B": False} if shader == "gemm" else {}
-        kernels.kernel(gpu, shader, entry, **constants)
+        defines = dict(TILES["32x32"].defines(), **flags) if shader == "gemm" else None
+        kernels.kernel(gpu, shader, entry, defines)
     source = kernels.shader_source("act")
     assert source.startswith(id_prelude()) and "fn act_f" in source  # the prelude, then the include

@@ -4,6 +4,8 @@
 //             the layer's delta ∂L/∂s and d (∂L/∂a) is left untouched, so a residual can
 //             still read it.
 // b is the layer's bias inside the engine's flat parameter buffer (has_bias = 0: none).
+// (Conv and dense apply bias and activator in their gemm's epilogue; this pass serves
+// where no gemm precedes, and the kernel tests.)
 
 struct Params {
     count: u32, id: u32, alpha: f32, bias: f32,
@@ -36,5 +38,15 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var i = gid.x; i < p.count; i += nwg.x * 256u) {
         out[i] = src[i] * act_df(p.id, p.alpha, pre(i, out[i]));
+    }
+}
+
+// backward_out: out = src ⊙ f′ taken from the layer's output a (params bound to a): for the
+// activators whose f′ follows from it (act_df_out), so the forward keeps no pre-activation.
+@compute @workgroup_size(256)
+fn backward_out(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.count; i += nwg.x * 256u) {
+        out[i] = src[i] * act_df_out(p.id, p.alpha, params[i]);
     }
 }

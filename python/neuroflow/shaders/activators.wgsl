@@ -58,3 +58,16 @@ fn act_df(id: u32, alpha: f32, x: f32) -> f32 {
         default: { return 1.0; }  // ACT_LINEAR
     }
 }
+
+// f′ from the activator's output a = f(x), for the activators where it follows exactly
+// (engine's FROM_OUTPUT: relu, leaky_relu with α ≥ 0, sigmoid, tanh, linear): used where
+// the next layer folds this layer's f′ into its input gradient.
+fn act_df_out(id: u32, alpha: f32, y: f32) -> f32 {
+    switch id {
+        case ACT_RELU: { return select(0.0, 1.0, y > 0.0); }
+        case ACT_LEAKY_RELU: { return select(alpha, 1.0, y > 0.0); }
+        case ACT_SIGMOID: { return y * (1.0 - y); }
+        case ACT_TANH: { return 1.0 - y * y; }
+        default: { return 1.0; }  // ACT_LINEAR
+    }
+}

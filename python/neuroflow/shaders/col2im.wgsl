@@ -1,3 +1,5 @@
+// Not used by the engine (its convolutions are implicit GEMMs, gemm.wgsl): kept for tests
+// and debugging.
 // col2im: the input gradient of a convolution from the gradient of its im2col matrix,
 //   dx[n, x, y, c] = Σ dcol[(n, ox, oy), (kx·fy + ky)·Z + c] over ox·sx + kx − px = x,
 //                                                          oy·sy + ky − py = y.

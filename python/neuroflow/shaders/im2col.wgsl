@@ -1,3 +1,5 @@
+// Not used by the engine (its convolutions are implicit GEMMs, gemm.wgsl): kept for tests
+// and debugging.
 // im2col: col[r, k] for r = (n, ox, oy) the output positions of n samples (n slowest) and
 // k = (kx·fy + ky)·Z + c, so col · W[K, F] is the convolution's pre-activation.
 //   col[r, k] = in[n, ox·sx + kx − px, oy·sy + ky − py, c], 0 outside the input

@@ -55,6 +55,19 @@ def _select_backends(wgpu) -> None:
         pass
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise RuntimeError(f"{name}: expected a positive integer, got {raw!r}") from None
+    if v < 1:
+        raise RuntimeError(f"{name}: expected a positive integer, got {raw!r}")
+    return v
+
+
 def _describe(adapter) -> dict:
     info = adapter.info
     return {
@@ -107,9 +120,12 @@ class Gpu:
         lim = self.adapter.limits
         # Ask for the adapter's own buffer limits: the WebGPU defaults (128 MiB bindings,
         # 256 MiB buffers) would cap the batch far below what a real card holds.
+        # Likewise the workgroup memory (gemm's larger tiles double-buffer more than the
+        # default 16 KiB).
         wanted = {
             "max-storage-buffer-binding-size": lim["max-storage-buffer-binding-size"],
             "max-buffer-size": lim["max-buffer-size"],
+            "max-compute-workgroup-storage-size": lim["max-compute-workgroup-storage-size"],
         }
         self.device = self.adapter.request_device_sync(required_limits=wanted)
         self.queue = self.device.queue
@@ -127,6 +143,14 @@ class Gpu:
         # WebGPU does not report the number of cores, so this is a generous guess for a
         # discrete GPU and a small one for a CPU adapter, where splitting only adds work.
         self.parallelism = 16 if info["adapter_type"] == "CPU" else 1024
+        # Workgroups of a gemm that fill the device: about two 256-invocation workgroups
+        # per streaming multiprocessor of a large discrete GPU (an H100 has 132); a CPU
+        # adapter runs a few at once. NEUROFLOW_GPU_FILL overrides (the device check
+        # measures it).
+        cpu = info["adapter_type"] == "CPU"
+        self.gemm_fill = _env_int("NEUROFLOW_GPU_FILL", 8 if cpu else 264)
+        self.workgroup_storage = limits.get("max-compute-workgroup-storage-size", 16384)
+        self.max_invocations = limits.get("max-compute-invocations-per-workgroup", 256)
         self.kernels = {}  # kernels.py keeps compiled pipelines here
 
     def storage(self, nbytes: int, label: str = ""):
@@ -155,6 +179,22 @@ class Gpu:
         """Blocks until the GPU has finished the work that writes `buf`."""
         itemsize = np.dtype(dtype).itemsize
         data = self.queue.read_buffer(buf, offset, count * itemsize)
+        return np.frombuffer(data, dtype=dtype, count=count).copy()
+
+    def readback(self, nbytes: int = 16):
+        """A buffer the GPU copies results into and the host maps to read them (kept for an
+        engine's lifetime: no staging buffer made per read)."""
+        u = self.wgpu.BufferUsage
+        return self.device.create_buffer(size=nbytes, usage=u.MAP_READ | u.COPY_DST, label="readback")
+
+    def read_mapped(self, buf, count: int, dtype=np.float32) -> np.ndarray:
+        """Map a readback buffer (blocks until the GPU has written it), read, unmap."""
+        itemsize = np.dtype(dtype).itemsize
+        buf.map_sync(self.wgpu.MapMode.READ, 0, buf.size)
+        try:
+            data = buf.read_mapped(0, count * itemsize, copy=True)
+        finally:
+            buf.unmap()
         return np.frombuffer(data, dtype=dtype, count=count).copy()
 
     def fill(self, buf, value: float) -> None:

@@ -2,12 +2,15 @@
 
 Parameters, their gradients, the optimizer's slots and the layers' state (running
 statistics) live in four flat GPU buffers for the engine's lifetime, each tensor at its
-own 16-byte aligned offset. A call uploads its batch once, records all its work (every
-chunk's forward and backward, then one update dispatch over every tensor) into one
-command encoder the first time it is made with that batch size, replays that recording on
-later calls, submits once, and reads back only what it returns: the loss of a training
-step, or the arrays asked for. The learning rate, the step and Adam's bias corrections are
-one 16-byte uniform written before the call.
+own 16-byte aligned offset. A call uploads its batch once, as given (uint8 stays uint8:
+the GPU converts and normalises it), records all its work (every chunk's forward and
+backward, then one update dispatch over every tensor) the first time it is made with that
+batch size and input type, replays that recording on later calls, submits once, and reads
+back only what it returns: the loss of a training step (through a buffer mapped for
+reading, kept for the engine's lifetime), or the arrays asked for. While the GPU runs a
+step, the next step's command buffer is encoded, so a training loop's host work overlaps
+the GPU's. The learning rate, the step and Adam's bias corrections are one 16-byte uniform
+written before the call.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from . import ops
 from .device import get_gpu
 from .finite_differences import central_differences
 from .layers import Ctx, backward_chain, forward_chain
+from .layers.dense import Affine, from_output
 from .spec import ALIGN, MODES, SLOTS, Net, parse, resolve
 from .workspace import Workspace, chunk_capacity, whole_batch_check
 
@@ -46,6 +50,12 @@ class GpuEngine:
         self._net: Net = parse(spec_json)
         self._gpu = gpu = get_gpu()
         net = self._net
+        # The loss applies the last layer's f′ when it follows from the output (dense.py).
+        last = net.last
+        self._loss_fold = None
+        if isinstance(last, Affine) and not last.act.linear and from_output(last.act):
+            last.d_folded = True
+            self._loss_fold = last.act
         self._chunk = chunk_capacity(gpu, net, max_chunk)
         floats = max(ALIGN, net.param_floats)
         if 4 * floats > gpu.max_binding:
@@ -72,6 +82,18 @@ class GpuEngine:
         self._lr = 0.0
         self._step = 0
         self._ws: Workspace | None = None
+        self._readback = gpu.readback(16)
+        self._ahead = None  # (program, its command buffer encoded ahead for the next call)
+        self._kind = (False, False)  # the call's input: (uint8, normalised on the GPU)
+        # mean[C] then f32(1/std)[C] of the input normalisation (the CPU engine's f32 values)
+        c = net.input[-1]
+        stats = np.zeros(2 * c, np.float32)
+        if net.input_norm is not None:
+            mean, std = net.input_norm
+            stats[:c] = np.asarray(mean, np.float32)
+            stats[c:] = (1.0 / np.asarray(std, np.float64)).astype(np.float32)
+        self._norm_stats = gpu.storage(stats.nbytes, "input-norm")
+        gpu.write(self._norm_stats, stats)
 
     # ---- description ----
 
@@ -149,7 +171,8 @@ class GpuEngine:
     # ---- batches ----
 
     def _batch(self, x, t=None):
-        """Check and convert a batch; returns (n, x as f32, t or None)."""
+        """Check a batch; returns (n, x flat as given (f32 or uint8), t flat or None). The
+        GPU converts uint8 and applies the input normalisation (_load_chunk)."""
         if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.uint8):
             raise TypeError("x: expected a numpy array of f32 or uint8")
         if not x.flags.c_contiguous:
@@ -157,11 +180,6 @@ class GpuEngine:
         if x.ndim < 2 or x.shape[0] == 0 or tuple(x.shape[1:]) != tuple(self._net.input):
             raise ValueError(f"x: expected a non-empty batch (N, {', '.join(map(str, self._net.input))}), got shape {x.shape}")
         n = x.shape[0]
-        if x.dtype == np.uint8:  # as the CPU engine: f32(b) · f32(1/255)
-            x = x.astype(np.float32) * np.float32(1.0 / 255.0)
-        if self._net.input_norm is not None:  # as the CPU engine: (x − mean) · (1/std) in f32
-            mean, std = self._net.input_norm
-            x = (x - np.asarray(mean, np.float32)) * (1.0 / np.asarray(std, np.float64)).astype(np.float32)
         if t is not None:
             if not isinstance(t, np.ndarray) or t.dtype != np.float32:
                 raise TypeError("t: expected a numpy array of f32")
@@ -194,24 +212,37 @@ class GpuEngine:
         return [(c, min(ws.cap, n - c)) for c in range(0, n, ws.cap)]
 
     def _upload(self, ws: Workspace, n: int, x, t) -> None:
-        """One upload per batch: into the chunk buffers, or a whole-batch buffer that
-        each chunk copies its slice from."""
+        """One upload per batch, of the batch as given. Plain float32 goes into the chunk
+        buffer, or a whole-batch buffer that each chunk copies its slice from; uint8 (4 bytes
+        a word, padded) or float32 to be normalised goes into a whole-batch buffer that each
+        chunk converts its slice from on the GPU. Sets the call's input kind (part of the
+        recorded program's key)."""
         gpu = self._gpu
-        if n <= ws.cap:
+        uint8 = x.dtype == np.uint8
+        self._kind = (uint8, self._net.input_norm is not None)
+        if uint8 or self._kind[1]:
+            raw = x.view(np.uint8)
+            if raw.size % 4:
+                raw = np.concatenate([raw, np.zeros(4 - raw.size % 4, np.uint8)])
+            gpu.write(ws.batch("xin", raw.nbytes), raw)
+        elif n <= ws.cap:
             gpu.write(ws["x"], x)
-            if t is not None:
-                gpu.write(ws["t"], t)
         else:
             gpu.write(ws.batch("x", x.nbytes), x)
-            if t is not None:
-                gpu.write(ws.batch("t", t.nbytes), t)
+        if t is not None:
+            gpu.write(ws["t"] if n <= ws.cap else ws.batch("t", t.nbytes), t)
 
     def _load_chunk(self, rec, ws: Workspace, n: int, c: int, rows: int, targets: bool) -> None:
-        if n <= ws.cap:
-            return
+        """The chunk's input in ws["x"] (converted on the GPU, or copied from the whole
+        batch) and its targets in ws["t"]."""
         d, k = self._net.in_size, self._net.last.out_size
-        rec.copy(ws.batch("x", 0), 4 * c * d, ws["x"], 0, 4 * rows * d)
-        if targets:
+        uint8, norm = self._kind
+        if uint8 or norm:
+            ops.convert_input(rec, rows * d, c * d, self._net.input[-1], uint8, norm, ws.batch("xin", 0),
+                              self._norm_stats, ws["x"])
+        elif n > ws.cap:
+            rec.copy(ws.batch("x", 0), 4 * c * d, ws["x"], 0, 4 * rows * d)
+        if targets and n > ws.cap:
             rec.copy(ws.batch("t", 0), 4 * c * k, ws["t"], 0, 4 * rows * k)
 
     def _write_rate(self, lr: float | None = None) -> None:
@@ -232,10 +263,16 @@ class GpuEngine:
         return Ctx(rec=rec, ws=ws, params=self._w, grads=self._g, state=self._s, rate=self._rate,
                    seed=self._net.seed, rows=rows, base=base, train=train, **kw)
 
-    def _loss_pass(self, rec, ws: Workspace, rows: int, y) -> None:
+    def _loss_pass(self, rec, ws: Workspace, n: int, rows: int, y, total: float | None) -> bool:
+        """The chunk's per-sample losses and ∂L/∂y; with `total` (the reduction's scale) and
+        the batch in one small enough chunk, also the reduced loss into ws["out"] in the
+        same pass. Returns whether it did that."""
         net = self._net
+        fused = total is not None and n <= ws.cap and rows * net.last.out_size <= ops.LOSS_SUM_MAX
         ops.loss_grad(rec, net.loss_id, net.mult, rows, net.last.out_size, y, ws["t"], ws["losses"],
-                      ws[f"d{net.last.uid}"], net.smoothing)
+                      ws[f"d{net.last.uid}"], net.smoothing, fold=self._loss_fold,
+                      out=ws["out"] if fused else None, scale=total if fused else 1.0)
+        return fused
 
     def _losses_out(self, rec, ws: Workspace, n: int, c: int, rows: int):
         """Where the per-sample losses of the whole batch end up."""
@@ -245,30 +282,36 @@ class GpuEngine:
         rec.copy(ws["losses"], 0, whole, 4 * c, 4 * rows)
         return whole
 
-    def _record_losses(self, rec, ws: Workspace, n: int, train: bool, update_state: bool = False):
-        """Every chunk's forward and loss; returns the buffer of the n per-sample losses."""
-        losses = None
+    def _record_losses(self, rec, ws: Workspace, n: int, train: bool, update_state: bool = False,
+                       total: float | None = None):
+        """Every chunk's forward and loss; returns the buffer of the n per-sample losses.
+        With `total`, ws["out"] also receives total · Σ losses."""
+        losses, fused = None, False
         for c, rows in self._chunks(ws, n):
             self._load_chunk(rec, ws, n, c, rows, True)
             ctx = self._ctx(rec, ws, rows, c, train, update_state=update_state)
             y, _ = forward_chain(ctx, self._net.layers, ws["x"])
-            self._loss_pass(rec, ws, rows, y)
+            fused = self._loss_pass(rec, ws, n, rows, y, total)
             losses = self._losses_out(rec, ws, n, c, rows)
+        if total is not None and not fused:
+            ops.reduce_sum(rec, n, total, losses, ws["out"])
         return losses
 
-    def _backprop(self, rec, ws: Workspace, n: int, update_state: bool):
+    def _backprop(self, rec, ws: Workspace, n: int, update_state: bool, total: float | None = None):
         """Every chunk's train-mode forward, loss and backward, parameter gradients summed
-        over the chunks; returns the per-sample loss buffer."""
+        over the chunks; returns the per-sample loss buffer (and with `total`, as above)."""
         net = self._net
         scale = 1.0 / n if net.mean else 1.0
-        losses = None
+        losses, fused = None, False
         for c, rows in self._chunks(ws, n):
             self._load_chunk(rec, ws, n, c, rows, True)
             ctx = self._ctx(rec, ws, rows, c, True, update_state=update_state, scale=scale, accumulate=c > 0)
             y, _ = forward_chain(ctx, net.layers, ws["x"])
-            self._loss_pass(rec, ws, rows, y)
+            fused = self._loss_pass(rec, ws, n, rows, y, total)
             backward_chain(ctx, net.layers, ws["x"], net.last.buf(ctx, "d"), None)
             losses = self._losses_out(rec, ws, n, c, rows)
+        if total is not None and not fused:
+            ops.reduce_sum(rec, n, total, losses, ws["out"])
         return losses
 
     def _update(self, rec) -> None:
@@ -278,17 +321,29 @@ class GpuEngine:
         ops.update(rec, net.update, net.hyper, len(net.params), max(t.size for t in net.params), self._rate,
                    self._w, self._g, self._slot_bufs[0], self._slot_bufs[1], self._segments)
 
-    def _run(self, ws: Workspace, key: tuple, build):
-        """Record a call's steps once per workspace and key (which includes the batch
-        size), then replay them: later calls resolve no pipeline, bind group or buffer.
-        Returns what `build` returned (the buffer holding the result)."""
+    def _run(self, ws: Workspace, key: tuple, build, scalar: bool = False):
+        """Record a call's steps once per workspace and key (with the batch size and the
+        input kind), then replay them: later calls resolve no pipeline, bind group or
+        buffer. Returns what `build` returned (the buffer holding the result); with
+        `scalar`, the result's first float, copied to the mapped read-back buffer — and
+        while the GPU works towards it, the same program is encoded again for the next
+        call (a training loop repeats its step), which then only submits it."""
+        gpu = self._gpu
+        key = key + self._kind
         prog = ws.programs.get(key)
         if prog is None:
-            rec = ops.Recorder(self._gpu, ws.cache)
+            rec = ops.Recorder(gpu, ws.cache)
             result = build(rec)
+            if scalar:
+                rec.copy(result, 0, self._readback, 0, 4)
             prog = ws.programs[key] = (rec.steps, result, rec.notes)
-        ops.run(self._gpu, prog[0])
-        return prog[1]
+        ahead, self._ahead = self._ahead, None
+        command = ahead[1] if ahead is not None and ahead[0] is prog else ops.encode(gpu, prog[0])
+        gpu.queue.submit([command])
+        if not scalar:
+            return prog[1]
+        self._ahead = (prog, ops.encode(gpu, prog[0]))
+        return float(gpu.read_mapped(self._readback, 1)[0])
 
     # ---- the engine's methods ----
 
@@ -341,11 +396,10 @@ class GpuEngine:
         self._write_rate()
 
         def build(rec):
-            losses = self._record_losses(rec, ws, n, train)
-            ops.reduce_sum(rec, n, 1.0 / n if self._net.mean else 1.0, losses, ws["out"])
+            self._record_losses(rec, ws, n, train, total=1.0 / n if self._net.mean else 1.0)
             return ws["out"]
 
-        return float(self._gpu.read(self._run(ws, ("loss", n, train), build), 1)[0])
+        return self._run(ws, ("loss", n, train), build, scalar=True)
 
     def gradients(self, x, t) -> list:
         n, x, t = self._batch(x, t)
@@ -370,23 +424,20 @@ class GpuEngine:
             self._upload(ws, n, x, t)
 
             def build_fd(rec):  # the loss and the running statistics at the weights before the update
-                losses = self._record_losses(rec, ws, n, True, update_state=True)
+                self._record_losses(rec, ws, n, True, update_state=True, total=1.0 / n)
                 self._update(rec)
-                ops.reduce_sum(rec, n, 1.0 / n, losses, ws["out"])
                 return ws["out"]
 
-            out = self._run(ws, ("train_fd", n), build_fd)
+            loss = self._run(ws, ("train_fd", n), build_fd, scalar=True)
         else:
             self._upload(ws, n, x, t)
 
             def build(rec):
-                losses = self._backprop(rec, ws, n, update_state=True)
+                self._backprop(rec, ws, n, update_state=True, total=1.0 / n)
                 self._update(rec)
-                ops.reduce_sum(rec, n, 1.0 / n, losses, ws["out"])
                 return ws["out"]
 
-            out = self._run(ws, ("train", n), build)
-        loss = float(self._gpu.read(out, 1)[0])
+            loss = self._run(ws, ("train", n), build, scalar=True)
         self._step += 1
         return loss
 
@@ -400,12 +451,18 @@ class GpuEngine:
     # ---- for tests and benchmarks ----
 
     def _program(self, key: tuple) -> list:
-        """The recorded steps of a call (key as `_run` stores it), e.g. ("train", n)."""
-        return self._ws.programs[key][0]
+        """The recorded steps of a call, e.g. ("train", n) (for float32 input; `_run` adds
+        the input kind to the key, (uint8, normalised))."""
+        return self._ws.programs[self._full_key(key)][0]
 
     def _notes(self, key: tuple) -> list:
         """What ops.Recorder noted for each step of a recorded call: (kernel, bytes, groups)."""
-        return self._ws.programs[key][2]
+        return self._ws.programs[self._full_key(key)][2]
+
+    def _full_key(self, key: tuple) -> tuple:
+        if key in self._ws.programs:
+            return key
+        return key + (False, self._net.input_norm is not None)
 
     def _poison(self, n: int, value: float = float("nan"), train: bool = True) -> None:
         """Fill every buffer a call on `n` samples writes (workspace, gradients) with

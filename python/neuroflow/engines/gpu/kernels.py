@@ -10,7 +10,11 @@ Shader sources are assembled when they load:
   and ids) come first, e.g. `const ACT_RELU: u32 = 0u;`, `const UPDATE_ADAM: u32 = 3u;`.
   No shader writes an id as a number (tests/test_ids_gpu.py checks);
 - a line `//!include <name>` is replaced by `shaders/<name>.wgsl` (shared functions such
-  as the activators, which several kernels apply).
+  as the activators, which several kernels apply);
+- a kernel's *defines* (e.g. gemm's tile sizes and operand modes) become `const`
+  declarations after the ids, and `//!if NAME` … `//!else` … `//!endif` lines keep the text
+  of the branch whose define is non-zero (for what a `const` cannot switch: a binding's
+  type). Each set of defines is its own shader module and pipeline.
 """
 
 from __future__ import annotations
@@ -37,17 +41,21 @@ U, R, W = "uniform", "read", "rw"
 
 # (shader, entry point) -> binding kinds, in binding order.
 LAYOUTS = {
-    # gemm binds A and B twice: as f32 and as vec4 (for aligned loads).
-    ("gemm", "main"): (U, R, R, W, R, R),
-    ("gemm", "small"): (U, R, R, W, R, R),
+    # gemm binds A and B twice: as f32 and as vec4 (for aligned loads); then the epilogue's
+    # extra input (the layer input whose f′ is folded in) and extra output (s beside a).
+    ("gemm", "main"): (U, R, R, W, R, R, R, W),
+    ("gemm", "small"): (U, R, R, W, R, R, R, W),
     ("gemm_splits", "main"): (U, R, W),
-    ("im2col", "main"): (U, R, W),
+    ("im2col", "main"): (U, R, W),  # not used by the engine (implicit GEMM): tests, debugging
     ("col2im", "main"): (U, R, W),
     ("act", "forward"): (U, R, R, W),  # s, params (bias), a
     ("act", "backward"): (U, R, R, W),  # d, params (bias), s → ds in place
+    ("act", "backward_out"): (U, R, R, W),  # d, a, ds
     ("reduce", "sum"): (U, R, W),
+    ("input", "convert"): (U, R, R, W),  # raw batch (u32 words), mean and 1/std, x
     ("colsum", "main"): (U, R, W),
     ("loss", "loss_grad"): (U, R, R, W, W),
+    ("loss", "loss_grad_sum"): (U, R, R, W, W, W),  # … and the reduced loss
     ("softmax", "main"): (U, R, W),
     ("update", "main"): (U, U, W, R, W, W, R),  # params, hyper, w, g, slot0, slot1, segments
     ("batchnorm", "stats"): (U, R, W, W),  # x, stats (or partials), state
@@ -108,11 +116,49 @@ def id_prelude() -> str:
 
 
 _INCLUDE = re.compile(r"^//!include\s+(\w+)\s*$", re.M)
+_BRANCH = re.compile(r"^//!(if|else|endif)\b\s*(\w*)\s*$")
 
 
-def shader_source(name: str) -> str:
-    """The shader's text as compiled: the id constants, then the file with its includes."""
+def _wgsl_const(name: str, value) -> str:
+    if isinstance(value, bool):
+        return f"const {name}: bool = {'true' if value else 'false'};"
+    if isinstance(value, int) and value >= 0:
+        return f"const {name}: u32 = {value}u;"
+    raise ValueError(f"define {name}: expected a bool or a non-negative int, got {value!r}")
+
+
+def _branches(text: str, defines: dict) -> str:
+    """Keep the lines of each `//!if NAME` block whose define is non-zero (else its
+    `//!else` part); blocks nest."""
+    out, stack = [], []  # stack of (keeping this branch, parent keeping)
+    for line in text.split("\n"):
+        m = _BRANCH.match(line.strip())
+        if not m:
+            if all(k for k, _ in stack):
+                out.append(line)
+            continue
+        what, name = m.groups()
+        if what == "if":
+            if name not in defines:
+                raise ValueError(f"//!if {name}: not among the kernel's defines {sorted(defines)}")
+            stack.append((bool(defines[name]), all(k for k, _ in stack)))
+        elif not stack:
+            raise ValueError(f"//!{what} without //!if")
+        elif what == "else":
+            keep, parent = stack.pop()
+            stack.append((not keep, parent))
+        else:
+            stack.pop()
+    if stack:
+        raise ValueError("//!if without //!endif")
+    return "\n".join(out)
+
+
+def shader_source(name: str, defines: dict | None = None) -> str:
+    """The shader's text as compiled: the id constants, the defines, then the file with
+    its includes and its `//!if` branches resolved."""
     seen: set[str] = set()
+    defines = dict(defines or {})
 
     def expand(text: str) -> str:
         def one(m):
@@ -124,15 +170,16 @@ def shader_source(name: str) -> str:
 
         return _INCLUDE.sub(one, text)
 
-    return id_prelude() + expand(_read(name))
+    consts = "".join(_wgsl_const(k, v) + "\n" for k, v in sorted(defines.items()))
+    return id_prelude() + consts + _branches(expand(_read(name)), defines)
 
 
 class Kernel:
     """A compute pipeline with its explicit bind-group layout."""
 
-    def __init__(self, gpu: Gpu, shader: str, entry: str, constants: dict | None = None):
+    def __init__(self, gpu: Gpu, shader: str, entry: str, constants: dict | None = None, defines: dict | None = None):
         wgpu = gpu.wgpu
-        self.name = f"{shader}.{entry}" + "".join(f".{k}={v}" for k, v in sorted((constants or {}).items()))
+        self.name = f"{shader}.{entry}" + "".join(f".{k}={v}" for k, v in sorted({**(defines or {}), **(constants or {})}.items()))
         self.kinds = LAYOUTS[(shader, entry)]
         kind = {
             U: {"type": wgpu.BufferBindingType.uniform},
@@ -149,7 +196,7 @@ class Kernel:
                 ]
             )
         self.layout = gpu.kernels[lkey]
-        module = _module(gpu, shader)
+        module = _module(gpu, shader, defines or {})
         stage = {"module": module, "entry_point": entry}
         if constants:
             stage["constants"] = {k: float(v) for k, v in constants.items()}
@@ -160,19 +207,19 @@ class Kernel:
         )
 
 
-def _module(gpu: Gpu, shader: str):
-    key = ("module", shader)
+def _module(gpu: Gpu, shader: str, defines: dict):
+    key = ("module", shader, tuple(sorted(defines.items())))
     if key not in gpu.kernels:
-        gpu.kernels[key] = gpu.device.create_shader_module(code=shader_source(shader), label=shader)
+        gpu.kernels[key] = gpu.device.create_shader_module(code=shader_source(shader, defines), label=shader)
     return gpu.kernels[key]
 
 
-def kernel(gpu: Gpu, shader: str, entry: str = "main", **constants) -> Kernel:
-    """The compiled kernel, created once per device."""
-    key = (shader, entry, tuple(sorted(constants.items())))
+def kernel(gpu: Gpu, shader: str, entry: str = "main", defines: dict | None = None, **constants) -> Kernel:
+    """The compiled kernel, created once per device (and per set of defines)."""
+    key = (shader, entry, tuple(sorted((defines or {}).items())), tuple(sorted(constants.items())))
     k = gpu.kernels.get(key)
     if k is None:
-        k = gpu.kernels[key] = Kernel(gpu, shader, entry, constants)
+        k = gpu.kernels[key] = Kernel(gpu, shader, entry, constants, defines)
     return k
 
 

@@ -1,13 +1,13 @@
 """The per-batch GPU buffers of an engine: inputs, targets, every layer's activations and
-deltas (named `<key><uid>`, e.g. `a3`, `d3`, `s3`), the shared im2col buffer.
+deltas (named `<key><uid>`, e.g. `a3`, `d3`, `s3`). Convolutions are implicit GEMMs: there
+is no column buffer, so no buffer is larger than one layer's activations of a chunk.
 
 A workspace holds `cap` samples (one chunk). Larger batches run as several chunks recorded
 into the same command encoder, their parameter gradients accumulated, so no buffer
 exceeds the device's binding limit — except where a pass couples the samples of a batch
 (batch statistics in train mode): then the workspace is sized to the whole batch, or the
-call is refused with the limit named. The im2col buffer holds `col_block` samples'
-columns; convolutions walk their chunk in blocks of that many samples. Buffers and the
-bind groups over them are made once per capacity and reused for every step.
+call is refused with the limit named. Buffers and the bind groups over them are made once
+per capacity and reused for every step.
 """
 
 from __future__ import annotations
@@ -18,17 +18,24 @@ from .device import Gpu
 from .kernels import Cache
 from .spec import Net
 
-# Bytes of chunk buffers (NEUROFLOW_GPU_WORKSPACE_BYTES overrides): plenty of samples at
-# once to keep a large GPU busy, little enough to leave memory for everything else.
-DEFAULT_BUDGET = 512 << 20
+# Bytes of one chunk's buffers (NEUROFLOW_GPU_WORKSPACE_BYTES overrides): the device's
+# largest storage binding, within [512 MiB, 4 GiB]. WebGPU reports no memory size; a device
+# that binds 4 GiB at once (an H100/H200 through Vulkan) holds a CIFAR net's batch of 128 in
+# one chunk, and a software or small device keeps the 512 MiB that suits it.
+MIN_BUDGET = 512 << 20
+MAX_BUDGET = 4 << 30
 
 
-def budget() -> int:
-    raw = os.environ.get("NEUROFLOW_GPU_WORKSPACE_BYTES", str(DEFAULT_BUDGET))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"NEUROFLOW_GPU_WORKSPACE_BYTES: expected a number of bytes, got {raw!r}") from None
+def budget(gpu: Gpu | None = None) -> int:
+    raw = os.environ.get("NEUROFLOW_GPU_WORKSPACE_BYTES", "").strip()
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"NEUROFLOW_GPU_WORKSPACE_BYTES: expected a number of bytes, got {raw!r}") from None
+    if gpu is None:
+        return MIN_BUDGET
+    return max(MIN_BUDGET, min(gpu.max_binding, gpu.max_buffer, MAX_BUDGET))
 
 
 def per_sample(net: Net) -> dict:
@@ -49,12 +56,8 @@ def fixed(net: Net) -> dict:
     return sizes
 
 
-def col_size(net: Net) -> int:
-    return max((layer.col_size for layer in net.walk), default=0)
-
-
 def _check_sample(gpu: Gpu, net: Net) -> None:
-    sizes = dict(per_sample(net), col=col_size(net))
+    sizes = per_sample(net)
     biggest = max(sizes, key=sizes.get)
     if sizes[biggest] * 4 > gpu.max_binding:
         raise ValueError(
@@ -67,7 +70,7 @@ def chunk_capacity(gpu: Gpu, net: Net, limit: int | None = None) -> int:
     """The most samples one chunk may hold on this device."""
     _check_sample(gpu, net)
     sizes = per_sample(net)
-    cap = min(gpu.max_binding // (4 * max(sizes.values())), max(1, budget() // (4 * sum(sizes.values()))))
+    cap = min(gpu.max_binding // (4 * max(sizes.values())), max(1, budget(gpu) // (4 * sum(sizes.values()))))
     return max(1, min(cap, limit or cap))
 
 
@@ -85,25 +88,12 @@ def whole_batch_check(gpu: Gpu, net: Net, n: int, why: str) -> None:
         )
 
 
-def col_block(gpu: Gpu, net: Net, cap: int) -> int:
-    """Samples whose im2col columns the shared column buffer holds at once."""
-    col = col_size(net)
-    if not col:
-        return cap
-    limit = min(gpu.max_binding, max(4 * col, budget() // 2))
-    return max(1, min(cap, limit // (4 * col)))
-
-
 class Workspace:
     def __init__(self, gpu: Gpu, net: Net, cap: int):
         self.gpu, self.cap = gpu, cap
         self.cache = Cache(gpu)
         self.buf = {name: gpu.storage(4 * n * cap, name) for name, n in per_sample(net).items()}
         self.buf.update({name: gpu.storage(4 * n, name) for name, n in fixed(net).items()})
-        self.col_block = col_block(gpu, net, cap)
-        col = col_size(net)
-        if col:
-            self.buf["col"] = gpu.storage(4 * col * self.col_block, "col")
         self._batch: dict[str, object] = {}
         self.programs: dict[tuple, tuple] = {}  # recorded steps per (call, batch size, …)
 

@@ -41,7 +41,6 @@ class Ctx:
     scale: float = 1.0  # the reduction's factor for parameter gradients (1/N for mean)
     accumulate: bool = False  # add parameter gradients to what is there (later chunks)
     outputs: dict = field(default_factory=dict)  # uid -> the buffer holding its output
-    col: tuple | None = None  # (uid, first sample, samples) whose im2col the col buffer holds
 
     @property
     def gpu(self):
@@ -129,8 +128,6 @@ class Layer:
         """Floats of the workspace buffers whose size does not grow with the batch."""
         return {}
 
-    col_size = 0  # per-sample floats of the shared im2col buffer this layer uses
-
     def buf(self, ctx: Ctx, key: str):
         return ctx.ws[f"{key}{self.uid}"]
 
@@ -184,6 +181,9 @@ def build_chain(specs: list, dim_in: tuple, walk: list, prefix: str, where: str)
         layer.link(walk)
         chain.append(layer)
         dim_in = layer.dim_out
+    from .dense import fold_chain
+
+    fold_chain(chain)
     return chain
 
 

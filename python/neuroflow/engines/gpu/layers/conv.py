@@ -1,9 +1,14 @@
-"""Convolution: im2col × gemm, the bias and the activator in one pass after it.
+"""Convolution as implicit GEMM: no column matrix is ever built.
 
-The shared im2col buffer holds `ws.col_block` samples' columns at a time, so a batch that
-must stay whole (batch statistics) never needs a column matrix for all of it: the forward
-and the backward walk the chunk in blocks of samples. 1×1 stride-1 layers use their input
-as the column matrix. The input gradient is ds·Wᵀ (into the column buffer) then col2im.
+- forward: s = col(x)·W, the gemm reading its A tiles straight from the input by the
+  window's geometry (zero padding virtual), bias and activator in its epilogue;
+- weight gradient: col(x)ᵀ·ds, the same gather transposed (K split across workgroups when
+  the K·F outputs are too few to fill the GPU);
+- input gradient: one gemm per stride phase (x mod sx, y mod sy) in one dispatch, each a
+  stride-1 correlation of the delta with the phase's taps of the flipped, transposed
+  weights, written straight to the phase's input positions (no col2im, no atomics), with
+  the f′ of the layer before folded in where it can be (dense.py).
+1×1 stride-1 layers without padding use the input itself as the column matrix.
 """
 
 from __future__ import annotations
@@ -33,50 +38,26 @@ class Conv(Affine):
         self.channels = f
         self.setup(spec, (fx, fy, z, f))
 
-    @property
-    def col_size(self) -> int:
-        return 0 if self.g.pointwise else self.g.positions * self.g.k
-
-    def _blocks(self, ctx: Ctx) -> list:
-        if self.g.pointwise:
-            return [(0, ctx.rows)]
-        step = min(ctx.rows, ctx.ws.col_block)
-        return [(b, min(step, ctx.rows - b)) for b in range(0, ctx.rows, step)]
-
-    def _columns(self, ctx: Ctx, inp, b0: int, nb: int):
-        """The column matrix of samples [b0, b0 + nb) and its offset (im2col unless the
-        col buffer still holds it)."""
-        if self.g.pointwise:
-            return inp, b0 * self.in_size
-        col = ctx.ws["col"]
-        if ctx.col != (self.uid, b0, nb):
-            ops.im2col(ctx.rec, self.g, nb, inp, col, x_off=b0 * self.in_size)
-            ctx.col = (self.uid, b0, nb)
-        return col, 0
+    def _conv(self, ctx: Ctx, phased: bool = False):
+        return None if self.g.pointwise else ops.Conv(self.g, ctx.rows, self.channels, phased)
 
     def forward(self, ctx: Ctx, inp):
-        g, s = self.g, self.buf(ctx, "s")
-        for b0, nb in self._blocks(ctx):
-            col, off = self._columns(ctx, inp, b0, nb)
-            ops.gemm(ctx.rec, col, ctx.params, s, nb * g.positions, self.channels, g.k,
-                     offsets=(off, self.w.offset, b0 * self.out_size))
-        return self.activate(ctx, s)
+        g, out = self.g, self.output(ctx)
+        ops.gemm(ctx.rec, inp, ctx.params, out, ctx.rows * g.positions, self.channels, g.k,
+                 offsets=(0, self.w.offset, 0), conv=self._conv(ctx), epilogue=self.output_epilogue(ctx))
+        return out
 
     def backward(self, ctx: Ctx, inp, d_out, d_in) -> None:
         g, rec = self.g, ctx.rec
-        s = self.delta(ctx, d_out, self.buf(ctx, "s"))  # now ∂L/∂s
-        # Last block first: after the forward the column buffer may still hold it.
-        for i, (b0, nb) in enumerate(reversed(self._blocks(ctx))):
-            m = nb * g.positions
-            col, off = self._columns(ctx, inp, b0, nb)
-            ops.gemm(rec, col, s, ctx.grads, g.k, self.channels, m, trans_a=True, alpha=ctx.scale,
-                     beta=ctx.beta if i == 0 else 1.0, offsets=(off, b0 * self.out_size, self.w.offset))
-            if d_in is None:
-                continue
-            if g.pointwise:
-                ops.gemm(rec, s, ctx.params, d_in, m, g.k, self.channels, trans_b=True, offsets=(0, self.w.offset, 0))
-            else:  # dcol overwrites the columns, which the weight gradient has consumed
-                ops.gemm(rec, s, ctx.params, col, m, g.k, self.channels, trans_b=True,
-                         offsets=(b0 * self.out_size, self.w.offset, 0))
-                ctx.col = None
-                ops.col2im(rec, g, nb, col, d_in, dx_off=b0 * self.in_size)
+        ds = self.delta(ctx, d_out)
+        m = ctx.rows * g.positions
+        ops.gemm(rec, inp, ds, ctx.grads, g.k, self.channels, m, trans_a=True, alpha=ctx.scale, beta=ctx.beta,
+                 offsets=(0, 0, self.w.offset), conv=self._conv(ctx))
+        if d_in is None:
+            return
+        if g.pointwise:
+            ops.gemm(rec, ds, ctx.params, d_in, m, g.k, self.channels, trans_b=True, offsets=(0, self.w.offset, 0),
+                     epilogue=self.input_epilogue(inp))
+        else:
+            ops.gemm(rec, ds, ctx.params, d_in, ctx.rows * g.x * g.y, g.z, g.k, offsets=(0, self.w.offset, 0),
+                     conv=self._conv(ctx, phased=True), epilogue=self.input_epilogue(inp))
