@@ -274,3 +274,31 @@ def test_lr_multipliers_scale_the_step(rng):
     np.testing.assert_allclose(w0[1] - fast.weights[1], 5 * (w0[1] - base.weights[1]), rtol=1e-12)
     np.testing.assert_allclose(fast.weights[0], base.weights[0], rtol=1e-12)
     np.testing.assert_allclose(w0[1] - base.weights[1], 0.01 * g[1], rtol=1e-12)
+
+
+def test_evaluate_with_test_time_augmentation(rng):
+    x, y = data(rng, 6)
+    net = modern()
+    x8 = (x * 255).astype(np.uint8)
+    plain = net.evaluate(x8, y)
+    flip = net.evaluate(x8, y, tta="flip")
+    both = (net.focus(7)(x8) + net.focus(7)(x8[:, ::-1])) / 2
+    assert flip.accuracy == pytest.approx(np.mean(both.argmax(axis=1) == y))
+    assert plain != flip
+    full = net.evaluate(x8, y, tta="flip_translate")
+    assert 0 <= full.accuracy <= 1 and np.isfinite(full.loss)
+    with pytest.raises(ValueError, match='tta: expected None, "flip" or "flip_translate"'):
+        net.evaluate(x8, y, tta="rotate")
+
+
+def test_validation_each_epoch_and_early_stopping(rng):
+    x, y = data(rng, 8)
+    vx, vy = data(rng, 5)
+    net = modern(Settings(verbose=False, iterations=40, batch_size=4, learning_rate=lambda i, a: 0.0))  # no improvement
+    run = net.train(x, y, validation=(vx, vy), patience=2)
+    hist = run.extra["validation"]
+    assert run.stopped_by == "early_stop" and [h["epoch"] for h in hist] == [1, 2, 3] and run.iterations == 6
+    assert all(h["accuracy"] == hist[0]["accuracy"] for h in hist)
+    assert hist[0]["accuracy"] == net.evaluate(vx, vy).accuracy
+    with pytest.raises(ValueError, match="patience: early stopping needs validation"):
+        net.train(x, y, patience=2)

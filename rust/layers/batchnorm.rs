@@ -3,7 +3,8 @@
 //! running ones, PyTorch's momentum convention); eval mode by the running statistics.
 //! Sums run in f64 over a fixed grouping of rows: the same result for any thread count.
 
-use super::{column_sums, grown, own_fprime, Ctx, Layer, Mode, Slot, Tensors, XDx};
+use super::{grown, own_fprime, Ctx, Layer, Mode, Slot, Tensors, XDx};
+use crate::simd::simd_fn;
 use crate::activator::Activator;
 use crate::real::Real;
 use crate::spec::{Kind, LayerSpec};
@@ -69,18 +70,81 @@ impl<T: Real> BatchNorm<T> {
     fn batch_stats(&self, x: &[T], rows: usize) -> (Vec<f64>, Vec<f64>) {
         let c = self.channels;
         let origin: Vec<f64> = x[..c].iter().map(|v| v.f64()).collect();
-        let mut sums = vec![[0.0f64; 2]; c];
-        column_sums::<T, 2>(rows, c, &mut sums, |r, part| {
-            for ((p, &v), &o) in part.iter_mut().zip(&x[r * c..(r + 1) * c]).zip(&origin) {
-                let d = v.f64() - o;
-                p[0] += d;
-                p[1] += d * d;
-            }
-        });
+        let (s, q) = channel_sums(rows, c, |r, s, q| shifted_sums(&x[r * c..(r + 1) * c], &origin, s, q));
         let m = rows as f64;
-        let mean = sums.iter().zip(&origin).map(|(s, o)| o + s[0] / m).collect();
-        let var = sums.iter().map(|s| (s[1] / m - (s[0] / m).powi(2)).max(0.0)).collect();
+        let mean = s.iter().zip(&origin).map(|(s, o)| o + s / m).collect();
+        let var = s.iter().zip(&q).map(|(s, q)| (q / m - (s / m).powi(2)).max(0.0)).collect();
         (mean, var)
+    }
+}
+
+/// Per-channel sums (Σa, Σb) over `rows` rows in f64, in a fixed grouping (the same result
+/// for any thread count): `f(row, a, b)` adds one row's terms.
+fn channel_sums(rows: usize, c: usize, f: impl Fn(usize, &mut [f64], &mut [f64]) + Sync) -> (Vec<f64>, Vec<f64>) {
+    let groups = rows.clamp(1, super::GROUPS);
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..groups)
+        .into_par_iter()
+        .map(|gi| {
+            let (mut a, mut b) = (vec![0.0; c], vec![0.0; c]);
+            for r in gi * rows / groups..(gi + 1) * rows / groups {
+                f(r, &mut a, &mut b);
+            }
+            (a, b)
+        })
+        .collect();
+    let (mut a, mut b) = (vec![0.0; c], vec![0.0; c]);
+    for (pa, pb) in &parts {
+        a.iter_mut().zip(pa).for_each(|(x, y)| *x += y);
+        b.iter_mut().zip(pb).for_each(|(x, y)| *x += y);
+    }
+    (a, b)
+}
+
+// The per-element passes of batch normalisation, vectorised over a row of channels (AVX2
+// where the CPU has it).
+simd_fn! {
+    /// s += x − o, q += (x − o)² for one row.
+    fn shifted_sums<T: Real>(x: &[T], o: &[f64], s: &mut [f64], q: &mut [f64]) {
+        for (((&v, &o), s), q) in x.iter().zip(o).zip(s.iter_mut()).zip(q.iter_mut()) {
+            let d = v.f64() - o;
+            *s += d;
+            *q += d * d;
+        }
+    }
+}
+
+simd_fn! {
+    /// s += g, q += g·(x − μ)/σ for one row.
+    fn grad_sums<T: Real>(x: &[T], g: &[T], mean: &[f64], inv: &[f64], s: &mut [f64], q: &mut [f64]) {
+        for (i, (s, q)) in s.iter_mut().zip(q.iter_mut()).enumerate() {
+            let gv = g[i].f64();
+            *s += gv;
+            *q += gv * (x[i].f64() - mean[i]) * inv[i];
+        }
+    }
+}
+
+simd_fn! {
+    /// out = (x − μ)·a + b over rows of channels.
+    fn normalise<T: Real>(x: &[T], mu: &[T], a: &[T], b: &[T], out: &mut [T]) {
+        let c = mu.len();
+        for (o, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for ch in 0..c {
+                o[ch] = (x[ch] - mu[ch]) * a[ch] + b[ch];
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// dx = k·(g − g0 − (x − μ)·g1) over rows of channels.
+    fn input_grad<T: Real>(g: &[T], x: &[T], k: &[T], g0: &[T], g1: &[T], mu: &[T], dx: &mut [T]) {
+        let c = mu.len();
+        for ((d, g), x) in dx.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(x.chunks_exact(c)) {
+            for ch in 0..c {
+                d[ch] = k[ch] * (g[ch] - g0[ch] - (x[ch] - mu[ch]) * g1[ch]);
+            }
+        }
     }
 }
 
@@ -122,13 +186,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let a: Vec<T> = (0..c).map(|ch| T::of(scale[ch] * self.inv_std[ch])).collect();
         let mu: Vec<T> = self.mean.iter().map(|&m| T::of(m)).collect();
         let b: Vec<T> = shift.iter().map(|&v| T::of(v)).collect();
-        let normalise = |out: &mut [T], x: &[T]| {
-            for (o, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    o[ch] = (x[ch] - mu[ch]) * a[ch] + b[ch];
-                }
-            }
-        };
+        let normalise = |out: &mut [T], x: &[T]| normalise(x, &mu, &a, &b, out);
         let act = self.act;
         if act.from_output() {
             y[..len].par_chunks_mut(ROWS * c).zip(x[..len].par_chunks(ROWS * c)).for_each(|(o, x)| {
@@ -151,15 +209,8 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let rows = len / c;
         own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded);
         let (mean, inv) = (&self.mean, &self.inv_std);
-        let mut sums = vec![[0.0f64; 2]; c];
-        column_sums::<T, 2>(rows, c, &mut sums, |r, part| {
-            let (xr, gr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-            for ch in 0..c {
-                let g = gr[ch].f64();
-                part[ch][0] += g;
-                part[ch][1] += g * (xr[ch].f64() - mean[ch]) * inv[ch];
-            }
-        });
+        let (s0, s1) = channel_sums(rows, c, |r, s, q| grad_sums(&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c], mean, inv, s, q));
+        let sums: Vec<[f64; 2]> = s0.iter().zip(&s1).map(|(&a, &b)| [a, b]).collect();
         let mut i = self.slot.param;
         if self.scale {
             for (d, s) in t.grads[i].iter_mut().zip(&sums) {
@@ -181,13 +232,11 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let g1: Vec<T> = (0..c).map(|ch| T::of(inv[ch] * sums[ch][1] / m)).collect();
         let mu: Vec<T> = mean.iter().map(|&v| T::of(v)).collect();
         let dy: &[T] = dy;
-        dx[..len].par_chunks_mut(ROWS * c).zip(dy[..len].par_chunks(ROWS * c)).zip(x[..len].par_chunks(ROWS * c)).for_each(|((d, g), x)| {
-            for ((d, g), x) in d.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    d[ch] = k[ch] * (g[ch] - g0[ch] - (x[ch] - mu[ch]) * g1[ch]);
-                }
-            }
-        });
+        dx[..len]
+            .par_chunks_mut(ROWS * c)
+            .zip(dy[..len].par_chunks(ROWS * c))
+            .zip(x[..len].par_chunks(ROWS * c))
+            .for_each(|((d, g), x)| input_grad(g, x, &k, &g0, &g1, &mu, d));
     }
 
     fn foldable(&self) -> Option<Activator> {

@@ -3,6 +3,7 @@
 
 use super::{Ctx, Layer, Tensors, XDx};
 use crate::real::Real;
+use crate::simd::simd_fn;
 use crate::spec::{Kind, LayerSpec};
 use rayon::prelude::*;
 
@@ -69,30 +70,10 @@ impl<T: Real> Pool<T> {
     }
 
     /// One sample's max pooling; `arg` (train mode) receives the winners.
-    fn max_sample(g: &Geom, x: &[T], y: &mut [T], mut arg: Option<&mut [u32]>) {
-        let z = g.z;
-        for ox in 0..g.ox {
-            for oy in 0..g.oy {
-                let o = (ox * g.oy + oy) * z;
-                let (xs, ys) = g.window(ox, oy);
-                let out = &mut y[o..o + z];
-                out.iter_mut().for_each(|v| *v = T::neg_infinity());
-                let mut win = arg.as_deref_mut().map(|a| &mut a[o..o + z]);
-                // window order: x outer, y inner; strictly greater wins, so ties go first
-                for ix in xs {
-                    for iy in ys.clone() {
-                        let i = (ix * g.y + iy) * z;
-                        for c in 0..z {
-                            if x[i + c] > out[c] {
-                                out[c] = x[i + c];
-                                if let Some(w) = win.as_deref_mut() {
-                                    w[c] = (i + c) as u32;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    fn max_sample(g: &Geom, x: &[T], y: &mut [T], arg: Option<&mut [u32]>) {
+        match arg {
+            Some(a) => max_with_arg(g, x, y, a),
+            None => max_only(g, x, y),
         }
     }
 
@@ -179,6 +160,54 @@ impl<T: Real> Layer<T> for Pool<T> {
                 }
             }
         });
+    }
+}
+
+// Window order: x outer, y inner; strictly greater wins, so ties go to the first. Written
+// as selects over a run of channels so that the loops vectorise (AVX2 where the CPU has it).
+simd_fn! {
+    fn max_with_arg<T: Real>(g: &Geom, x: &[T], y: &mut [T], arg: &mut [u32]) {
+        let z = g.z;
+        for ox in 0..g.ox {
+            for oy in 0..g.oy {
+                let o = (ox * g.oy + oy) * z;
+                let (xs, ys) = g.window(ox, oy);
+                let (out, win) = (&mut y[o..o + z], &mut arg[o..o + z]);
+                out.iter_mut().for_each(|v| *v = T::neg_infinity());
+                for ix in xs {
+                    for iy in ys.clone() {
+                        let i = (ix * g.y + iy) * z;
+                        for (c, ((b, w), &v)) in out.iter_mut().zip(win.iter_mut()).zip(&x[i..i + z]).enumerate() {
+                            let gt = v > *b;
+                            *b = if gt { v } else { *b };
+                            *w = if gt { (i + c) as u32 } else { *w };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    fn max_only<T: Real>(g: &Geom, x: &[T], y: &mut [T]) {
+        let z = g.z;
+        for ox in 0..g.ox {
+            for oy in 0..g.oy {
+                let o = (ox * g.oy + oy) * z;
+                let (xs, ys) = g.window(ox, oy);
+                let out = &mut y[o..o + z];
+                out.iter_mut().for_each(|v| *v = T::neg_infinity());
+                for ix in xs {
+                    for iy in ys.clone() {
+                        let i = (ix * g.y + iy) * z;
+                        for (b, &v) in out.iter_mut().zip(&x[i..i + z]) {
+                            *b = if v > *b { v } else { *b };
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

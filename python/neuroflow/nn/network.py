@@ -429,22 +429,41 @@ class Network:
         out = np.concatenate([self._call("predict", x[c]) for c in self._chunks(len(x))])
         return out[0] if single else out
 
-    def evaluate(self, xs, ys) -> Evaluation:
+    def evaluate(self, xs, ys, tta: str | None = None) -> Evaluation:
         """The mean loss per sample and the accuracy on (xs, ys), in eval mode. Accuracy:
         the share of samples whose largest output is a target class (None for targets that
-        are not one-hot rows or class ids)."""
+        are not one-hot rows or class ids).
+
+        ``tta`` (test-time augmentation, images only) averages the last layer's output over
+        views of each image: ``"flip"`` (the image and its mirror along X) or
+        ``"flip_translate"`` (those, and both shifted by one pixel, reflected, on X and Y)."""
+        from ..engines.reference.losses import sample_losses
+
         x, single = self._samples(xs)
         t = self._targets(ys, len(x), single)
-        losses, correct = [], 0
-        for c in self._chunks(len(x)):
-            losses.append(self._call("loss", x[c], t[c], mode="eval") * (1.0 if self.settings.reduction == "mean" else 1.0 / (c.stop - c.start)))
-            out = self._call("forward", x[c])
-            pick = out.reshape(len(out), -1).argmax(axis=1)
-            correct += int((t[c][np.arange(len(pick)), pick] > 0).sum())
-        sizes = [c.stop - c.start for c in self._chunks(len(x))]
-        mean_loss = float(sum(lo * m for lo, m in zip(losses, sizes)) / len(x))
+        out = np.concatenate([self._outputs(x[c], tta) for c in self._chunks(len(x))])
+        spec = json.loads(self.spec_json)["loss"]
+        losses, _ = sample_losses(spec, out.reshape(len(out), -1).astype(np.float64), t.astype(np.float64))
+        pick = out.reshape(len(out), -1).argmax(axis=1)
         classes = np.isin(t, (0, 1)).all() and (t.sum(axis=1) >= 1).all()
-        return Evaluation(mean_loss, correct / len(x) if classes else None)
+        accuracy = float((t[np.arange(len(pick)), pick] > 0).mean()) if classes else None
+        return Evaluation(float(losses.mean()), accuracy)
+
+    def _outputs(self, x: np.ndarray, tta: str | None) -> np.ndarray:
+        """The last layer's eval-mode output, averaged over the test-time views of ``tta``."""
+        if tta is None:
+            return self._call("forward", x)
+        if tta not in ("flip", "flip_translate"):
+            raise ValueError(f'tta: expected None, "flip" or "flip_translate", got {tta!r}')
+        if x.ndim != 4:
+            raise ValueError(f"tta: needs images (N, X, Y, Z), the network takes {self.dim_in}")
+        views = [x, x[:, ::-1]]
+        if tta == "flip_translate":
+            pad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+            X, Y = x.shape[1:3]
+            for v in (pad[:, :X, :Y], pad[:, 2:, 2:]):  # shifted by (+1, +1) and (−1, −1)
+                views += [v, v[:, ::-1]]
+        return sum(self._call("forward", np.ascontiguousarray(v)) for v in views) / len(views)
 
     def focus(self, layer) -> Callable[[np.ndarray], np.ndarray]:
         """A function returning the activations of ``layer`` (a layer of the layout, also one
@@ -505,7 +524,7 @@ class Network:
 
     # ---- training ----
 
-    def train(self, xs, ys, resume=None) -> TrainingRun:
+    def train(self, xs, ys, resume=None, validation=None, patience: int | None = None) -> TrainingRun:
         """Train for ``settings.iterations`` weight updates (or until the mean batch loss
         falls to ``settings.precision``). Ctrl-C stops after the step in flight, keeping
         the weights of the last finished step. A step whose loss or gradients are not finite
@@ -514,8 +533,12 @@ class Network:
         ``resume``: a file written by ``net.save`` or a ``checkpoint_to`` waypoint during an
         earlier run on the same data; the run goes on until it has ``settings.iterations``
         updates in all, ending with exactly the weights of an uninterrupted run (CPU).
-        ``resume=True`` continues this network's own last run."""
-        return train(self, xs, ys, resume)
+        ``resume=True`` continues this network's own last run.
+
+        ``validation=(xs, ys)``: evaluated after every epoch (loss and accuracy, printed and in
+        ``run.extra["validation"]``); with ``patience=k`` training stops ("early stop") once the
+        validation accuracy has not improved for k epochs."""
+        return train(self, xs, ys, resume, validation, patience)
 
     # ---- files ----
 

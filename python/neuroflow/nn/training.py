@@ -39,7 +39,7 @@ class TrainingRun:
     losses: np.ndarray
     start: datetime
     end: datetime
-    stopped_by: str  # "iterations", "precision", "interrupt" or "diverged"
+    stopped_by: str  # "iterations", "precision", "interrupt", "diverged" or "early_stop"
     samples: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -151,11 +151,20 @@ def _rate(schedule, iteration: int, alpha: float) -> float:
     return float(v)
 
 
-def train(net: "Network", xs, ys, resume=None) -> TrainingRun:
+def train(net: "Network", xs, ys, resume=None, validation=None, patience=None) -> TrainingRun:
     """``Network.train`` (see there)."""
     from .. import _core
 
     s = net.settings
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation: expected (xs, ys)")
+        vx, vsingle = net._samples(validation[0], "validation xs")
+        validation = (vx, net._targets(validation[1], len(vx), vsingle))
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1):
+        raise ValueError(f"patience: expected a positive number of epochs, got {patience!r}")
+    if patience is not None and validation is None:
+        raise ValueError("patience: early stopping needs validation=(xs, ys)")
     x, single = net._samples(xs, finite=False)  # the data set checks finiteness, in parallel
     t = net._targets(ys, len(x), single)
     if s.augment is not None:
@@ -172,12 +181,12 @@ def train(net: "Network", xs, ys, resume=None) -> TrainingRun:
             raise RuntimeError("train: this network is already training (in another thread); one network, one trainer")
         net._trainer = threading.get_ident()
     try:
-        return _train(net, data, x, t, n, bs, resume)
+        return _train(net, data, x, t, n, bs, resume, validation, patience)
     finally:
         net._trainer = None
 
 
-def _train(net: "Network", data, x, t, n: int, bs: int, resume) -> TrainingRun:
+def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None, patience=None) -> TrainingRun:
     s = net.settings
     if resume is None or resume is False:
         run = RunState.start(n, bs, s.iterations, s.shuffle, net._seed, data.fingerprint)
@@ -212,6 +221,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume) -> TrainingRun:
     order, pos, rng, epoch = run.order, run.pos, run.rng, run.epoch
     drawn_from = None  # the generator's state before an epoch's order, until its step is done
     step = _stepper(net, data, approx, s)
+    history: list[dict] = []  # per epoch, with validation
     with _deferred_interrupt() as interrupted:
         try:
             for it in range(first, s.iterations + 1):
@@ -253,6 +263,15 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume) -> TrainingRun:
                         print(_progress_line(net, it, loss, alpha, rate), flush=True)
                 if s.waypoint is not None and net._iteration % s.waypoint.every_n == 0:
                     s.waypoint.action(net._iteration, net)
+                if validation is not None and pos >= n:  # an epoch is complete
+                    ev = net.evaluate(*validation)
+                    history.append({"epoch": epoch + 1, "iteration": net._iteration, "loss": ev.loss, "accuracy": ev.accuracy})
+                    if s.verbose:
+                        _say(f"epoch {epoch + 1}: validation loss {ev.loss:.4g}, accuracy {ev.accuracy if ev.accuracy is None else f'{ev.accuracy:.2%}'}")
+                    best = max(range(len(history)), key=lambda i: history[i]["accuracy"] or 0.0)
+                    if patience is not None and len(history) - 1 - best >= patience:
+                        stopped_by = "early_stop"
+                        break
                 if loss <= s.precision:
                     stopped_by = "precision"
                     break
@@ -282,6 +301,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume) -> TrainingRun:
         end=datetime.now(),
         stopped_by=stopped_by,
         samples=len(done) * bs,
+        extra={"validation": history} if validation is not None else {},
     )
     if s.verbose:
         print(f"took {record.seconds:.2f} s, {record.iterations} iterations, final loss {record.final_loss:.6g}", flush=True)
@@ -306,6 +326,16 @@ def _stepper(net: "Network", data, approx, s):
         with net._lock:
             return engine.train_step(xb, tb, lr, approx)
     return gathered
+
+
+def _say(text: str) -> None:
+    """A line that leaves a live progress bar intact."""
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(text)
+    except ImportError:
+        print(text, flush=True)
 
 
 def _progress_line(net, it: int, loss: float, alpha: float, rate: float) -> str:
