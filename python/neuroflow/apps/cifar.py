@@ -1,40 +1,60 @@
-"""``neuroflow train cifar10``: the article's CIFAR-10 experiment, and a small fast variant.
+"""``neuroflow train cifar10``: the article's CIFAR-10 experiments and a speed recipe.
+
+Presets (``--preset``):
 
 - ``neuroflow``: the published layout: seven 128-filter convolutions (fields 3/3/4/3/3/4/3,
   strides 1/1/2/1/1/2/1, padding 1), 1×1 convolutions to 128 and 10 channels, Dense(10, ReLU),
   SoftmaxLogEntropy; normal init per layer; Momentum(0.8), batches of 250, summed gradients,
-  learning rate 1e-5, then 1e-6 from iteration 4000. Made for a GPU: on two CPU cores it trains
-  about 43 images/s, some 20 minutes an epoch.
-- ``fast``: five small convolutions and a linear read-out, He init, mean gradients and a
-  larger learning rate: about a minute an epoch on two CPU cores.
+  learning rate 1e-5, then 1e-6 from iteration 4000. Made for a GPU: hours on two CPU cores.
+- ``dense``: the article's counter-example, a pure dense net of a similar weight count
+  (3072 → 400 → 400 → 10): it learns the training set but stays below 50 % on the test set.
+- ``fast``: five small convolutions and a linear read-out, He init, mean gradients.
+- ``speed``: the fastest recipe here, after airbench: a frozen 2×2 whitening convolution (from
+  the training images' patch covariance), three blocks of conv → max-pool → BatchNorm(GELU)
+  → conv → BatchNorm(GELU), a max-pool and a linear read-out; per-channel input
+  normalisation, label smoothing 0.2, Nesterov SGD on a one-cycle schedule, random
+  translation by 2 px and alternating flips, test-time flips.
 
-Each epoch ends with the test accuracy (evaluated in chunks) and a checkpoint; the end writes
-the model, the loss curve and the confusion matrix.
+``--time-budget SECONDS`` (any preset) fits the run to the budget, counted from the
+command's start (imports, loading the data, training and the final evaluation are all
+inside it): after a short measured warm-up it picks the width (``speed``) and the number of
+steps, fits the learning-rate schedule to them, checks its pace as it goes, and stops.
+
+Each run writes to ``--out``: the model, a checkpoint per epoch, the per-iteration losses,
+loss and accuracy curves, the confusion matrix, a sheet of test images with their predicted
+and true labels, the focus images of the first layers, and ``summary.json``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from ..nn.activators import Linear, ReLU
 from ..io.atomic import atomic_write_bytes
-from ..nn.layers import Convolution, Dense
+from ..nn import schedules
+from ..nn.activators import GELU, Linear, ReLU
+from ..nn.augment import Augment
+from ..nn.breeders import WeightBreeder
+from ..nn.layers import BatchNorm, Convolution, Dense, MaxPool
 from ..nn.losses import SoftmaxLogEntropy
 from ..nn.network import Network
+from ..nn.optim import Momentum, Nesterov
 from ..nn.settings import LossFuncOutput, Settings, Waypoint
-from ..nn.optim import Momentum
-from ..nn.breeders import WeightBreeder
 
-__all__ = ["NEUROFLOW_INIT", "fast_net", "neuroflow_net", "neuroflow_rate", "run_cifar10"]
+__all__ = ["NEUROFLOW_INIT", "PRESETS", "neuroflow_net", "neuroflow_rate", "run_cifar10", "speed_net", "whitening"]
 
 # The article's init: normal (mean, σ) per layout index.
 NEUROFLOW_INIT = {0: (0, 0.1), 1: (0, 0.1), 2: (0, 0.1), 3: (0, 0.01), 4: (0, 0.1), 5: (0, 0.01), 6: (0, 0.01),
                   7: (0, 0.1), 8: (0, 1), 9: (0.01, 0.01)}
+# Widths of the speed net's three blocks, cheapest first (the time budget picks one).
+SPEED_WIDTHS = [(16, 32, 64), (32, 64, 128), (48, 96, 192), (64, 128, 256), (64, 256, 256)]
 
 
 def neuroflow_rate(iteration: int, alpha: float) -> float:
@@ -42,9 +62,17 @@ def neuroflow_rate(iteration: int, alpha: float) -> float:
     return 1e-5 if iteration < 4000 else 1e-6
 
 
-def neuroflow_net(batch_size: int = 250, iterations: int = 1, seed: int = 0, backend: str = "cpu", **kw) -> Network:
-    dim: tuple[int, ...] | None = (32, 32, 3)  # each layer's dim_out (a tuple: its dim_in is given)
-    layers: list[Convolution] = []
+@dataclass
+class Data:
+    xs: np.ndarray
+    ys: np.ndarray
+    tx: np.ndarray
+    ty: np.ndarray
+    names: list
+
+
+def neuroflow_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, **kw) -> Network:
+    dim, layers = (32, 32, 3), []
     for i, (field, stride) in enumerate(zip((3, 3, 4, 3, 3, 4, 3), (1, 1, 2, 1, 1, 2, 1))):
         c = Convolution(dim, padding=1, field=field, stride=stride, filters=128, activator=ReLU, name=f"c{i}")
         layers.append(c)
@@ -57,7 +85,17 @@ def neuroflow_net(batch_size: int = 250, iterations: int = 1, seed: int = 0, bac
     return Network(layout, settings, weights=WeightBreeder.normal(NEUROFLOW_INIT, seed=seed), backend=backend)
 
 
-def fast_net(batch_size: int = 64, iterations: int = 1, seed: int = 0, backend: str = "cpu", **kw) -> Network:
+def dense_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, **kw) -> Network:
+    layout = [Dense(400, ReLU, dim_in=(32, 32, 3), bias=True), Dense(400, ReLU, bias=True), Dense(10, Linear, bias=True),
+              SoftmaxLogEntropy()]
+    steps = max(iterations, 1)
+    settings = Settings(learning_rate=schedules.warmup(max(1, steps // 50), schedules.cosine(0.05, steps)),
+                        update_rule=Nesterov(0.9), batch_size=batch_size, iterations=iterations, reduction="mean",
+                        dtype=np.float32, seed=seed, **kw)
+    return Network(layout, settings, backend=backend, input_norm=_channel_stats(data.xs))
+
+
+def fast_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, **kw) -> Network:
     c0 = Convolution((32, 32, 3), padding=1, field=3, stride=1, filters=24, activator=ReLU, name="c0")
     c1 = Convolution(c0.dim_out, padding=1, field=4, stride=2, filters=48, activator=ReLU, name="c1")
     c2 = Convolution(c1.dim_out, padding=1, field=3, stride=1, filters=48, activator=ReLU, name="c2")
@@ -69,7 +107,69 @@ def fast_net(batch_size: int = 64, iterations: int = 1, seed: int = 0, backend: 
     return Network(layout, settings, weights=WeightBreeder.he(seed=seed), backend=backend)
 
 
-_PRESETS = {"neuroflow": (neuroflow_net, 250), "fast": (fast_net, 64)}
+def _channel_stats(xs: np.ndarray) -> tuple:
+    """Per-channel mean and std of images scaled to [0, 1] (from a sample of at most 10,000)."""
+    sample = xs[:: max(1, len(xs) // 10_000)].astype(np.float64) / (255.0 if xs.dtype == np.uint8 else 1.0)
+    flat = sample.reshape(-1, sample.shape[-1])
+    return tuple(flat.mean(axis=0)), tuple(flat.std(axis=0) + 1e-6)
+
+
+def whitening(xs: np.ndarray, norm: tuple, field: int = 2, eps: float = 5e-4) -> np.ndarray:
+    """Weights (field, field, Z, 2·field²·Z) of a convolution that whitens the images' patches:
+    the eigenvectors of the normalised patches' covariance scaled by 1/√(λ + eps), each with
+    its negative (airbench's frozen first layer)."""
+    sample = xs[:: max(1, len(xs) // 5_000)].astype(np.float64) / (255.0 if xs.dtype == np.uint8 else 1.0)
+    sample = (sample - np.asarray(norm[0])) / np.asarray(norm[1])
+    n, X, Y, Z = sample.shape
+    patches = np.stack([sample[:, kx: X - field + 1 + kx, ky: Y - field + 1 + ky, :]
+                        for kx in range(field) for ky in range(field)], axis=3)  # (n, X', Y', f², Z)
+    flat = patches.reshape(-1, field * field * Z)  # k = (kx·f + ky)·Z + c, the conv's weight order
+    cov = np.cov(flat, rowvar=False)
+    lam, vec = np.linalg.eigh(cov)
+    w = vec / np.sqrt(lam + eps)  # columns: filters
+    w = np.concatenate([w, -w], axis=1)
+    return w.reshape(field, field, Z, -1)
+
+
+def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, widths=SPEED_WIDTHS[1],
+              peak: float = 0.4, **kw) -> Network:
+    norm = _channel_stats(data.xs)
+    white = Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=GELU, bias=True, name="white",
+                        lr_mult={"weight": 0.0, "bias": 1.0}, wd_mult={"weight": 0.0, "bias": 0.0})
+    layout = [white]
+    for i, c in enumerate(widths):
+        layout += [Convolution(padding=1, field=3, filters=c, activator=Linear, name=f"b{i}c0"), MaxPool(2, name=f"b{i}mp"),
+                   BatchNorm(momentum=0.4, eps=1e-5, activator=GELU, scale=False, name=f"b{i}bn0", wd_mult=0.0),
+                   Convolution(padding=1, field=3, filters=c, activator=Linear, name=f"b{i}c1"),
+                   BatchNorm(momentum=0.4, eps=1e-5, activator=GELU, scale=False, name=f"b{i}bn1", wd_mult=0.0)]
+    layout += [MaxPool(3, name="head"), Dense(10, Linear, name="out"), SoftmaxLogEntropy(label_smoothing=0.2)]
+    steps = max(iterations, 1)
+    settings = Settings(learning_rate=schedules.triangular(peak, steps, warmup=0.2, start=0.1 * peak, end=0.02 * peak),
+                        update_rule=Nesterov(0.9, weight_decay=5e-4), batch_size=batch_size, iterations=iterations,
+                        reduction="mean", dtype=np.float32, seed=seed,
+                        augment=Augment(translate=2, flip="alternate"), **kw)
+    net = Network(layout, settings, backend=backend, input_norm=norm)
+    p = net.parameters
+    p["white.weight"] = whitening(data.xs, norm).astype(net.dtype)
+    net.parameters = {"white.weight": p["white.weight"]}
+    return net
+
+
+@dataclass(frozen=True)
+class Preset:
+    build: Callable[..., Network]
+    batch: int
+    epochs: int
+    tta: str | None
+    schedule_follows_steps: bool  # the learning-rate schedule spans the run (rebuilt for a budget)
+
+
+PRESETS = {
+    "neuroflow": Preset(neuroflow_net, 250, 1, None, False),
+    "dense": Preset(dense_net, 256, 30, None, True),
+    "fast": Preset(fast_net, 64, 4, None, False),
+    "speed": Preset(speed_net, 512, 10, "flip", True),
+}
 
 
 def _say(text: str) -> None:
@@ -81,17 +181,23 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
-def run_cifar10(args) -> dict:
-    """Train as the parsed command line says; returns a summary (also in ``out/summary.json``)."""
-    from .. import set_num_threads
-    from ..io.datasets import cifar10
-    from ..nn.metrics import accuracy, confusion_matrix
-    from .plots import confusion_matrix_png, loss_curve_png
+def process_start() -> float:
+    """time.monotonic() at this process's start (Linux: /proc; elsewhere: the first call)."""
+    global _START
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        _START = globals().get("_START") or time.monotonic()
+        return _START
 
-    if args.threads:
-        set_num_threads(args.threads)
-    make, default_batch = _PRESETS[args.preset]
-    batch = args.batch_size or default_batch
+
+def _load(args) -> Data:
+    from ..io.datasets import cifar10
+
     try:
         xs, ys, names = cifar10(args.data, "train", download=args.download)
         tx, ty, _ = cifar10(args.data, "test", download=args.download)
@@ -99,43 +205,170 @@ def run_cifar10(args) -> dict:
         raise FileNotFoundError(f"{e} (on the command line: --data PATH, or --download to fetch it)") from None
     if args.limit:
         xs, ys, tx, ty = xs[: args.limit], ys[: args.limit], tx[: args.limit], ty[: args.limit]
+    return Data(xs, ys, tx, ty, names)
+
+
+def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, batch: int) -> dict:
+    """For --time-budget: the width (speed) and the number of steps that fit, from measured
+    steps. Returns the build keywords and the step count."""
+    budget = args.time_budget
+    n_eval = len(data.tx) * (2 if preset.tta == "flip" else 1)
+    candidates = SPEED_WIDTHS if preset.build is speed_net and args.width is None else [None]
+    measured = {}
+    choice = None
+    for widths in candidates:  # cheapest first: measure, then estimate the next from its cost
+        kw = {} if widths is None else {"widths": widths}
+        net = preset.build(data, batch, 3, args.seed, args.backend, verbose=False, **kw)
+        idx = np.arange(min(batch, len(data.xs)))
+        t = np.eye(10)[data.ys[idx]]
+        net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)  # first step: allocation
+        t0 = time.monotonic()
+        net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)
+        step = time.monotonic() - t0
+        measured[widths] = step
+        left = budget - (time.monotonic() - start)
+        reserve = 3.0 + step * n_eval / batch / 2.5  # the final evaluation (forward ≈ a third of a step) and saving
+        steps = int((left - reserve) / step)
+        epochs = steps / steps_per_epoch
+        choice = (kw, steps, step, epochs)
+        if epochs < 8 or left - reserve < 0:  # wider nets would fit fewer epochs: stop here
+            break
+        # the next width's step from the cost ratio of its convolutions: worth measuring only if it may fit
+    kw, steps, step, epochs = choice
+    if len(measured) > 1 and epochs < 4:  # the last one tried was too slow: take the one before
+        prev = list(measured)[-2]
+        kw = {"widths": prev}
+        step = measured[prev]
+        left = budget - (time.monotonic() - start)
+        steps = int((left - 3.0 - step * n_eval / batch / 2.5) / step)
+        epochs = steps / steps_per_epoch
+    if steps < 1:
+        raise ValueError(f"--time-budget {budget:g} s: {time.monotonic() - start:.0f} s are gone already and a step takes "
+                         f"{step:.2f} s; give a larger budget")
+    return {"kw": kw, "steps": steps, "step_seconds": step, "epochs": epochs}
+
+
+def run_cifar10(args) -> dict:
+    """Train as the parsed command line says; returns a summary (also in ``out/summary.json``)."""
+    from .. import set_num_threads
+    from ..nn.metrics import accuracy, confusion_matrix
+    from .plots import confusion_matrix_png, loss_curve_png
+
+    start = process_start()
+    if args.threads:
+        set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    batch = args.batch_size or preset.batch
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out: {out} is a file; give a folder for the results")
     out.mkdir(parents=True, exist_ok=True)
-    steps = math.ceil(len(xs) / min(batch, len(xs)))
-    total = steps * args.epochs
+    data = _load(args)
+    batch = min(batch, len(data.xs))
+    steps_per_epoch = math.ceil(len(data.xs) / batch)
+    kw = {} if args.width is None else {"widths": SPEED_WIDTHS[args.width]}
+    plan = None
+    if args.time_budget:
+        plan = _plan(args, preset, data, start, steps_per_epoch, batch)
+        total = plan["steps"]
+        kw = plan["kw"] or kw
+    else:
+        total = steps_per_epoch * (args.epochs or preset.epochs)
     history: list[dict] = []
-    t0 = time.perf_counter()
+    tta = None if args.no_tta else preset.tta
+    deadline = start + args.time_budget if args.time_budget else None
 
     def end_of_epoch(iteration: int, net: Network) -> None:
-        epoch = iteration // steps
-        t_eval = time.perf_counter()
-        acc = accuracy(net(tx), ty)
+        epoch = iteration // steps_per_epoch
+        t_eval = time.monotonic()
+        quick = net.evaluate(data.tx, data.ty)  # without TTA: the curve, cheaply
         net.save(out / "checkpoint.safetensors")
-        history.append({"epoch": epoch, "iteration": iteration, "test_accuracy": acc,
-                        "seconds": round(time.perf_counter() - t0, 1), "eval_seconds": round(time.perf_counter() - t_eval, 1)})
-        _say(f"epoch {epoch}/{args.epochs}: test accuracy {acc:.2%} on {len(tx)} images "
-             f"({time.perf_counter() - t0:.0f} s so far); checkpoint written to {out / 'checkpoint.safetensors'}")
+        history.append({"epoch": epoch, "iteration": iteration, "test_accuracy": quick.accuracy, "test_loss": quick.loss,
+                        "seconds": round(time.monotonic() - start, 1), "eval_seconds": round(time.monotonic() - t_eval, 1)})
+        _say(f"epoch {epoch}: test accuracy {quick.accuracy:.2%} on {len(data.tx)} images "
+             f"({time.monotonic() - start:.0f} s so far); checkpoint written to {out / 'checkpoint.safetensors'}")
 
-    net = make(batch_size=batch, iterations=total, seed=args.seed, backend=args.backend,
-               waypoint=Waypoint(steps, end_of_epoch), loss_func_output=LossFuncOutput(file=out / "losses.txt"))
-    _say(f"CIFAR-10, preset {args.preset}: {len(xs)} training and {len(tx)} test images, {args.epochs} epoch(s) of "
-         f"{steps} iterations, batch {min(batch, len(xs))}, {net.backend}")
-    run = net.train(xs, ys, resume=args.resume)
+    waypoint = Waypoint(steps_per_epoch, end_of_epoch) if not args.time_budget else None
+    net = preset.build(data, batch, total, args.seed, args.backend, waypoint=waypoint,
+                       loss_func_output=LossFuncOutput(file=out / "losses.txt"), **kw)
+    what = f"{', width ' + str(kw['widths']) if kw else ''}"
+    _say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
+         f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
+         + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
+    if args.time_budget:
+        run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch)
+    else:
+        run = net.train(data.xs, data.ys, resume=args.resume)
     if run.interrupted:
         _say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
-    predictions = net(tx)
-    acc = accuracy(predictions, ty)
+    t_eval = time.monotonic()
+    final = net.evaluate(data.tx, data.ty, tta=tta)
+    predictions = net(data.tx)
     net.save(out / "model.safetensors")
-    losses = np.loadtxt(out / "losses.txt", ndmin=1)
-    loss_curve_png(losses, out / "loss.png", title=f"CIFAR-10 ({args.preset}): training loss",
-                   xlabel="iteration", ylabel="batch loss" + (" (mean per image)" if net.settings.reduction == "mean" else " (per image)"))
-    confusion_matrix_png(confusion_matrix(predictions, ty, len(names)), names, out / "confusion.png",
-                         title=f"CIFAR-10 test set, preset {args.preset}: {acc:.1%} correct")
-    summary = {"preset": args.preset, "epochs": args.epochs, "iterations": net.iteration, "stopped_by": run.stopped_by,
-               "train_images": int(len(xs)), "test_images": int(len(tx)), "batch_size": min(batch, len(xs)),
-               "test_accuracy": acc, "epochs_done": history, "seconds": round(time.perf_counter() - t0, 1),
-               "images_per_second": round(run.images_per_second, 1), "backend": net.backend}
+    _pictures(net, data, predictions, history, out, args.preset, final.accuracy)
+    summary = {"preset": args.preset, "epochs": round(net.iteration / steps_per_epoch, 2), "iterations": net.iteration,
+               "stopped_by": run.stopped_by, "train_images": int(len(data.xs)), "test_images": int(len(data.tx)),
+               "batch_size": batch, "test_accuracy": final.accuracy, "test_loss": final.loss, "tta": tta,
+               "test_accuracy_without_tta": accuracy(predictions, data.ty), "epochs_done": history,
+               "eval_seconds": round(time.monotonic() - t_eval, 1), "images_per_second": round(run.images_per_second, 1),
+               "backend": net.backend, "widths": kw.get("widths"), "time_budget": args.time_budget,
+               "seconds": round(time.monotonic() - start, 1)}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _say(f"test accuracy {acc:.2%}; wrote {out}/: model.safetensors, checkpoint.safetensors, loss.png, "
-         f"confusion.png, losses.txt, summary.json ({summary['seconds']:.0f} s)")
+    _say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: model.safetensors, "
+         f"loss.png, accuracy.png, confusion.png, predictions.png, focus.png, losses.txt, summary.json "
+         f"({time.monotonic() - start:.0f} s since the command started)")
     return summary
+
+
+def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, plan: dict, resume, n_eval: int, batch: int):
+    """Train `total` steps in segments; after each, re-fit the step count (and the schedule)
+    to the pace actually measured, so that training and the final evaluation end in time."""
+    done_by = resume
+    segment = max(1, total // 10)
+    while True:
+        todo = min(total, net.iteration + segment)
+        net.settings = replace(net.settings, iterations=todo)
+        run = net.train(data.xs, data.ys, resume=done_by)
+        done_by = True
+        if run.stopped_by != "iterations" or net.iteration >= total:
+            return run
+        pace = run.seconds / max(run.iterations, 1)
+        left = deadline - time.monotonic() - 3.0 - pace * n_eval / batch / 2.5
+        fit = net.iteration + max(0, int(left / pace))
+        if fit < total:  # slower than measured: fewer steps, the schedule re-fitted to them
+            total = max(fit, net.iteration + 1)
+            lr = net.settings.learning_rate
+            if isinstance(lr, schedules.Piecewise) and len(lr.points) >= 2:
+                peak = max(r for _, r in lr.points)
+                net.settings = replace(net.settings, learning_rate=schedules.triangular(
+                    peak, total, warmup=0.2, start=lr.points[0][1], end=lr.points[-1][1]))
+        if net.iteration >= total:
+            return run
+
+
+def _pictures(net: Network, data: Data, predictions: np.ndarray, history: list, out: Path, preset: str, acc: float) -> None:
+    from ..io.image import contact_sheet, images_from_tensor3d, write_image
+    from ..nn.metrics import confusion_matrix
+    from .plots import confusion_matrix_png, loss_curve_png
+
+    losses = np.loadtxt(out / "losses.txt", ndmin=1)
+    if losses.size:
+        loss_curve_png(losses, out / "loss.png", title=f"CIFAR-10 ({preset}): training loss", xlabel="iteration",
+                       ylabel="batch loss" + (" (mean per image)" if net.settings.reduction == "mean" else " (per image)"))
+    if history:
+        loss_curve_png(np.array([h["test_accuracy"] for h in history]), out / "accuracy.png",
+                       title=f"CIFAR-10 ({preset}): test accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    confusion_matrix_png(confusion_matrix(predictions, data.ty, len(data.names)), data.names, out / "confusion.png",
+                         title=f"CIFAR-10 test set, preset {preset}: {acc:.1%} correct")
+    pick = predictions.argmax(axis=1)
+    shown = list(range(min(40, len(data.tx))))
+    labels = [f"{data.names[pick[i]]}" + ("" if pick[i] == data.ty[i] else f" ({data.names[data.ty[i]]})") for i in shown]
+    sheet = contact_sheet([data.tx[i] for i in shown], columns=8, labels=labels, scale_to=64)
+    write_image(sheet, out / "predictions.png")
+    first = [i for i, spec in enumerate(json.loads(net.spec_json)["layers"][:3]) if spec["kind"] == "conv"]
+    maps = []
+    for i in first:
+        for img in images_from_tensor3d(net.focus(i)(data.tx[0])[..., :8]):
+            maps.append(img)
+    if maps:
+        write_image(contact_sheet([data.tx[0], *maps], columns=9, scale_to=64), out / "focus.png")

@@ -1,7 +1,8 @@
 """The ``neuroflow`` command: the article's two experiments and a look at the machine.
 
     neuroflow demo [--data DIR] [--out DIR] [--iterations N] [--seed S] [--backend cpu|gpu|auto]
-    neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset neuroflow|fast] ...
+    neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset speed|neuroflow|dense|fast]
+                            [--time-budget SECONDS] ...
     neuroflow info
     neuroflow --version
 
@@ -38,6 +39,17 @@ def _int_at_least(minimum: int, what: str):
 
 
 _positive = _int_at_least(1, "a positive whole number")
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, positive and finite."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (0 < v < 1e9):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return v
 _non_negative = _int_at_least(0, "a whole number ≥ 0")
 # The CPU engine starts all its threads at once (some ms each): a typo such as 100000000
 # would look like a hang, so --threads is bounded.
@@ -75,15 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a published experiment", description="Train a published experiment.")
     tsub = t.add_subparsers(dest="experiment", metavar="{cifar10}", required=True)
     c = tsub.add_parser("cifar10", help="the article's CIFAR-10 experiment",
-                        description="CIFAR-10 with the article's 9-layer net (--preset neuroflow) or a small fast one.")
+                        description="CIFAR-10: the speed recipe (--preset speed), the article's 9-layer net (neuroflow), "
+                                    "its dense counter-example (dense) or a small net (fast).")
     c.add_argument("--data", metavar="PATH",
                    help="cifar-10-binary.tar.gz, its folder, or the extracted cifar-10-batches-bin/ "
                         "(default: $NEUROFLOW_DATA, else ../shared/datasets)")
     c.add_argument("--download", action="store_true", help="download the archive into --data if it is not there")
     c.add_argument("--backend", choices=["cpu", "gpu", "auto"], default="cpu", help="(default: %(default)s)")
-    c.add_argument("--epochs", type=_positive, default=1, metavar="N", help="passes over the training set (default: %(default)s)")
-    c.add_argument("--preset", choices=["neuroflow", "fast"], default="fast",
-                   help="neuroflow: the article's layout and settings (slow on a CPU); fast: a small net (default: %(default)s)")
+    c.add_argument("--epochs", type=_positive, metavar="N", help="passes over the training set (default: the preset's)")
+    c.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                   help="fit the run (width, steps, schedule) so that the whole command ends within this many seconds")
+    c.add_argument("--width", type=_int_at_least(0, "a width index 0..4"), metavar="I",
+                   help="the speed net's widths, 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or chosen by --time-budget)")
+    c.add_argument("--no-tta", action="store_true", help="evaluate without test-time flips")
+    c.add_argument("--preset", choices=["speed", "neuroflow", "dense", "fast"], default="speed",
+                   help="speed: the fastest recipe; neuroflow: the article's layout and settings (hours on a CPU); "
+                        "dense: a dense net of a similar weight count; fast: a small net (default: %(default)s)")
     c.add_argument("--out", metavar="DIR", default="neuroflow-cifar10", help="where to write the results (default: %(default)s)")
     c.add_argument("--limit", type=_positive, metavar="N", help="use only the first N training and test images (a quick run)")
     c.add_argument("--batch-size", type=_positive, metavar="N", help="samples per weight update (default: the preset's)")
