@@ -131,6 +131,7 @@ class Network:
         self._iteration = 0
         self._alpha: Optional[float] = None
         self._run = None  # the position of the last training run (nn/training.py)
+        self._dist = None  # the ranks of its distributed run (neuroflow/distributed.py): saves are collective
         self._init_params(weights)
 
     # ---- building ----
@@ -505,7 +506,7 @@ class Network:
 
     # ---- training ----
 
-    def train(self, xs, ys, resume=None) -> TrainingRun:
+    def train(self, xs, ys, resume=None, distributed=None) -> TrainingRun:
         """Train for ``settings.iterations`` weight updates (or until the mean batch loss
         falls to ``settings.precision``). Ctrl-C stops after the step in flight, keeping
         the weights of the last finished step. A step whose loss or gradients are not finite
@@ -514,8 +515,13 @@ class Network:
         ``resume``: a file written by ``net.save`` or a ``checkpoint_to`` waypoint during an
         earlier run on the same data; the run goes on until it has ``settings.iterations``
         updates in all, ending with exactly the weights of an uninterrupted run (CPU).
-        ``resume=True`` continues this network's own last run."""
-        return train(self, xs, ys, resume)
+        ``resume=True`` continues this network's own last run.
+
+        ``distributed``: True (every process of the MPI job) or a
+        ``neuroflow.distributed.Distributed(...)``: data-parallel training, each process
+        computing its share of every batch (see neuroflow/distributed.py); then ``save`` is
+        collective: every rank calls it and rank 0 writes."""
+        return train(self, xs, ys, resume, distributed)
 
     # ---- files ----
 
@@ -524,6 +530,8 @@ class Network:
         optimizer state, iteration count, the run in flight), atomically."""
         from .persist import save
 
+        if self._dist is not None:  # a distributed net: every rank calls, rank 0 writes
+            return self._dist.save(self, path)
         with self._lock:
             return save(self, path)
 
