@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh Debian machine, then the tests.
 # - lavapipe (Mesa's software Vulkan GPU) so that the GPU tests run without a GPU;
+# - MPI for the distributed tests: mpi4py and MPICH from PyPI (the `distributed` extra);
 # - one release build of the wheel, installed into a fresh virtual environment, so the
 #   tests exercise the installed package (shaders included), not the source tree.
 set -euo pipefail
@@ -15,6 +16,6 @@ python3 -m venv .venv-test
 .venv-test/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv-test/bin/python -m pip wheel -q --no-deps -w dist .
 wheel=$(ls dist/neuroflow-*.whl)
-.venv-test/bin/python -m pip install -q --disable-pip-version-check "${wheel}[test]"
+.venv-test/bin/python -m pip install -q --disable-pip-version-check "${wheel}[test,distributed]"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}" MESA_SHADER_CACHE_DISABLE=true
 .venv-test/bin/python -m pytest -q -p no:cacheprovider tests

@@ -262,3 +262,48 @@ def test_refusals_and_missing_mpi(tmp_path):
     assert "pip install 'neuroflow[distributed]'" in out.stdout and "apt-get install" in out.stdout, out.stdout + out.stderr
     job = mpirun(3, "train", tmp_path, kind="bn", sync=True, batch=4)  # 30 = 7·4 + 2: a last batch of 2 for 3 ranks
     assert job.returncode != 0 and "sync_batchnorm" in job.stderr and "at least one sample per rank" in job.stderr
+
+
+def _fake_data(tmp_path: Path) -> Path:
+    from test_cli import _fake_cifar
+
+    return _fake_cifar(tmp_path / "cifar.tar.gz", np.random.default_rng(0), n=12)
+
+
+def test_cli_workers_and_mpirun(tmp_path):
+    """``neuroflow train cifar10 --workers 2`` and ``mpiexec -n 2 neuroflow train cifar10``:
+    rank 0 alone writes the results; the model is the one-process run's (float32: rounding)."""
+    exe = _require_mpi()
+    data = _fake_data(tmp_path)
+    common = ["train", "cifar10", "--data", str(data), "--limit", "24", "--batch-size", "8", "--epochs", "2"]
+    env = dict(os.environ, NEUROFLOW_NUM_THREADS="1")
+    runs = {
+        "one": [sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "one")],
+        "workers": [sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "workers"), "--workers", "2"],
+        "mpirun": [exe, "-n", "2", sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "mpirun")],
+    }
+    import neuroflow
+
+    for name, cmd in runs.items():
+        job = subprocess.run(cmd, capture_output=True, text=True, timeout=JOB_LIMIT, env=env)
+        assert job.returncode == 0, f"{name}: {job.stderr[-3000:]}"
+        out = tmp_path / name
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["processes"] == (1 if name == "one" else 2) and summary["iterations"] == 6
+        assert job.stdout.count("epoch 2/2: test accuracy") == 1, f"{name}: only rank 0 reports\n{job.stdout}"
+        assert len(np.loadtxt(out / "losses.txt")) == 6
+        if name != "one":
+            close(neuroflow.load(out / "model.safetensors", learning_rate=0.01).weights,
+                  neuroflow.load(tmp_path / "one" / "model.safetensors", learning_rate=0.01).weights, 1e-2, name)
+            ref = json.loads((tmp_path / "one" / "summary.json").read_text())
+            assert summary["test_accuracy"] == ref["test_accuracy"]
+
+
+def test_cli_workers_without_mpi(tmp_path):
+    """--workers without mpi4py: one line saying what to install, exit 1."""
+    data = _fake_data(tmp_path)
+    code = ("import sys; sys.modules['mpi4py'] = None\nfrom neuroflow.apps.cli import main\n"
+            f"sys.exit(main(['train', 'cifar10', '--data', {str(data)!r}, '--workers', '2', '--out', {str(tmp_path / 'o')!r}]))")
+    job = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 1 and "neuroflow: error:" in job.stderr and "neuroflow[distributed]" in job.stderr, job.stderr
+    assert "Traceback" not in job.stderr

@@ -10,6 +10,10 @@
 
 Each epoch ends with the test accuracy (evaluated in chunks) and a checkpoint; the end writes
 the model, the loss curve and the confusion matrix.
+
+Started by an MPI launcher (``mpirun -n 4 neuroflow train cifar10 ...``, or ``--workers 4``)
+it trains data-parallel (neuroflow/distributed.py): every rank computes its share of each
+batch and of the test predictions; rank 0 prints and writes the files.
 """
 
 from __future__ import annotations
@@ -80,6 +84,15 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
+def _distributed(args):
+    """A Distributed when an MPI launcher started several processes, else None."""
+    from ..distributed import Distributed, launched_by_mpi
+
+    if launched_by_mpi() <= 1:
+        return None
+    return Distributed(sync_batchnorm=getattr(args, "sync_batchnorm", False), timeout=getattr(args, "timeout", None))
+
+
 def run_cifar10(args) -> dict:
     """Train as the parsed command line says; returns a summary (also in ``out/summary.json``)."""
     from .. import set_num_threads
@@ -89,6 +102,10 @@ def run_cifar10(args) -> dict:
 
     if args.threads:
         set_num_threads(args.threads)
+    dist = _distributed(args)
+    main = dist is None or dist.is_main
+    say = _say if main else (lambda text: None)
+    predict = dist.predict if dist is not None else (lambda net, x: net(x))
     make, default_batch = _PRESETS[args.preset]
     batch = args.batch_size or default_batch
     try:
@@ -99,7 +116,10 @@ def run_cifar10(args) -> dict:
     if args.limit:
         xs, ys, tx, ty = xs[: args.limit], ys[: args.limit], tx[: args.limit], ty[: args.limit]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if dist is not None:
+        dist.barrier("making the output folder")
     steps = math.ceil(len(xs) / min(batch, len(xs)))
     total = steps * args.epochs
     history: list[dict] = []
@@ -108,23 +128,26 @@ def run_cifar10(args) -> dict:
     def end_of_epoch(iteration: int, net: Network) -> None:
         epoch = iteration // steps
         t_eval = time.perf_counter()
-        acc = accuracy(net(tx), ty)
+        acc = accuracy(predict(net, tx), ty)
         net.save(out / "checkpoint.safetensors")
         history.append({"epoch": epoch, "iteration": iteration, "test_accuracy": acc,
                         "seconds": round(time.perf_counter() - t0, 1), "eval_seconds": round(time.perf_counter() - t_eval, 1)})
-        _say(f"epoch {epoch}/{args.epochs}: test accuracy {acc:.2%} on {len(tx)} images "
+        say(f"epoch {epoch}/{args.epochs}: test accuracy {acc:.2%} on {len(tx)} images "
              f"({time.perf_counter() - t0:.0f} s so far); checkpoint written to {out / 'checkpoint.safetensors'}")
 
     net = make(batch_size=batch, iterations=total, seed=args.seed, backend=args.backend,
                waypoint=Waypoint(steps, end_of_epoch), loss_func_output=LossFuncOutput(file=out / "losses.txt"))
-    _say(f"CIFAR-10, preset {args.preset}: {len(xs)} training and {len(tx)} test images, {args.epochs} epoch(s) of "
-         f"{steps} iterations, batch {min(batch, len(xs))}, {net.backend}")
-    run = net.train(xs, ys, resume=args.resume)
+    ranks = f", {dist.size} processes ({dist.library})" if dist is not None else ""
+    say(f"CIFAR-10, preset {args.preset}: {len(xs)} training and {len(tx)} test images, {args.epochs} epoch(s) of "
+        f"{steps} iterations, batch {min(batch, len(xs))}, {net.backend}{ranks}")
+    run = net.train(xs, ys, resume=args.resume, distributed=dist)
     if run.interrupted:
-        _say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
-    predictions = net(tx)
+        say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
+    predictions = predict(net, tx)
     acc = accuracy(predictions, ty)
     net.save(out / "model.safetensors")
+    if not main:
+        return {}
     losses = np.loadtxt(out / "losses.txt", ndmin=1)
     loss_curve_png(losses, out / "loss.png", title=f"CIFAR-10 ({args.preset}): training loss",
                    xlabel="iteration", ylabel="batch loss" + (" (mean per image)" if net.settings.reduction == "mean" else " (per image)"))
@@ -133,8 +156,9 @@ def run_cifar10(args) -> dict:
     summary = {"preset": args.preset, "epochs": args.epochs, "iterations": net.iteration, "stopped_by": run.stopped_by,
                "train_images": int(len(xs)), "test_images": int(len(tx)), "batch_size": min(batch, len(xs)),
                "test_accuracy": acc, "epochs_done": history, "seconds": round(time.perf_counter() - t0, 1),
-               "images_per_second": round(run.images_per_second, 1), "backend": net.backend}
+               "images_per_second": round(run.images_per_second, 1), "backend": net.backend,
+               "processes": dist.size if dist is not None else 1}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _say(f"test accuracy {acc:.2%}; wrote {out}/: model.safetensors, checkpoint.safetensors, loss.png, "
+    say(f"test accuracy {acc:.2%}; wrote {out}/: model.safetensors, checkpoint.safetensors, loss.png, "
          f"confusion.png, losses.txt, summary.json ({summary['seconds']:.0f} s)")
     return summary
