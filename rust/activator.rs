@@ -27,10 +27,17 @@ pub struct Activator {
     pub bias: f64,
 }
 
-/// Φ(x), the standard normal CDF.
+/// GELU x·Φ(x).
 #[inline(always)]
-pub fn phi_cdf<T: Real>(x: T) -> T {
-    T::of(0.5) * (T::one() + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())
+pub fn gelu<T: Real>(x: T) -> T {
+    x * x.normal_cdf_pdf().0
+}
+
+/// GELU′ = Φ(x) + x·φ(x).
+#[inline(always)]
+pub fn gelu_grad<T: Real>(x: T) -> T {
+    let (c, p) = x.normal_cdf_pdf();
+    c + x * p
 }
 
 /// σ(x) without overflow for large |x| in either direction.
@@ -68,7 +75,7 @@ impl Activator {
             // max(x, 0) + log(1 + e^-|x|): never overflows, exact for large |x|.
             ActKind::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
             ActKind::Square => x * x,
-            ActKind::Gelu => x * phi_cdf(x),
+            ActKind::Gelu => gelu(x),
         }
     }
 
@@ -102,8 +109,7 @@ impl Activator {
             ActKind::Linear => T::one(),
             ActKind::Softplus => sigmoid(x),
             ActKind::Square => T::of(2.0) * x,
-            // Φ(x) + x·φ(x)
-            ActKind::Gelu => phi_cdf(x) + x * T::of(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5) * (-(x * x) * T::of(0.5)).exp(),
+            ActKind::Gelu => gelu_grad(x),
         }
     }
 
@@ -160,6 +166,18 @@ impl Activator {
     /// a = f(s + bias), elementwise. The match sits outside the loop so each arm vectorises.
     pub fn forward<T: Real>(&self, s: &[T], a: &mut [T]) {
         debug_assert_eq!(s.len(), a.len());
+        forward(self, s, a);
+    }
+
+    /// delta = grad ⊙ f'(s + bias), in place on `grad`.
+    pub fn backward<T: Real>(&self, s: &[T], grad: &mut [T]) {
+        debug_assert_eq!(s.len(), grad.len());
+        backward(self, s, grad);
+    }
+}
+
+simd_fn! {
+    fn forward<T: Real>(act: &Activator, s: &[T], a: &mut [T]) {
         macro_rules! each {
             ($f:expr) => {
                 for (o, &v) in a.iter_mut().zip(s) {
@@ -167,19 +185,20 @@ impl Activator {
                 }
             };
         }
-        let b = T::of(self.bias);
-        match self.name {
+        let b = T::of(act.bias);
+        match act.name {
             ActKind::Relu => each!(|v: T| (v + b).max(T::zero())),
             ActKind::Linear => each!(|v: T| v + b),
-            _ => each!(|v: T| self.apply(v)),
+            ActKind::Gelu => each!(|v: T| gelu(v + b)),
+            _ => each!(|v: T| act.apply(v)),
         }
     }
+}
 
-    /// delta = grad ⊙ f'(s + bias), in place on `grad`.
-    pub fn backward<T: Real>(&self, s: &[T], grad: &mut [T]) {
-        debug_assert_eq!(s.len(), grad.len());
-        let b = T::of(self.bias);
-        match self.name {
+simd_fn! {
+    fn backward<T: Real>(act: &Activator, s: &[T], grad: &mut [T]) {
+        let b = T::of(act.bias);
+        match act.name {
             // a select, not a branch, so that it vectorises
             ActKind::Relu => {
                 for (g, &v) in grad.iter_mut().zip(s) {
@@ -187,9 +206,14 @@ impl Activator {
                 }
             }
             ActKind::Linear => {}
+            ActKind::Gelu => {
+                for (g, &v) in grad.iter_mut().zip(s) {
+                    *g *= gelu_grad(v + b);
+                }
+            }
             _ => {
                 for (g, &v) in grad.iter_mut().zip(s) {
-                    *g *= self.derivative(v);
+                    *g *= act.derivative(v);
                 }
             }
         }
@@ -222,6 +246,7 @@ simd_fn! {
         match act.name {
             ActKind::Relu => v.iter_mut().for_each(|x| *x = (*x + b).max(T::zero())),
             ActKind::Linear => v.iter_mut().for_each(|x| *x += b),
+            ActKind::Gelu => v.iter_mut().for_each(|x| *x = gelu(*x + b)),
             _ => v.iter_mut().for_each(|x| *x = act.apply(*x)),
         }
     }

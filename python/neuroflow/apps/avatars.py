@@ -142,12 +142,12 @@ def draw_avatar_pair(
                     outer = ex + sx * lens_w
                     d.line((outer, eye_y - lens_h * 0.3, cx + sx * fw * 1.02, eye_y - lens_h * 0.45), fill=frame_rgb, width=thick)
             d.line((cx - eye_dx + lens_w - thick, eye_y - lens_h * 0.25, cx + eye_dx - lens_w + thick, eye_y - lens_h * 0.25), fill=frame_rgb, width=thick)
-        return img.rotate(angle, resample=Image.BICUBIC, center=(cx, cy), fillcolor=bg)
+        return img.rotate(angle, resample=Image.Resampling.BICUBIC, center=(cx, cy), fillcolor=bg)
 
     noise = rng.normal(0.0, noise_sigma, (H, W, 3))
 
     def finish(img: Image.Image) -> np.ndarray:
-        a = np.asarray(img.resize((W, H), Image.LANCZOS), dtype=np.float64) / 255.0
+        a = np.asarray(img.resize((W, H), Image.Resampling.LANCZOS), dtype=np.float64) / 255.0
         return np.ascontiguousarray(np.clip(a + noise, 0.0, 1.0).transpose(1, 0, 2), dtype=np.float32)
 
     with_g, without_g = finish(face(True)), finish(face(False))

@@ -47,7 +47,8 @@ def neuroflow_rate(iteration: int, alpha: float) -> float:
 
 
 def neuroflow_net(batch_size: int = 250, iterations: int = 1, seed: int = 0, backend: str = "cpu", **kw) -> Network:
-    dim, layers = (32, 32, 3), []
+    dim: tuple[int, ...] | None = (32, 32, 3)  # each layer's dim_out (a tuple: its dim_in is given)
+    layers: list[Convolution] = []
     for i, (field, stride) in enumerate(zip((3, 3, 4, 3, 3, 4, 3), (1, 1, 2, 1, 1, 2, 1))):
         c = Convolution(dim, padding=1, field=field, stride=stride, filters=128, activator=ReLU, name=f"c{i}")
         layers.append(c)

@@ -4,6 +4,7 @@
     neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset neuroflow|fast] ...
     neuroflow train cifar10 --workers 4 ...     (4 local processes through MPI; or mpirun -n 4 neuroflow train ...)
     neuroflow info
+    neuroflow --version
 
 Exit codes: 0 done, 1 the work could not be done (missing data, no GPU, a bad file, a full
 disk, too little memory; a one-line message says why), 2 bad arguments, 130 interrupted,
@@ -54,7 +55,10 @@ def _threads(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from .glasses import DEFAULTS
 
+    from .. import __version__
+
     p = argparse.ArgumentParser(prog="neuroflow", description="Train and inspect convolutional nets (after NeuroFlow).")
+    p.add_argument("--version", action="version", version=f"neuroflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="{demo,train,info}", required=True)
 
     d = sub.add_parser("demo", help="the article's glasses experiment (offline; seconds on a CPU)",

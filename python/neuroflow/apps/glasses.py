@@ -195,7 +195,7 @@ def run_demo(data: str | None = None, out: str = "neuroflow-demo", iterations: i
     # Focus samples: glasses and no glasses in turn (a folder lists one class, then the other).
     by_class = [np.flatnonzero(ys == c)[: _FOCUS_SAMPLES // 2] for c in (0, 1)]
     pick = np.array([i for pair in zip(*by_class) for i in pair], dtype=np.int64)
-    tried = []
+    tried: list[int] = []
     for attempt in range(1, attempts + 1):
         net, used = _build(xs.shape[1:], seed, xs, dtype, iterations, backend, say)
         if used != seed:

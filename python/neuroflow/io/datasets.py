@@ -20,7 +20,7 @@ import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def _safe_member_name(name: str, archive: Path) -> str:
     return "/".join(p for p in parts if p != ".")
 
 
-def _read_exactly(f: BinaryIO, size: int, what: str) -> bytes:
+def _read_exactly(f: IO[bytes], size: int, what: str) -> bytes:
     """Read ``size`` bytes in chunks, so that memory follows the data actually there rather
     than a size some header claims; raises ValueError if the stream ends first."""
     chunks: list[bytes] = []

@@ -161,7 +161,7 @@ def _decode(
     if not p.is_file():
         raise FileNotFoundError(f"image file not found: {p}")
     try:
-        with Image.open(p, formats=formats) as img:
+        with Image.open(p, formats=None if formats is None else list(formats)) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageTooLargeError(
@@ -280,7 +280,7 @@ def _resize(a: np.ndarray, size: tuple[int, int], box: Box | None = None) -> np.
     # LANCZOS in 32-bit float ("F" mode) keeps precision; it overshoots a little, hence clip.
     planes = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(a[:, :, c].T, dtype=np.float32), "F").resize(size, Image.LANCZOS, box=box)
+            Image.fromarray(np.ascontiguousarray(a[:, :, c].T, dtype=np.float32), "F").resize(size, Image.Resampling.LANCZOS, box=box)
         )
         for c in range(a.shape[2])
     ]
@@ -483,7 +483,7 @@ def _fit(img: Image.Image, box: tuple[int, int]) -> Image.Image:
     if new == img.size:
         return img
     # Small activation maps are scaled up with NEAREST so each unit stays a crisp square.
-    return img.resize(new, Image.NEAREST if scale >= 1 else Image.LANCZOS)
+    return img.resize(new, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
 
 
 def contact_sheet(
@@ -538,8 +538,8 @@ def contact_sheet(
     label_w = 0
     if labels is not None:
         boxes = [draw_probe.textbbox((0, 0), s or " ", font=font) for s in labels]
-        label_h = max(b[3] for b in boxes) + 2
-        label_w = max(b[2] for b in boxes)
+        label_h = math.ceil(max(b[3] for b in boxes)) + 2  # text boxes are typed float; pixels are whole
+        label_w = math.ceil(max(b[2] for b in boxes))
     cell_w = max(max(t.width for t in tiles), label_w)
     cell_h = max(t.height for t in tiles) + label_h
     rows = math.ceil(n / columns)

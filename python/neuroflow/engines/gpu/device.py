@@ -113,15 +113,20 @@ class Gpu:
         }
         self.device = self.adapter.request_device_sync(required_limits=wanted)
         self.queue = self.device.queue
-        dl = self.device.limits
+        self.configure(self.info, dict(self.device.limits))
+
+    def configure(self, info: dict, limits: dict) -> None:
+        """What the package derives from the device's limits (also used by the benchmarks'
+        simulated devices, which have limits but no device)."""
+        self.info, self.limits = info, limits
         # Sizes are kept 4-byte aligned and under 2^32 elements' worth of u32 indexing.
-        self.max_binding = min(dl["max-storage-buffer-binding-size"], 2**32 - 4) // 4 * 4
-        self.max_buffer = min(dl["max-buffer-size"], 2**34) // 4 * 4
-        self.max_groups = dl["max-compute-workgroups-per-dimension"]
+        self.max_binding = min(limits["max-storage-buffer-binding-size"], 2**32 - 4) // 4 * 4
+        self.max_buffer = min(limits["max-buffer-size"], 2**34) // 4 * 4
+        self.max_groups = limits["max-compute-workgroups-per-dimension"]
         # Workgroups worth keeping in flight; gemm splits K when it has fewer blocks.
         # WebGPU does not report the number of cores, so this is a generous guess for a
         # discrete GPU and a small one for a CPU adapter, where splitting only adds work.
-        self.parallelism = 16 if self.info["adapter_type"] == "CPU" else 1024
+        self.parallelism = 16 if info["adapter_type"] == "CPU" else 1024
         self.kernels = {}  # kernels.py keeps compiled pipelines here
 
     def storage(self, nbytes: int, label: str = ""):

@@ -287,7 +287,7 @@ class GpuEngine:
         if prog is None:
             rec = ops.Recorder(self._gpu, ws.cache)
             result = build(rec)
-            prog = ws.programs[key] = (rec.steps, result)
+            prog = ws.programs[key] = (rec.steps, result, rec.notes)
         ops.run(self._gpu, prog[0])
         return prog[1]
 
@@ -467,6 +467,10 @@ class GpuEngine:
     def _program(self, key: tuple) -> list:
         """The recorded steps of a call (key as `_run` stores it), e.g. ("train", n)."""
         return self._ws.programs[key][0]
+
+    def _notes(self, key: tuple) -> list:
+        """What ops.Recorder noted for each step of a recorded call: (kernel, bytes, groups)."""
+        return self._ws.programs[key][2]
 
     def _poison(self, n: int, value: float = float("nan"), train: bool = True) -> None:
         """Fill every buffer a call on `n` samples writes (workspace, gradients) with

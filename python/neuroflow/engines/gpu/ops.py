@@ -15,17 +15,28 @@ from .spec import UPDATES, Activator, Window
 class Recorder:
     """Collects a call's GPU work as steps (dispatches and copies, with their pipelines and
     bind groups resolved) so a whole training step can be replayed without redoing any
-    lookups; `run` encodes the steps into one command encoder and submits it once."""
+    lookups; `run` encodes the steps into one command encoder and submits it once.
+
+    `notes` has one entry per step for the benchmarks and tests: (kernel name, estimated
+    bytes read and written, workgroups) for a dispatch, ("copy", bytes, None) for a copy.
+    An op that knows which part of a buffer it touches says so (`moved`); otherwise the
+    estimate is the sum of the sizes of the distinct storage buffers it binds."""
 
     def __init__(self, gpu: Gpu, cache: Cache):
         self.gpu, self.cache = gpu, cache
         self.steps: list[tuple] = []
+        self.notes: list[tuple] = []
 
-    def dispatch(self, k, buffers, groups: tuple) -> None:
+    def dispatch(self, k, buffers, groups: tuple, moved: int | None = None) -> None:
         self.steps.append((k.pipeline, self.cache.bind(k, buffers), groups))
+        if moved is None:
+            seen = {id(b): b.size for b, kind in zip(buffers, k.kinds) if kind != "uniform"}
+            moved = sum(seen.values())
+        self.notes.append((k.name, int(moved), tuple(groups)))
 
     def copy(self, src, src_off: int, dst, dst_off: int, nbytes: int) -> None:
         self.steps.append((src, src_off, dst, dst_off, nbytes))
+        self.notes.append(("copy", 2 * int(nbytes), None))
 
     def params(self, *values):
         return self.cache.params(*values)
@@ -34,8 +45,9 @@ class Recorder:
         run(self.gpu, self.steps)
 
 
-def run(gpu: Gpu, steps: list) -> None:
-    """Encode steps: consecutive dispatches share one compute pass; a copy closes it."""
+def encode(gpu: Gpu, steps: list):
+    """The steps as one command buffer: consecutive dispatches share one compute pass; a
+    copy closes it."""
     encoder = gpu.device.create_command_encoder()
     cpass, pipeline = None, None
     for step in steps:
@@ -54,7 +66,12 @@ def run(gpu: Gpu, steps: list) -> None:
             encoder.copy_buffer_to_buffer(*step)
     if cpass is not None:
         cpass.end()
-    gpu.queue.submit([encoder.finish()])
+    return encoder.finish()
+
+
+def run(gpu: Gpu, steps: list) -> None:
+    """Encode the steps and submit them."""
+    gpu.queue.submit([encode(gpu, steps)])
 
 
 def dispatches(steps: list) -> int:
@@ -70,13 +87,15 @@ def groups(rec: Recorder, count: int, per_group: int = ELEMENTWISE_GROUP) -> tup
 def im2col(rec: Recorder, g: Window, n: int, x, col, x_off: int = 0) -> None:
     """col[n·OX·OY, K] from the n samples x[x_off :][n, X, Y, Z] (virtual zero padding)."""
     k = kernel(rec.gpu, "im2col")
-    rec.dispatch(k, (rec.params(*g.uniforms(n), x_off), x, col), groups(rec, n * g.positions * g.k))
+    rec.dispatch(k, (rec.params(*g.uniforms(n), x_off), x, col), groups(rec, n * g.positions * g.k),
+                 moved=4 * n * (g.in_size + g.positions * g.k))
 
 
 def col2im(rec: Recorder, g: Window, n: int, dcol, dx, dx_off: int = 0) -> None:
     """dx[dx_off :][n, X, Y, Z] = the sum of the dcol entries that im2col copied each element to."""
     k = kernel(rec.gpu, "col2im")
-    rec.dispatch(k, (rec.params(*g.uniforms(n), dx_off), dcol, dx), groups(rec, n * g.in_size))
+    rec.dispatch(k, (rec.params(*g.uniforms(n), dx_off), dcol, dx), groups(rec, n * g.in_size),
+                 moved=4 * n * (g.in_size + g.positions * g.k))
 
 
 SPLIT_MIN_K = 256  # the least of K one tiled split walks: below it partials cost more than they save
@@ -130,18 +149,19 @@ def gemm(rec: Recorder, a, b, c, m: int, n: int, kd: int, *, trans_a: bool = Fal
     vec_a, vec_b = int(lda % 4 == 0 and a_off % 4 == 0), int(ldb % 4 == 0 and b_off % 4 == 0)
     if splits == 1:
         params = rec.params(m, n, kd, lda, ldb, ldc, a_off, b_off, c_off, float(alpha), float(beta), kd, 0, vec_a, vec_b)
-        rec.dispatch(k, (params, a, b, c, a, b), grid)
+        rec.dispatch(k, (params, a, b, c, a, b), grid, moved=4 * (m * kd + kd * n + m * n * (2 if beta else 1)))
         return
     part = rec.cache.scratch("splits", 4 * splits * m * n)
     params = rec.params(m, n, kd, lda, ldb, n, a_off, b_off, 0, float(alpha), 0.0, k_split, m * n, vec_a, vec_b)
-    rec.dispatch(k, (params, a, b, part, a, b), grid)
+    rec.dispatch(k, (params, a, b, part, a, b), grid, moved=4 * (m * kd + kd * n + splits * m * n))
     sum_splits(rec, m, n, ldc, c_off, splits, beta, part, c)
 
 
 def sum_splits(rec: Recorder, m: int, n: int, ldc: int, c_off: int, splits: int, beta: float, part, c) -> None:
     """C[m, n] (at c_off, leading dimension ldc) = Σ_z part[z] + beta·C."""
     total = kernel(rec.gpu, "gemm_splits")
-    rec.dispatch(total, (rec.params(m, n, ldc, c_off, splits, float(beta)), part, c), groups(rec, m * n))
+    rec.dispatch(total, (rec.params(m, n, ldc, c_off, splits, float(beta)), part, c), groups(rec, m * n),
+                 moved=4 * m * n * (splits + (2 if beta else 1)))
 
 
 def act_forward(rec: Recorder, act: Activator, count: int, s, a, *, params=None, bias_off: int | None = None,
@@ -150,7 +170,8 @@ def act_forward(rec: Recorder, act: Activator, count: int, s, a, *, params=None,
     buffer `params` at `bias_off` (none when bias_off is None)."""
     k = kernel(rec.gpu, "act", "forward")
     p = rec.params(count, act.id, float(act.alpha), float(act.bias), channels, bias_off or 0, int(bias_off is not None))
-    rec.dispatch(k, (p, s, params if params is not None else s, a), groups(rec, count))
+    rec.dispatch(k, (p, s, params if params is not None else s, a), groups(rec, count),
+                 moved=4 * (2 * count + (channels if bias_off is not None else 0)))
 
 
 def act_backward(rec: Recorder, act: Activator, count: int, d, s, *, params=None, bias_off: int | None = None,
@@ -159,7 +180,8 @@ def act_backward(rec: Recorder, act: Activator, count: int, d, s, *, params=None
     delta, and d (∂L/∂a) is left as it was."""
     k = kernel(rec.gpu, "act", "backward")
     p = rec.params(count, act.id, float(act.alpha), float(act.bias), channels, bias_off or 0, int(bias_off is not None))
-    rec.dispatch(k, (p, d, params if params is not None else d, s), groups(rec, count))
+    rec.dispatch(k, (p, d, params if params is not None else d, s), groups(rec, count),
+                 moved=4 * (3 * count + (channels if bias_off is not None else 0)))
 
 
 COLSUM_MIN_ROWS = 64  # the least of rows one split of a column sum walks
@@ -177,10 +199,11 @@ def colsum(rec: Recorder, rows: int, cols: int, x, out, *, out_off: int = 0, alp
     k = kernel(rec.gpu, "colsum")
     if splits == 1:
         p = rec.params(rows, cols, per, float(alpha), float(beta), out_off)
-        rec.dispatch(k, (p, x, out), groups(rec, cols))
+        rec.dispatch(k, (p, x, out), groups(rec, cols), moved=4 * (rows * cols + cols * (2 if beta else 1)))
         return
     part = rec.cache.scratch("splits", 4 * splits * cols)
-    rec.dispatch(k, (rec.params(rows, cols, per, float(alpha), 0.0, 0), x, part), groups(rec, cols * splits))
+    rec.dispatch(k, (rec.params(rows, cols, per, float(alpha), 0.0, 0), x, part), groups(rec, cols * splits),
+                 moved=4 * (rows * cols + splits * cols))
     sum_splits(rec, 1, cols, cols, out_off, splits, beta, part, out)
 
 
