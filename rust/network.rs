@@ -48,6 +48,11 @@ pub struct Network<T: Real> {
     /// Targets gathered from a data set.
     targets: Vec<T>,
     row: Vec<T>,
+    /// A data-parallel shard in flight (`backward`): the global batch size the loss is
+    /// reduced over (None: the call's own) and the shard's first position in that batch.
+    shard: (Option<usize>, usize),
+    /// Synchronised BatchNorm's sums across processes, during a `backward` that asks for it.
+    sync: Option<std::sync::Arc<dyn crate::layers::Collective>>,
 }
 
 impl<T: Real> Network<T> {
@@ -96,6 +101,8 @@ impl<T: Real> Network<T> {
             input: Vec::new(),
             targets: Vec::new(),
             row: vec![T::zero(); k],
+            shard: (None, 0),
+            sync: None,
         })
     }
 
@@ -114,7 +121,7 @@ impl<T: Real> Network<T> {
     }
 
     fn ctx(&self, n: usize, mode: Mode) -> Ctx {
-        Ctx { n, mode, seed: self.spec.seed, step: self.step }
+        Ctx { n, mode, seed: self.spec.seed, step: self.step, offset: self.shard.1, sync: self.sync.clone() }
     }
 
     /// How input values become the network's numbers (bytes ÷255, the spec's normalisation).
@@ -202,7 +209,7 @@ impl<T: Real> Network<T> {
         let k = self.out_size();
         let scale = match self.spec.reduction {
             Reduction::Sum => T::one(),
-            Reduction::Mean => T::of(1.0 / n as f64),
+            Reduction::Mean => T::of(1.0 / self.shard.0.unwrap_or(n) as f64),
         };
         let fold = self.seq.foldable();
         let loss = self.spec.loss;
@@ -382,6 +389,90 @@ impl<T: Real> Network<T> {
         }
         threads::pool().install(|| self.update(lr));
         Ok(total / n as f64)
+    }
+
+    // ---- data-parallel steps (docs/engine.md, "Data-parallel steps") ----
+
+    /// Train-mode forward and backward of one shard of a global batch of `batch` samples
+    /// (None: this batch is the whole one) starting at position `offset` of it: the
+    /// gradients of Σ shard losses ÷ batch ("mean") or Σ ("sum") go into `out` (flat, in
+    /// parameter order), the running statistics move as in a step, nothing else changes.
+    /// With `sync`, BatchNorm takes its batch statistics over all processes. Returns the
+    /// sum of the shard's per-sample losses.
+    pub fn backward(&mut self, x: Input<T>, t: &[T], batch: Option<usize>, offset: usize, sync: Option<std::sync::Arc<dyn crate::layers::Collective>>, out: &mut [T]) -> Result<f64> {
+        self.check_flat(out.len(), "grads")?;
+        let n = x.len() / self.in_size().max(1);
+        self.check_shard(n, batch, offset)?;
+        self.shard = (batch, offset);
+        self.sync = sync;
+        let r = self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n, true));
+        self.shard = (None, 0);
+        self.sync = None;
+        let total = r?;
+        self.flatten_grads(out);
+        Ok(total)
+    }
+
+    /// `backward` on samples `idx` of a data set (gathered, augmented and converted as
+    /// `train_step_data` does).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_data(&mut self, ds: &Dataset, idx: &[usize], aug: Option<&Augment>, epoch: u64, batch: Option<usize>, offset: usize, sync: Option<std::sync::Arc<dyn crate::layers::Collective>>, out: &mut [T]) -> Result<f64> {
+        self.check_flat(out.len(), "grads")?;
+        self.check_shard(idx.len(), batch, offset)?;
+        self.shard = (batch, offset);
+        self.sync = sync;
+        let r = self.with_batch(ds, idx, aug, epoch, |net, x, t, n| net.backprop(x, t, n, true));
+        self.shard = (None, 0);
+        self.sync = None;
+        let total = r?;
+        self.flatten_grads(out);
+        Ok(total)
+    }
+
+    /// One update with the reduced gradients `g` (flat, in parameter order, as `backward`
+    /// writes them): parameters, optimizer state and step move as in `train_step`.
+    pub fn apply_update(&mut self, g: &[T], lr: f64) -> Result<()> {
+        if !lr.is_finite() {
+            crate::bail!("learning_rate: must be finite, got {lr}");
+        }
+        self.check_flat(g.len(), "grads")?;
+        if threads::pool().install(|| g.par_chunks(1 << 16).any(|c| c.iter().any(|v| !v.is_finite()))) {
+            crate::bail!("grads: contains NaN or infinity (the step's loss or gradients were not finite; no update made)");
+        }
+        let mut at = 0;
+        for w in self.grads.iter_mut() {
+            let len = w.len();
+            w.copy_from_slice(&g[at..at + len]);
+            at += len;
+        }
+        threads::pool().install(|| self.update(lr));
+        Ok(())
+    }
+
+    fn check_flat(&self, len: usize, what: &str) -> Result<()> {
+        if len != self.num_params() {
+            crate::bail!("{what}: expected a flat array of {} values (every parameter in order), got {len}", self.num_params());
+        }
+        Ok(())
+    }
+
+    fn check_shard(&self, n: usize, batch: Option<usize>, offset: usize) -> Result<()> {
+        if let Some(b) = batch {
+            if b == 0 || offset.checked_add(n).is_none_or(|end| end > b) {
+                crate::bail!("batch: a shard of {n} samples at offset {offset} does not fit in a global batch of {b}");
+            }
+        } else if offset != 0 {
+            crate::bail!("offset: {offset} given without the global batch size");
+        }
+        Ok(())
+    }
+
+    fn flatten_grads(&self, out: &mut [T]) {
+        let mut at = 0;
+        for g in &self.grads {
+            out[at..at + g.len()].copy_from_slice(g);
+            at += g.len();
+        }
     }
 
     fn unreduce(&self, n: usize) -> f64 {

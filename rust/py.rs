@@ -7,7 +7,7 @@ use crate::real::Real;
 use crate::layers::Mode;
 use crate::spec::NetSpec;
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -97,6 +97,60 @@ fn vectors<T: Element + Real>(list: &Bound<'_, PyAny>, shapes: &[Vec<usize>], na
         .collect()
 }
 
+/// A flat, writable, C-contiguous 1-D array of the engine's precision (`grads`).
+fn flat_out<'py, T: Element + Real>(a: &Bound<'py, PyAny>) -> PyResult<PyReadwriteArrayDyn<'py, T>> {
+    let a = a
+        .extract::<PyReadwriteArrayDyn<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("grads: expected a writable 1-D numpy array of {}", T::NAME)))?;
+    if a.ndim() != 1 || !a.is_c_contiguous() {
+        return Err(PyValueError::new_err("grads: expected a C-contiguous 1-D array"));
+    }
+    Ok(a)
+}
+
+/// Synchronised BatchNorm's sums through a Python callable `sum(values)` that all-reduces
+/// a float64 array in place (neuroflow.distributed). Its first error is kept, later sums
+/// give NaN, and the engine call raises that error when it returns.
+struct PyCollective {
+    f: Py<PyAny>,
+    err: std::sync::Mutex<Option<PyErr>>,
+}
+
+impl crate::layers::Collective for PyCollective {
+    fn sum(&self, v: &mut [f64]) {
+        let mut err = self.err.lock().unwrap_or_else(|e| e.into_inner());
+        if err.is_none() {
+            let r = Python::attach(|py| -> PyResult<()> {
+                let a = numpy::PyArray1::<f64>::from_slice(py, v);
+                self.f.call1(py, (a.clone(),))?;
+                v.copy_from_slice(a.readonly().as_slice()?);
+                Ok(())
+            });
+            match r {
+                Ok(()) => return,
+                Err(e) => *err = Some(e),
+            }
+        }
+        v.iter_mut().for_each(|x| *x = f64::NAN);
+    }
+}
+
+/// The collective for `sync` (a callable or None), and after the call the error it met.
+fn collective(sync: Option<Py<PyAny>>) -> Option<std::sync::Arc<PyCollective>> {
+    sync.map(|f| std::sync::Arc::new(PyCollective { f, err: std::sync::Mutex::new(None) }))
+}
+
+fn as_dyn(c: &Option<std::sync::Arc<PyCollective>>) -> Option<std::sync::Arc<dyn crate::layers::Collective>> {
+    c.clone().map(|c| c as std::sync::Arc<dyn crate::layers::Collective>)
+}
+
+fn sync_error(c: Option<std::sync::Arc<PyCollective>>) -> PyResult<()> {
+    match c.and_then(|c| c.err.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 struct Typed<T: Real>(Network<T>);
 
 fn mode(m: &str) -> PyResult<Mode> {
@@ -177,6 +231,43 @@ impl<T: Real + Element> Typed<T> {
         let (input, t) = (held.input()?, c_slice(&t, "targets")?);
         let net = &mut self.0;
         run(py, || net.train_step(input, t, lr, fd))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, grads: &Bound<'_, PyAny>, batch: Option<usize>, offset: usize, sync: Option<Py<PyAny>>) -> PyResult<f64> {
+        let (held, t) = (Held::<T>::new(x, "x")?, floats::<T>(t, "targets")?);
+        self.check_x(&held)?;
+        let (input, t) = (held.input()?, c_slice(&t, "targets")?);
+        let mut g = flat_out::<T>(grads)?;
+        let out = g.as_slice_mut().map_err(|_| PyValueError::new_err("grads: the array must be C-contiguous"))?;
+        let c = collective(sync);
+        let d = as_dyn(&c);
+        let net = &mut self.0;
+        let r = run(py, || net.backward(input, t, batch, offset, d, out));
+        sync_error(c)?;
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_data(&mut self, py: Python<'_>, ds: &crate::data::Dataset, idx: &[usize], grads: &Bound<'_, PyAny>, batch: Option<usize>, offset: usize, aug: Option<&crate::data::Augment>, epoch: u64, sync: Option<Py<PyAny>>) -> PyResult<f64> {
+        let mut g = flat_out::<T>(grads)?;
+        let out = g.as_slice_mut().map_err(|_| PyValueError::new_err("grads: the array must be C-contiguous"))?;
+        let c = collective(sync);
+        let d = as_dyn(&c);
+        let net = &mut self.0;
+        let r = run(py, || net.backward_data(ds, idx, aug, epoch, batch, offset, d, out));
+        sync_error(c)?;
+        r
+    }
+
+    fn apply_update(&mut self, py: Python<'_>, grads: &Bound<'_, PyAny>, lr: f64) -> PyResult<()> {
+        let g = floats::<T>(grads, "grads")?;
+        if g.ndim() != 1 {
+            return Err(PyValueError::new_err("grads: expected a flat 1-D array (every parameter in order)"));
+        }
+        let g = c_slice(&g, "grads")?;
+        let net = &mut self.0;
+        run(py, || net.apply_update(g, lr))
     }
 }
 
@@ -322,6 +413,30 @@ impl Engine {
     #[pyo3(signature = (x, t, lr, fd_delta=None))]
     fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, lr: f64, fd_delta: Option<f64>) -> PyResult<f64> {
         each!(&mut self.net, n => n.train_step(py, x, t, lr, fd_delta))
+    }
+
+    /// Data-parallel steps (docs/engine.md): train-mode forward and backward of a shard of
+    /// a global batch of `batch` samples at position `offset`; the flat gradients go into
+    /// `grads`, running statistics move; returns the sum of the shard's per-sample losses.
+    /// `sync`: a callable all-reducing a float64 array in place (synchronised BatchNorm).
+    #[pyo3(signature = (x, t, grads, batch=None, offset=0, sync=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn backward(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>, grads: &Bound<'_, PyAny>, batch: Option<usize>, offset: usize, sync: Option<Py<PyAny>>) -> PyResult<f64> {
+        each!(&mut self.net, n => n.backward(py, x, t, grads, batch, offset, sync))
+    }
+
+    /// `backward` on samples `indices` of `data`, gathered as `train_step_data` does.
+    #[pyo3(signature = (data, indices, grads, batch=None, offset=0, augment=None, epoch=0, sync=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn backward_data(&mut self, py: Python<'_>, data: PyRef<'_, PyDataset>, indices: &Bound<'_, PyAny>, grads: &Bound<'_, PyAny>, batch: Option<usize>, offset: usize, augment: Option<&str>, epoch: u64, sync: Option<Py<PyAny>>) -> PyResult<f64> {
+        let (idx, aug) = (self::indices(indices)?, self::augment(augment)?);
+        let ds = &data.inner;
+        each!(&mut self.net, n => n.backward_data(py, ds, &idx, grads, batch, offset, aug.as_ref(), epoch, sync))
+    }
+
+    /// One update with the flat reduced gradients `grads` (as `backward` writes them).
+    fn apply_update(&mut self, py: Python<'_>, grads: &Bound<'_, PyAny>, lr: f64) -> PyResult<()> {
+        each!(&mut self.net, n => n.apply_update(py, grads, lr))
     }
 }
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,19 +95,22 @@ def test_module_entry_point_info_and_exit_codes():
     assert bad.returncode == 2 and "expected a positive whole number" in bad.stderr
 
 
-@pytest.mark.parametrize("preset", ["fast", "neuroflow"])
+@pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "dense"])
 def test_train_cifar10_quickly(preset, tmp_path, capsys):
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
     out = tmp_path / preset
     argv = ["train", "cifar10", "--data", str(archive), "--preset", preset, "--limit", "24", "--batch-size", "8",
-            "--epochs", "2", "--out", str(out), "--threads", "2"]
+            "--epochs", "2", "--out", str(out), "--threads", "2"] + (["--width", "0"] if preset == "speed" else [])
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "epoch 1/2: test accuracy" in text and "epoch 2/2: test accuracy" in text
-    for name in ("loss.png", "confusion.png"):
+    for name in ("loss.png", "confusion.png", "accuracy.png", "predictions.png"):
         assert valid_png(out / name)
+    assert (out / "focus.png").exists() == (preset != "dense") and (preset == "dense" or valid_png(out / "focus.png"))
+    losses = np.loadtxt(out / "losses.txt")
+    assert np.isfinite(losses).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 6 and summary["train_images"] == summary["test_images"] == 24
     assert [e["epoch"] for e in summary["epochs_done"]] == [1, 2]
@@ -114,6 +118,26 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
     assert len(np.loadtxt(out / "losses.txt")) == 6
+
+
+def test_a_time_budget_is_honoured(tmp_path):
+    """--time-budget counts from the process start: the whole command (start-up, data, the
+    measured warm-up, training and the final evaluation) ends within it."""
+    archive = data_root() / "cifar-10-binary.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
+    out = tmp_path / "budget"
+    budget = 25
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "neuroflow", "train", "cifar10", "--data", str(archive), "--preset", "speed",
+                        "--limit", "600", "--time-budget", str(budget), "--out", str(out), "--threads", "2"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
+    assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
+    assert "fitted to 25 s" in r.stdout
 
 
 # ---------------------------------------------------------------- bad input and hostile surroundings

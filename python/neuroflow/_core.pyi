@@ -1,5 +1,7 @@
 """The Rust CPU engine (see docs/engine.md)."""
 
+from typing import Any, Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -28,6 +30,16 @@ class Engine:
     def train_step(
         self, x: NDArray[np.floating] | NDArray[np.uint8], t: NDArray[np.floating], lr: float, fd_delta: float | None = None
     ) -> float: ...
+    def backward(
+        self, x: NDArray[np.floating] | NDArray[np.uint8], t: NDArray[np.floating], grads: NDArray[np.floating],
+        batch: int | None = None, offset: int = 0, sync: Callable[[NDArray[np.float64]], object] | None = None
+    ) -> float: ...
+    def backward_data(
+        self, data: Any, indices: NDArray[np.int64], grads: NDArray[np.floating], batch: int | None = None,
+        offset: int = 0, augment: str | None = None, epoch: int = 0,
+        sync: Callable[[NDArray[np.float64]], object] | None = None
+    ) -> float: ...
+    def apply_update(self, grads: NDArray[np.floating], lr: float) -> None: ...
 
 def set_num_threads(n: int) -> None: ...
 def num_threads() -> int: ...

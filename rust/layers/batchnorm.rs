@@ -22,6 +22,9 @@ pub struct BatchNorm<T> {
     /// Per channel: the mean and 1/√(σ² + eps) the last forward normalised with.
     mean: Vec<f64>,
     inv_std: Vec<f64>,
+    /// The number of values per channel the statistics were taken over (all processes'
+    /// when synchronised).
+    count: f64,
     /// Pre-activations, kept when f′ does not follow from the output.
     s: Vec<T>,
 }
@@ -44,6 +47,7 @@ impl<T: Real> BatchNorm<T> {
             channels,
             mean: vec![0.0; channels],
             inv_std: vec![0.0; channels],
+            count: 0.0,
             s: Vec::new(),
         }
     }
@@ -75,6 +79,22 @@ impl<T: Real> BatchNorm<T> {
         let mean = s.iter().zip(&origin).map(|(s, o)| o + s / m).collect();
         let var = s.iter().zip(&q).map(|(s, q)| (q / m - (s / m).powi(2)).max(0.0)).collect();
         (mean, var)
+    }
+
+    /// Synchronised BatchNorm: the per-channel mean and biased variance over the values of
+    /// every process (two passes, each summed across processes), and their count.
+    fn global_stats(&self, sync: &dyn super::Collective, x: &[T], rows: usize) -> (Vec<f64>, Vec<f64>, f64) {
+        let c = self.channels;
+        let zeros = vec![0.0; c];
+        let (s, _) = channel_sums(rows, c, |r, s, q| shifted_sums(&x[r * c..(r + 1) * c], &zeros, s, q));
+        let mut buf: Vec<f64> = s.iter().copied().chain([rows as f64]).collect();
+        sync.sum(&mut buf);
+        let m = buf[c];
+        let mean: Vec<f64> = buf[..c].iter().map(|s| s / m).collect();
+        let (_, mut sq) = channel_sums(rows, c, |r, s, q| shifted_sums(&x[r * c..(r + 1) * c], &mean, s, q));
+        sync.sum(&mut sq);
+        let var = sq.iter().map(|s| s / m).collect();
+        (mean, var, m)
     }
 }
 
@@ -165,10 +185,17 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let rows = len / c;
         let st = self.slot.state;
         if cx.mode.train() {
-            let (mean, var) = self.batch_stats(&x[..len], rows);
+            let (mean, var, count) = match &cx.sync {
+                None => {
+                    let (mean, var) = self.batch_stats(&x[..len], rows);
+                    (mean, var, rows as f64)
+                }
+                Some(sync) => self.global_stats(&**sync, &x[..len], rows),
+            };
+            self.count = count;
             if cx.mode == (Mode::Train { update_state: true }) {
                 let m = self.momentum;
-                let unbias = if rows > 1 { rows as f64 / (rows as f64 - 1.0) } else { 1.0 };
+                let unbias = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
                 let (rm, rv) = t.state[st..st + 2].split_at_mut(1);
                 for ch in 0..c {
                     rm[0][ch] = T::of((1.0 - m) * rm[0][ch].f64() + m * mean[ch]);
@@ -210,7 +237,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded);
         let (mean, inv) = (&self.mean, &self.inv_std);
         let (s0, s1) = channel_sums(rows, c, |r, s, q| grad_sums(&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c], mean, inv, s, q));
-        let sums: Vec<[f64; 2]> = s0.iter().zip(&s1).map(|(&a, &b)| [a, b]).collect();
+        let mut sums: Vec<[f64; 2]> = s0.iter().zip(&s1).map(|(&a, &b)| [a, b]).collect();
         let mut i = self.slot.param;
         if self.scale {
             for (d, s) in t.grads[i].iter_mut().zip(&sums) {
@@ -224,9 +251,17 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             }
         }
         let Some(dx) = dx else { return };
-        // ∂x = scale/σ · (g − Σg/M − x̂·Σg·x̂/M), x̂ = (x − μ)/σ
+        // ∂x = scale/σ · (g − Σg/M − x̂·Σg·x̂/M), x̂ = (x − μ)/σ; synchronised: the sums and M
+        // of every process (the parameter gradients above stay this process's share)
+        if let Some(sync) = &cx.sync {
+            let mut buf: Vec<f64> = sums.iter().flat_map(|s| *s).collect();
+            sync.sum(&mut buf);
+            for (s, b) in sums.iter_mut().zip(buf.chunks_exact(2)) {
+                *s = [b[0], b[1]];
+            }
+        }
         let (scale, _) = self.affine(t.params);
-        let m = rows as f64;
+        let m = if cx.sync.is_some() { self.count } else { rows as f64 };
         let k: Vec<T> = (0..c).map(|ch| T::of(scale[ch] * inv[ch])).collect();
         let g0: Vec<T> = sums.iter().map(|s| T::of(s[0] / m)).collect();
         let g1: Vec<T> = (0..c).map(|ch| T::of(inv[ch] * sums[ch][1] / m)).collect();

@@ -48,9 +48,10 @@ impl<T: Real> Dropout<T> {
         let key = key(cx.seed, cx.step, self.uid);
         let threshold = (self.rate * 4_294_967_296.0).floor() as u64;
         let scale = T::of(1.0 / (1.0 - self.rate));
+        let first = cx.offset * self.spec.in_size();
         out.par_chunks_mut(CHUNK).zip(v.par_chunks(CHUNK)).enumerate().for_each(|(ci, (o, v))| {
             for (j, (o, &v)) in o.iter_mut().zip(v).enumerate() {
-                let keep = bits(key, ci * CHUNK + j) as u64 >= threshold;
+                let keep = bits(key, first + ci * CHUNK + j) as u64 >= threshold;
                 *o = if keep { v * scale } else { T::zero() };
             }
         });

@@ -34,12 +34,25 @@ impl Mode {
 }
 
 /// What every layer of one call shares.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Ctx {
     pub n: usize,
     pub mode: Mode,
     pub seed: u64,
     pub step: u64,
+    /// Position of the call's first sample in the global batch of a data-parallel step
+    /// (0 otherwise): dropout numbers elements from there, so shards draw the masks of the
+    /// whole batch.
+    pub offset: usize,
+    /// Sums across the processes of a data-parallel step: BatchNorm's batch statistics over
+    /// the global batch (synchronised BatchNorm). None: statistics of this call's samples.
+    pub sync: Option<std::sync::Arc<dyn Collective>>,
+}
+
+/// Sums values over the processes of a data-parallel run (an MPI all-reduce), in place.
+/// On failure it fills `v` with NaN (the step then fails) and keeps the error for the caller.
+pub trait Collective: Send + Sync {
+    fn sum(&self, v: &mut [f64]);
 }
 
 /// A layer's input in the backward pass, and where ∂L/∂input goes.

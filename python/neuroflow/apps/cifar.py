@@ -23,6 +23,10 @@ steps, fits the learning-rate schedule to them, checks its pace as it goes, and 
 Each run writes to ``--out``: the model, a checkpoint per epoch, the per-iteration losses,
 loss and accuracy curves, the confusion matrix, a sheet of test images with their predicted
 and true labels, the focus images of the first layers, and ``summary.json``.
+
+Started by an MPI launcher (``mpirun -n 4 neuroflow train cifar10 ...``, or ``--workers 4``)
+it trains data-parallel (neuroflow/distributed.py): every rank computes its share of each
+batch and of the test predictions; rank 0 prints and writes the files.
 """
 
 from __future__ import annotations
@@ -195,6 +199,15 @@ def process_start() -> float:
         return _START
 
 
+def _distributed(args):
+    """A Distributed when an MPI launcher started several processes, else None."""
+    from ..distributed import Distributed, launched_by_mpi
+
+    if launched_by_mpi() <= 1:
+        return None
+    return Distributed(sync_batchnorm=getattr(args, "sync_batchnorm", False), timeout=getattr(args, "timeout", None))
+
+
 def _load(args) -> Data:
     from ..io.datasets import cifar10
 
@@ -257,12 +270,20 @@ def run_cifar10(args) -> dict:
     start = process_start()
     if args.threads:
         set_num_threads(args.threads)
+    dist = _distributed(args)
+    main = dist is None or dist.is_main
+    say = _say if main else (lambda text: None)
+    if dist is not None and args.time_budget:
+        raise ValueError("--time-budget: not with several processes yet (each would fit its own plan); use --epochs")
     preset = PRESETS[args.preset]
     batch = args.batch_size or preset.batch
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out: {out} is a file; give a folder for the results")
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if dist is not None:
+        dist.barrier("making the output folder")
     data = _load(args)
     batch = min(batch, len(data.xs))
     steps_per_epoch = math.ceil(len(data.xs) / batch)
@@ -285,26 +306,28 @@ def run_cifar10(args) -> dict:
         net.save(out / "checkpoint.safetensors")
         history.append({"epoch": epoch, "iteration": iteration, "test_accuracy": quick.accuracy, "test_loss": quick.loss,
                         "seconds": round(time.monotonic() - start, 1), "eval_seconds": round(time.monotonic() - t_eval, 1)})
-        _say(f"epoch {epoch}: test accuracy {quick.accuracy:.2%} on {len(data.tx)} images "
+        say(f"epoch {epoch}/{round(total / steps_per_epoch)}: test accuracy {quick.accuracy:.2%} on {len(data.tx)} images "
              f"({time.monotonic() - start:.0f} s so far); checkpoint written to {out / 'checkpoint.safetensors'}")
 
     waypoint = Waypoint(steps_per_epoch, end_of_epoch) if not args.time_budget else None
     net = preset.build(data, batch, total, args.seed, args.backend, waypoint=waypoint,
                        loss_func_output=LossFuncOutput(file=out / "losses.txt"), **kw)
-    what = f"{', width ' + str(kw['widths']) if kw else ''}"
-    _say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
+    what = f"{', width ' + str(kw['widths']) if kw else ''}" + (f", {dist.size} processes ({dist.library})" if dist else "")
+    say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
          + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
     if args.time_budget:
         run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch)
     else:
-        run = net.train(data.xs, data.ys, resume=args.resume)
+        run = net.train(data.xs, data.ys, resume=args.resume, distributed=dist)
     if run.interrupted:
-        _say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
+        say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
     t_eval = time.monotonic()
     final = net.evaluate(data.tx, data.ty, tta=tta)
-    predictions = net(data.tx)
+    predictions = dist.predict(net, data.tx) if dist is not None else net(data.tx)
     net.save(out / "model.safetensors")
+    if not main:
+        return {}
     _pictures(net, data, predictions, history, out, args.preset, final.accuracy)
     summary = {"preset": args.preset, "epochs": round(net.iteration / steps_per_epoch, 2), "iterations": net.iteration,
                "stopped_by": run.stopped_by, "train_images": int(len(data.xs)), "test_images": int(len(data.tx)),
@@ -312,9 +335,9 @@ def run_cifar10(args) -> dict:
                "test_accuracy_without_tta": accuracy(predictions, data.ty), "epochs_done": history,
                "eval_seconds": round(time.monotonic() - t_eval, 1), "images_per_second": round(run.images_per_second, 1),
                "backend": net.backend, "widths": kw.get("widths"), "time_budget": args.time_budget,
-               "seconds": round(time.monotonic() - start, 1)}
+               "processes": dist.size if dist is not None else 1, "seconds": round(time.monotonic() - start, 1)}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: model.safetensors, "
+    say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: model.safetensors, "
          f"loss.png, accuracy.png, confusion.png, predictions.png, focus.png, losses.txt, summary.json "
          f"({time.monotonic() - start:.0f} s since the command started)")
     return summary

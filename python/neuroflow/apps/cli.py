@@ -3,6 +3,7 @@
     neuroflow demo [--data DIR] [--out DIR] [--iterations N] [--seed S] [--backend cpu|gpu|auto]
     neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset speed|neuroflow|dense|fast]
                             [--time-budget SECONDS] ...
+    neuroflow train cifar10 --workers 4 ...     (4 local processes through MPI; or mpirun -n 4 neuroflow train ...)
     neuroflow info
     neuroflow --version
 
@@ -109,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=_threads, metavar="N", help=f"CPU threads, at most {MAX_THREADS} (default: all cores)")
     c.add_argument("--seed", type=_non_negative, default=0, metavar="S", help="init and shuffle seed (default: %(default)s)")
     c.add_argument("--resume", metavar="FILE", help="continue the run saved in this checkpoint")
+    c.add_argument("--workers", type=_positive, metavar="N",
+                   help="train data-parallel on N local processes, started through the installed MPI's mpiexec "
+                        "(across machines: mpirun -n N -f HOSTFILE neuroflow train ...)")
+    c.add_argument("--sync-batchnorm", action="store_true",
+                   help="data-parallel runs: BatchNorm statistics over the global batch, not per process")
+    c.add_argument("--timeout", type=float, metavar="S",
+                   help="data-parallel runs: seconds a process waits for the others before it stops the job (default 300)")
 
     sub.add_parser("info", help="version, CPU threads and GPU adapters", description="Version, CPU threads and GPU adapters.")
     return p
@@ -199,6 +207,14 @@ def _main(argv: list[str] | None) -> int:
             run_demo(data=args.data, out=args.out, iterations=args.iterations, seed=args.seed,
                      backend=args.backend, attempts=args.attempts)
             return 0
+        workers = getattr(args, "workers", None)
+        if workers and workers > 1:
+            from ..distributed import launched_by_mpi
+
+            if not launched_by_mpi():
+                from .launch import launch
+
+                return launch(workers, list(sys.argv[1:] if argv is None else argv), args)
         from .cifar import run_cifar10
 
         run_cifar10(args)

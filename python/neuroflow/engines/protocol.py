@@ -73,3 +73,14 @@ class Engine(Protocol):
     def train_step(self, x: np.ndarray, t: np.ndarray, lr: float, fd_delta: Optional[float] = None) -> float:
         """One update; returns the batch's mean per-sample loss before it."""
         ...
+
+    def backward(self, x: np.ndarray, t: np.ndarray, grads: np.ndarray, batch: Optional[int] = None, offset: int = 0,
+                 sync=None) -> float:
+        """A data-parallel shard (positions offset.. of a global batch of `batch`): flat
+        gradients of the loss reduced over `batch` into `grads`, running statistics moved;
+        returns the sum of the shard's per-sample losses (docs/engine.md)."""
+        ...
+
+    def apply_update(self, grads: np.ndarray, lr: float) -> None:
+        """One update with the flat reduced gradients (as backward writes them)."""
+        ...

@@ -131,6 +131,7 @@ class Network:
         self._iteration = 0
         self._alpha: Optional[float] = None
         self._run = None  # the position of the last training run (nn/training.py)
+        self._dist = None  # the ranks of its distributed run (neuroflow/distributed.py): saves are collective
         self._init_params(weights)
 
     # ---- building ----
@@ -524,7 +525,7 @@ class Network:
 
     # ---- training ----
 
-    def train(self, xs, ys, resume=None, validation=None, patience: int | None = None) -> TrainingRun:
+    def train(self, xs, ys, resume=None, validation=None, patience: int | None = None, distributed=None) -> TrainingRun:
         """Train for ``settings.iterations`` weight updates (or until the mean batch loss
         falls to ``settings.precision``). Ctrl-C stops after the step in flight, keeping
         the weights of the last finished step. A step whose loss or gradients are not finite
@@ -537,8 +538,13 @@ class Network:
 
         ``validation=(xs, ys)``: evaluated after every epoch (loss and accuracy, printed and in
         ``run.extra["validation"]``); with ``patience=k`` training stops ("early stop") once the
-        validation accuracy has not improved for k epochs."""
-        return train(self, xs, ys, resume, validation, patience)
+        validation accuracy has not improved for k epochs.
+
+        ``distributed``: True (every process of the MPI job) or a
+        ``neuroflow.distributed.Distributed(...)``: data-parallel training, each process
+        computing its share of every batch (see neuroflow/distributed.py); then ``save`` is
+        collective: every rank calls it and rank 0 writes."""
+        return train(self, xs, ys, resume, validation, patience, distributed)
 
     # ---- files ----
 
@@ -547,6 +553,8 @@ class Network:
         optimizer state, iteration count, the run in flight), atomically."""
         from .persist import save
 
+        if self._dist is not None:  # a distributed net: every rank calls, rank 0 writes
+            return self._dist.save(self, path)
         with self._lock:
             return save(self, path)
 

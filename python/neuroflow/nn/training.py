@@ -151,9 +151,17 @@ def _rate(schedule, iteration: int, alpha: float) -> float:
     return float(v)
 
 
-def train(net: "Network", xs, ys, resume=None, validation=None, patience=None) -> TrainingRun:
+def train(net: "Network", xs, ys, resume=None, validation=None, patience=None, distributed=None) -> TrainingRun:
     """``Network.train`` (see there)."""
     from .. import _core
+
+    dist = None
+    if distributed is not None and distributed is not False:
+        from ..distributed import Distributed
+
+        dist = distributed if isinstance(distributed, Distributed) else Distributed() if distributed is True else None
+        if dist is None:
+            raise TypeError(f"distributed: expected True, False or neuroflow.distributed.Distributed(...), got {distributed!r}")
 
     s = net.settings
     if validation is not None:
@@ -181,12 +189,12 @@ def train(net: "Network", xs, ys, resume=None, validation=None, patience=None) -
             raise RuntimeError("train: this network is already training (in another thread); one network, one trainer")
         net._trainer = threading.get_ident()
     try:
-        return _train(net, data, x, t, n, bs, resume, validation, patience)
+        return _train(net, data, x, t, n, bs, resume, validation, patience, dist)
     finally:
         net._trainer = None
 
 
-def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None, patience=None) -> TrainingRun:
+def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None, patience=None, dist=None) -> TrainingRun:
     s = net.settings
     if resume is None or resume is False:
         run = RunState.start(n, bs, s.iterations, s.shuffle, net._seed, data.fingerprint)
@@ -199,12 +207,19 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
             f"resume: that run is complete ({run.done} of {s.iterations} iterations done); "
             "raise settings.iterations to train further"
         )
+    if dist is not None:  # neuroflow/distributed.py: every rank alike, before any step
+        dist.check_run(net, n, bs)
+        dist.set_threads()
+        dist.agree(net, f"{data.fingerprint} {bs} {s.iterations} {run.done} {run.pos}")
+        net._dist = dist
     net._run = run
     run.total = s.iterations
+    verbose = s.verbose and (dist is None or dist.is_main)
     approx = s.approximation.delta if s.approximation else None
     out = s.loss_func_output
     mode = "a" if run.done else "w"  # a resumed run continues its loss log
-    log = open(out.file, mode, encoding="utf-8") if out is not None and out.file is not None else None
+    log = (open(out.file, mode, encoding="utf-8") if out is not None and out.file is not None
+           and (dist is None or dist.is_main) else None)
     losses: list[float] = []
     start = datetime.now()
     stopped_by = "iterations"
@@ -213,7 +228,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
     report_every = max(1, s.iterations // 50)
     t0 = time.perf_counter()
     bar = None
-    if s.verbose:
+    if verbose:
         print(net.banner(), flush=True)
         if run.done:
             print(f"resuming at iteration {net._iteration} ({run.done}/{s.iterations} of the run done)", flush=True)
@@ -223,6 +238,9 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
     step = _stepper(net, data, approx, s)
     history: list[dict] = []  # per epoch, with validation
     with _deferred_interrupt() as interrupted:
+        if dist is not None:  # each rank its shard, gradients all-reduced; Ctrl-C agreed by all
+            step = dist.stepper(net, data, s, interrupted)
+            interrupted = step.interrupted
         try:
             for it in range(first, s.iterations + 1):
                 new_epoch = pos >= n
@@ -238,7 +256,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                     # the engine made no update: the weights are those of the last good step
                     stopped_by = "diverged"
                     losses.append(loss)
-                    if s.verbose:
+                    if verbose:
                         print(f"loss is {loss} at iteration {net._iteration + 1}: training diverged; keeping the weights of "
                               f"iteration {net._iteration} (lower the learning rate)", file=sys.stderr)
                     break
@@ -254,7 +272,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                     log.write(f"{loss!r}\n")
                 if out is not None and out.action is not None:
                     out.action(loss)
-                if s.verbose:
+                if verbose:
                     rate = (it - first + 1) * bs / max(time.perf_counter() - t0, 1e-9)
                     if bar is not None:
                         bar.update(1)
@@ -262,6 +280,8 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                     elif it % report_every == 0 or it == first or it == s.iterations:
                         print(_progress_line(net, it, loss, alpha, rate), flush=True)
                 if s.waypoint is not None and net._iteration % s.waypoint.every_n == 0:
+                    if dist is not None:
+                        dist.sync_state(net)
                     s.waypoint.action(net._iteration, net)
                 if validation is not None and pos >= n:  # an epoch is complete
                     ev = net.evaluate(*validation)
@@ -286,11 +306,13 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                 log.close()
             if bar is not None:
                 bar.close()
+    if dist is not None:
+        dist.sync_state(net)
     done = [v for v in losses if math.isfinite(v)]
-    if s.verbose and done and (bar is not None or stopped_by != "iterations"):
+    if verbose and done and (bar is not None or stopped_by != "iterations"):
         rate = len(done) * bs / max(time.perf_counter() - t0, 1e-9)
         print(_progress_line(net, run.done, done[-1], alpha, rate), flush=True)
-    if s.verbose and stopped_by == "interrupt":
+    if verbose and stopped_by == "interrupt":
         print(f"interrupted: keeping the weights of iteration {net._iteration} "
               "(net.save(path), then train(xs, ys, resume=path) continues the run)", flush=True)
     record = TrainingRun(
@@ -303,7 +325,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
         samples=len(done) * bs,
         extra={"validation": history} if validation is not None else {},
     )
-    if s.verbose:
+    if verbose:
         print(f"took {record.seconds:.2f} s, {record.iterations} iterations, final loss {record.final_loss:.6g}", flush=True)
     return record
 

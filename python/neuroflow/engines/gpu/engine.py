@@ -297,15 +297,18 @@ class GpuEngine:
             ops.reduce_sum(rec, n, total, losses, ws["out"])
         return losses
 
-    def _backprop(self, rec, ws: Workspace, n: int, update_state: bool, total: float | None = None):
+    def _backprop(self, rec, ws: Workspace, n: int, update_state: bool, total: float | None = None,
+                  batch: int | None = None, offset: int = 0):
         """Every chunk's train-mode forward, loss and backward, parameter gradients summed
-        over the chunks; returns the per-sample loss buffer (and with `total`, as above)."""
+        over the chunks; returns the per-sample loss buffer (and with `total`, as above).
+        A data-parallel shard: the loss reduced over `batch` samples, dropout positions from
+        `offset`."""
         net = self._net
-        scale = 1.0 / n if net.mean else 1.0
+        scale = 1.0 / (batch or n) if net.mean else 1.0
         losses, fused = None, False
         for c, rows in self._chunks(ws, n):
             self._load_chunk(rec, ws, n, c, rows, True)
-            ctx = self._ctx(rec, ws, rows, c, True, update_state=update_state, scale=scale, accumulate=c > 0)
+            ctx = self._ctx(rec, ws, rows, offset + c, True, update_state=update_state, scale=scale, accumulate=c > 0)
             y, _ = forward_chain(ctx, net.layers, ws["x"])
             fused = self._loss_pass(rec, ws, n, rows, y, total)
             backward_chain(ctx, net.layers, ws["x"], net.last.buf(ctx, "d"), None)
@@ -440,6 +443,70 @@ class GpuEngine:
             loss = self._run(ws, ("train", n), build, scalar=True)
         self._step += 1
         return loss
+
+    # ---- data-parallel steps (docs/engine.md) ----
+
+    def _flat_grads(self, grads, writable: bool) -> np.ndarray:
+        total = sum(t.size for t in self._net.params)
+        if not isinstance(grads, np.ndarray) or grads.dtype != np.float32:
+            raise TypeError("grads: expected a numpy array of f32")
+        if grads.ndim != 1 or grads.size != total or not grads.flags.c_contiguous or (writable and not grads.flags.writeable):
+            raise ValueError(f"grads: expected a {'writable ' if writable else ''}C-contiguous 1-D array of {total} values "
+                             f"(every parameter in order), got shape {grads.shape}")
+        return grads
+
+    def backward(self, x, t, grads, batch=None, offset=0, sync=None) -> float:
+        """Train-mode forward and backward of a shard at `offset` of a global batch of
+        `batch` samples: flat gradients into `grads`, running statistics moved; returns the
+        sum of the shard's per-sample losses."""
+        if sync is not None:
+            raise ValueError("sync: synchronised BatchNorm is not available on the GPU engine; train with per-process "
+                             "batch statistics (the default) or on the CPU engine")
+        n, x, t = self._batch(x, t)
+        out = self._flat_grads(grads, True)
+        for v, what in ((batch, "batch"), (offset, "offset")):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+                raise ValueError(f"{what}: expected a non-negative integer, got {v!r}")
+        if (batch is None and offset) or (batch is not None and (batch < 1 or offset + n > batch)):
+            raise ValueError(f"batch: a shard of {n} samples at offset {offset} does not fit in a global batch of {batch}")
+        batch, offset = (None if batch is None else int(batch)), int(offset)
+        ws = self._workspace(n, True)
+        self._upload(ws, n, x, t)
+        self._write_rate()
+
+        def build(rec):
+            losses = self._backprop(rec, ws, n, True, batch=batch, offset=offset)
+            ops.reduce_sum(rec, n, 1.0, losses, ws["out"])
+            return ws["out"]
+
+        loss = float(self._gpu.read(self._run(ws, ("backward", n, batch, offset), build), 1)[0])
+        parts = self._read_flat(self._g, self._net.params)
+        if parts:
+            out[:] = np.concatenate([p.reshape(-1) for p in parts])
+        return loss
+
+    def apply_update(self, grads, lr) -> None:
+        """One update with the flat reduced gradients `grads` (as `backward` writes them)."""
+        lr = float(lr)
+        if not math.isfinite(lr):
+            raise ValueError(f"learning_rate: must be finite, got {lr}")
+        g = self._flat_grads(grads, False)
+        if not np.isfinite(g).all():
+            raise ValueError("grads: contains NaN or infinity (the step's loss or gradients were not finite; no update made)")
+        parts, at = [], 0
+        for p in self._net.params:
+            parts.append(g[at : at + p.size].reshape(p.shape))
+            at += p.size
+        self._write_flat([self._g], self._net.params, parts, "grads")
+        self._write_rate(lr)
+        ws = self._ws if self._ws is not None else self._workspace(1, False)
+
+        def build(rec):
+            self._update(rec)
+            return None
+
+        self._run(ws, ("update",), build)
+        self._step += 1
 
     def fd_gradients(self, x, t, delta) -> list:
         """Gradients of the reduced train-mode loss by central differences with step `delta`."""

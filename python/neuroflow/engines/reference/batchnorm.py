@@ -17,7 +17,14 @@ def _scale_shift(cfg: dict, params: list):
 
 def forward(layer, x, params, state, ps):
     cfg, C = layer.cfg, x.shape[-1]
-    if ps.train:
+    sync = getattr(ps, "sync", None)
+    M = x.size // C
+    if ps.train and sync is not None:  # synchronised: statistics over every process's values
+        flat = x.reshape(-1, C)
+        s = _summed(sync, np.append(flat.sum(axis=0), float(M)))
+        M, mu = int(round(s[-1])), s[:-1] / s[-1]
+        var = _summed(sync, ((flat - mu) ** 2).sum(axis=0)) / M
+    elif ps.train:
         flat = x.reshape(-1, C)
         mu = flat.mean(axis=0)
         var = ((flat - mu) ** 2).mean(axis=0)
@@ -26,7 +33,14 @@ def forward(layer, x, params, state, ps):
     xhat = (x - mu) / np.sqrt(var + cfg["eps"])
     scale, shift = _scale_shift(cfg, params)
     out = xhat * (1.0 if scale is None else scale) + (0.0 if shift is None else shift)
-    return out, {"xhat": xhat, "mean": mu, "var": var, "M": x.size // C}
+    return out, {"xhat": xhat, "mean": mu, "var": var, "M": M}
+
+
+def _summed(sync, v: np.ndarray) -> np.ndarray:
+    """`v` summed over the processes of a data-parallel step (sync all-reduces in place)."""
+    v = np.ascontiguousarray(v, dtype=np.float64)
+    sync(v)
+    return v
 
 
 def backward(layer, g, params, cache, ps):
@@ -36,7 +50,12 @@ def backward(layer, g, params, cache, ps):
     dshift = g.reshape(-1, C).sum(axis=0)
     dscale = (g * xhat).reshape(-1, C).sum(axis=0)
     scale, _ = _scale_shift(cfg, params)
-    dx = (1.0 if scale is None else scale) / np.sqrt(cache["var"] + cfg["eps"]) * (g - dshift / M - xhat * dscale / M)
+    gshift, gscale = dshift, dscale
+    sync = getattr(ps, "sync", None)
+    if sync is not None:  # the sums of every process; the parameter gradients stay this one's share
+        both = _summed(sync, np.stack([dshift, dscale], axis=1).reshape(-1)).reshape(-1, 2)
+        gshift, gscale = both[:, 0], both[:, 1]
+    dx = (1.0 if scale is None else scale) / np.sqrt(cache["var"] + cfg["eps"]) * (g - gshift / M - xhat * gscale / M)
     return dx, ([dscale] if cfg["scale"] else []) + ([dshift] if cfg["shift"] else [])
 
 

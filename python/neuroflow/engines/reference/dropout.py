@@ -24,10 +24,12 @@ def fmix(h):
     return h ^ (h >> 16)
 
 
-def keep_mask(seed: int, step: int, uid: int, n: int, d: int, rate: float) -> np.ndarray:
-    """(n, d) booleans: which elements the layer `uid` keeps at update count `step`."""
+def keep_mask(seed: int, step: int, uid: int, n: int, d: int, rate: float, offset: int = 0) -> np.ndarray:
+    """(n, d) booleans: which elements the layer `uid` keeps at update count `step`, for the
+    samples at positions offset..offset+n of the batch (a data-parallel shard's)."""
     key = fmix(fmix(fmix(fmix(seed & M32) ^ (seed >> 32)) ^ (step & M32)) ^ (uid & M32))
-    bits = fmix(np.uint64(key) ^ fmix(np.arange(n * d, dtype=np.uint64)))
+    i = np.arange(offset * d, (offset + n) * d, dtype=np.uint64) & np.uint64(M32)
+    bits = fmix(np.uint64(key) ^ fmix(i))
     return (bits >= np.uint64(math.floor(rate * 2.0**32))).reshape(n, d)
 
 
@@ -35,7 +37,7 @@ def forward(layer, x, params, state, ps):
     if not ps.train:
         return x, {"factor": None}
     rate = layer.cfg["rate"]
-    keep = keep_mask(ps.seed, ps.step, layer.uid, len(x), x[0].size, rate)
+    keep = keep_mask(ps.seed, ps.step, layer.uid, len(x), x[0].size, rate, getattr(ps, "offset", 0))
     factor = keep.reshape(x.shape) / (1.0 - rate)
     return x * factor, {"factor": factor}
 

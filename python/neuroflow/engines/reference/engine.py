@@ -32,9 +32,10 @@ class Pass:
     """One walk through the layout: mode, dropout seed and step, each layer's output and
     backward cache, and the parameters' gradients as the backward produces them."""
 
-    def __init__(self, engine: "ReferenceEngine", train: bool):
+    def __init__(self, engine: "ReferenceEngine", train: bool, offset: int = 0, sync=None):
         self.engine, self.train = engine, train
         self.seed, self.step = engine._seed, engine._step
+        self.offset, self.sync = offset, sync  # a data-parallel shard's place; BatchNorm's all-reduce
         self.outs: dict[int, np.ndarray] = {}
         self.caches: dict[int, dict] = {}
         self.grads: list = [None] * len(engine._params)
@@ -197,18 +198,21 @@ class ReferenceEngine:
 
     # ---- the computations ----
 
-    def _losses(self, x: np.ndarray, t: np.ndarray, train: bool) -> tuple[np.ndarray, np.ndarray, Pass]:
-        """Per-sample losses, the reduced ∂L/∂y of the last layer's output, and the pass."""
-        ps = Pass(self, train)
+    def _losses(self, x: np.ndarray, t: np.ndarray, train: bool, batch: Optional[int] = None, offset: int = 0,
+                sync=None) -> tuple[np.ndarray, np.ndarray, Pass]:
+        """Per-sample losses, the reduced ∂L/∂y of the last layer's output (over `batch`
+        samples, default these), and the pass."""
+        ps = Pass(self, train, offset, sync)
         y = ps.run(self._layers, x)
         per, dy = sample_losses(self._loss, y.reshape(len(y), -1), t)
-        return per, (dy / len(y) if self._mean else dy).reshape(y.shape), ps
+        return per, (dy / (batch or len(y)) if self._mean else dy).reshape(y.shape), ps
 
     def _reduced(self, per: np.ndarray) -> float:
         return float(per.mean() if self._mean else per.sum())
 
-    def _backprop(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, list, Pass]:
-        per, dy, ps = self._losses(x, t, True)
+    def _backprop(self, x: np.ndarray, t: np.ndarray, batch: Optional[int] = None, offset: int = 0,
+                  sync=None) -> tuple[np.ndarray, list, Pass]:
+        per, dy, ps = self._losses(x, t, True, batch, offset, sync)
         ps.back(self._layers, dy)
         return per, ps.grads, ps
 
@@ -266,14 +270,63 @@ class ReferenceEngine:
         per, grads, ps = self._backprop(x, t)
         if fd_delta is not None:
             grads = self._fd(x, t, fd_delta)
+        self._running_update(ps)
+        self._update(grads, lr)
+        return float(per.mean())
+
+    def _running_update(self, ps: Pass) -> None:
         for layer in self._all:  # running statistics from this batch (PyTorch's momentum convention)
             if layer.kind == "batchnorm":
                 new = batchnorm.running_update(layer, [self._state[i] for i in layer.state], ps.caches[layer.uid])
                 for i, s in zip(layer.state, new):
                     self._state[i] = s
+
+    def _update(self, grads: list, lr: float) -> None:
         self._step += 1
         k = len(self.optimizer_slots())
         for i, ((_, _, lr_mult, wd_mult), w, g) in enumerate(zip(self._pinfo, self._params, grads)):
             slots = self._slots[i * k : (i + 1) * k]
             updates.apply(self._rule, w, g, slots, lr * lr_mult, self._rule["weight_decay"] * wd_mult, self._step)
-        return float(per.mean())
+
+    # ---- data-parallel steps (docs/engine.md) ----
+
+    def _flat(self, grads, what: str, writable: bool) -> np.ndarray:
+        total = sum(math.prod(shape) for _, shape, _, _ in self._pinfo)
+        if not isinstance(grads, np.ndarray) or grads.dtype != self._dtype:
+            raise TypeError(f"{what}: expected a numpy array of {self._dtype.name}, got {getattr(grads, 'dtype', type(grads).__name__)}")
+        if grads.ndim != 1 or grads.size != total or not grads.flags.c_contiguous or (writable and not grads.flags.writeable):
+            raise ValueError(f"{what}: expected a {'writable ' if writable else ''}C-contiguous 1-D array of {total} values "
+                             f"(every parameter in order), got shape {grads.shape}")
+        return grads
+
+    def backward(self, x: np.ndarray, t: np.ndarray, grads: np.ndarray, batch: Optional[int] = None, offset: int = 0,
+                 sync=None) -> float:
+        """Train-mode forward and backward of a shard at `offset` of a global batch of
+        `batch` samples: flat gradients into `grads`, running statistics moved; returns the
+        sum of the shard's per-sample losses."""
+        x = self._x(x)
+        t = self._t(t, len(x))
+        out = self._flat(grads, "grads", True)
+        for v, what in ((batch, "batch"), (offset, "offset")):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
+                raise ValueError(f"{what}: expected a non-negative integer, got {v!r}")
+        if (batch is None and offset) or (batch is not None and (batch < 1 or offset + len(x) > batch)):
+            raise ValueError(f"batch: a shard of {len(x)} samples at offset {offset} does not fit in a global batch of {batch}")
+        per, g, ps = self._backprop(x, t, batch, offset, sync)
+        self._running_update(ps)
+        if out.size:
+            out[:] = np.concatenate([gi.reshape(-1) for gi in g]).astype(self._dtype)
+        return float(per.sum())
+
+    def apply_update(self, grads: np.ndarray, lr: float) -> None:
+        """One update with the flat reduced gradients `grads` (as `backward` writes them)."""
+        lr = _real(lr, "lr", positive=False)
+        g = self._flat(grads, "grads", False).astype(np.float64)
+        if not np.isfinite(g).all():
+            raise ValueError("grads: contains NaN or infinity (the step's loss or gradients were not finite; no update made)")
+        parts, at = [], 0
+        for _, shape, _, _ in self._pinfo:
+            size = math.prod(shape)
+            parts.append(g[at : at + size].reshape(shape))
+            at += size
+        self._update(parts, lr)
