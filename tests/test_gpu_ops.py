@@ -166,7 +166,7 @@ TILE_SIZES = [(260, 136, 40), (67, 45, 21), (128, 128, 16)]  # interior blocks, 
 
 
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)], ids=["NN", "TN", "NT"])
-@pytest.mark.parametrize("tile", ["128x128", "128x64", "64x128", "64x64", "64x32", "32x64", "32x32"])
+@pytest.mark.parametrize("tile", ["128x128", "128x64", "64x128", "64x64", "64x32", "32x64", "32x32", "direct"])
 @pytest.mark.parametrize("mnk", TILE_SIZES, ids=str)
 def test_gemm_tiles(gpu, rng, mnk, tile, trans):
     """Every tile shape of the deterministic choice (and of the device's autotuning): blocks
@@ -191,7 +191,7 @@ def test_gemm_tiles(gpu, rng, mnk, tile, trans):
 CONV_GEOMETRIES = GEOMETRIES + [(9, 9, 8, 1, 1, 4, 4, 2, 2, 2), (8, 8, 8, 1, 1, 3, 3, 1, 1, 3)]
 
 
-@pytest.mark.parametrize("kernel", ["auto", "small", "32x32", "128x64"])
+@pytest.mark.parametrize("kernel", ["auto", "small", "direct", "32x32", "128x64"])
 @pytest.mark.parametrize("filters", [1, 4, 6])
 @pytest.mark.parametrize("geom", CONV_GEOMETRIES, ids=str)
 def test_conv_as_implicit_gemm(gpu, rng, geom, filters, kernel):
@@ -259,7 +259,7 @@ def test_bias_and_activator(gpu, rng, name, with_bias):
 FROM_OUTPUT = ("relu", "leaky_relu", "sigmoid", "tanh", "linear")
 
 
-@pytest.mark.parametrize("kernel", ["small", "32x32", "64x64"])
+@pytest.mark.parametrize("kernel", ["small", "direct", "32x32", "64x64"])
 @pytest.mark.parametrize("name", ACTS)
 def test_gemm_epilogues(gpu, rng, name, kernel):
     """The forward epilogue: a = f(alpha·A·B + bias + act.bias), s = alpha·A·B kept beside
@@ -847,7 +847,7 @@ def test_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch):
         ops.gemm(rec, b["a"], b["b"], b["c"], m, n, k)
         ops.im2col(rec, g, 7, b["x"], b["col"])
         ops.col2im(rec, g, 7, b["dcol"], b["dx"])
-        for tile in ("32x32", None):  # implicit GEMM, tiled (blocks looped) and per element
+        for tile in ("32x32", "direct", None):  # implicit GEMM, tiled (blocks looped), registers only, per element
             pin = {"tile": tile} if tile else {"small": True}
             ops.gemm(rec, b["x"], b["w"], b[f"s{tile}"], 7 * 72, 4, 27, conv=ops.Conv(g, 7, 4), **pin)
             ops.gemm(rec, b["x"], b["ds"], b[f"gw{tile}"], 27, 4, 7 * 72, trans_a=True, conv=ops.Conv(g, 7, 4), splits=1, **pin)
@@ -868,11 +868,11 @@ def test_kernels_loop_past_a_capped_dispatch(gpu, rng, monkeypatch):
             "loss": loss,
             "grad": grad,
             "cs": a["y"].astype(np.float64).sum(axis=0),
-            **{f"{k}{tile}": v for tile in ("32x32", None) for k, v in conv.items()},
+            **{f"{k}{tile}": v for tile in ("32x32", "direct", None) for k, v in conv.items()},
         }
 
     outputs = {"c": (m, n), "col": (7 * 72, 27), "dx": (7, 9, 8, 3), "act": (2000,), "loss": (600,), "grad": (600, 2),
-               "cs": (2,), **{f"{k}{t}": v for t in ("32x32", None) for k, v in
+               "cs": (2,), **{f"{k}{t}": v for t in ("32x32", "direct", None) for k, v in
                               {"s": (7 * 72, 4), "gw": (27, 4), "dx": (7 * 72, 3)}.items()}}
     inputs = {"a": (m, k), "b": (k, n), "x": (7, 9, 8, 3), "dcol": (7 * 72, 27), "s": (2000,), "y": (600, 2), "t": (600, 2),
               "w": (27, 4), "ds": (7 * 72, 4)}

@@ -31,8 +31,9 @@
 // Split K (workgroup z, not PHASED): split z takes K range [z·k_split, …) and writes its
 // partial block at C + z·split_stride (EPI 0, beta 0); gemm_splits.wgsl adds them up.
 //
-// `small`: one invocation per output element (and K range), for shapes a block fits badly
-// (a side of 1–3, or K of 1–2); every mode but VEC_C.
+// `direct`: 4×4 outputs per invocation from registers alone (CPU adapters); `small`: one
+// invocation per output element (and K range), for shapes a block fits badly (a side of
+// 1–3, or K of 1–2). Both take every mode but VEC_C.
 
 struct Params {
     m: u32, n: u32, k: u32,
@@ -114,21 +115,44 @@ fn geo(z: u32) -> Geo {
     return g;
 }
 
-// Where the gathered tensor holds element (row r, column kk) of the im2col matrix, or NONE
-// for a position in the padding.
-fn conv_addr(g: Geo, r: u32, kk: u32) -> u32 {
-    let ch = kk % p.cc;
-    let j = kk / p.cc;
-    let jx = j / g.jy;
-    let jy = j - jx * g.jy;
+// A gathered row r = (b, u, v) where the window's origin lands, and a column kk = (jx, jy, c)
+// as the offset it adds: split so that a kernel can decompose each once and combine many.
+struct RowG { base: u32, x0: i32, y0: i32 }   // base: the sample's first position (b·cx)
+struct KG { ch: u32, dx: i32, dy: i32 }
+
+fn row_geo(g: Geo, r: u32) -> RowG {
     let v = r % g.gv;
     let t = r / g.gv;
     let u = t % g.gu;
-    let bb = t / g.gu;
-    let x = i32(u * g.su) + g.dir * i32(jx) + g.ox;
-    let y = i32(v * g.sv) + g.dir * i32(jy) + g.oy;
+    return RowG((t / g.gu) * p.cx, i32(u * g.su) + g.ox, i32(v * g.sv) + g.oy);
+}
+
+fn k_geo(g: Geo, kk: u32) -> KG {
+    let j = kk / p.cc;
+    let jx = j / g.jy;
+    return KG(kk % p.cc, g.dir * i32(jx), g.dir * i32(j - jx * g.jy));
+}
+
+// Where the gathered tensor holds that element, or NONE for a position in the padding.
+fn conv_at2(rg: RowG, kg: KG) -> u32 {
+    let x = rg.x0 + kg.dx;
+    let y = rg.y0 + kg.dy;
     if (x < 0 || y < 0 || u32(x) >= p.cx || u32(y) >= p.cy) { return NONE; }
-    return p.a_off + ((bb * p.cx + u32(x)) * p.cy + u32(y)) * p.cc + ch;
+    return p.a_off + ((rg.base + u32(x)) * p.cy + u32(y)) * p.cc + kg.ch;
+}
+
+fn conv_addr(g: Geo, r: u32, kk: u32) -> u32 {
+    return conv_at2(row_geo(g, r), k_geo(g, kk));
+}
+
+fn a_load(at: u32) -> f32 {
+    if (at == NONE) { return 0.0; }
+    return a[at];
+}
+
+fn a_load4(at: u32) -> vec4<f32> {
+    if (at == NONE) { return vec4<f32>(0.0); }
+    return a4[at / 4u];
 }
 
 fn conv_at(g: Geo, r: u32, kk: u32) -> f32 {
@@ -402,6 +426,108 @@ fn main(@builtin(local_invocation_index) t: u32,
         }
     }
 }
+
+// ---- registers only: 4×4 outputs per invocation, no workgroup memory ----
+//
+// Each invocation reads its 4 rows of op(A) and 4 columns of op(B) as vec4 runs straight
+// from memory, 4 K at a time; a workgroup of 8×8 covers a 32×32 block. No barriers: the
+// fastest form on a CPU adapter (lavapipe), where barriers cost more than the reuse a
+// workgroup tile gives. Same modes, grid, split K and epilogue as main.
+
+//!if VEC_C
+//!else
+@compute @workgroup_size(64)
+fn direct(@builtin(local_invocation_index) t: u32,
+          @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = geo(wid.z);
+    var k_begin = 0u;
+    var k_end = g.k;
+    var c_base = p.c_off;
+    if (!PHASED) {
+        k_begin = wid.z * p.k_split;
+        k_end = min(k_begin + p.k_split, p.k);
+        c_base = p.c_off + wid.z * p.split_stride;
+    }
+    let blocks_m = (g.m + 31u) / 32u;
+    let blocks_n = (p.n + 31u) / 32u;
+    for (var bm = wid.y; bm < blocks_m; bm += nwg.y) {
+        for (var bn = wid.x; bn < blocks_n; bn += nwg.x) {
+            let i0 = bm * 32u + 4u * (t / 8u);
+            let j0 = bn * 32u + 4u * (t % 8u);
+            if (i0 >= g.m || j0 >= p.n) { continue; }
+            var acc = array<vec4<f32>, 4>();
+            // A convolution operand: the fixed side of each gather decomposed once per block.
+            var rg: array<RowG, 4>;   // !TRANS_A: the block's 4 gathered rows
+            var kg: array<KG, 4>;     // TRANS_A: the block's 4 output rows (the columns kk of im2col)
+            if (A_CONV) {
+                for (var r = 0u; r < 4u; r++) {
+                    if (TRANS_A) { kg[r] = k_geo(g, min(i0 + r, g.m - 1u)); } else { rg[r] = row_geo(g, min(i0 + r, g.m - 1u)); }
+                }
+            }
+            for (var kk = k_begin; kk < k_end; kk += 4u) {
+                // bq[q] = op(B)[kk + q, j0 .. j0 + 3]
+                var bq: array<vec4<f32>, 4>;
+                if (!TRANS_B && !B_WFLIP) {
+                    for (var q = 0u; q < 4u; q++) { bq[q] = b_run(g, kk + q, j0, k_end); }
+                } else {
+                    var bc: array<vec4<f32>, 4>;
+                    for (var c = 0u; c < 4u; c++) { bc[c] = b_run(g, kk, j0 + c, k_end); }
+                    for (var q = 0u; q < 4u; q++) { bq[q] = vec4<f32>(bc[0][q], bc[1][q], bc[2][q], bc[3][q]); }
+                }
+                if (A_CONV && !TRANS_A) {  // rows decomposed above; each K index once
+                    var ak: array<vec4<f32>, 4>;  // ak[r] = A[i0 + r, kk .. kk + 3]
+                    if (p.vec_a == 1u && kk + 3u < k_end) {
+                        let k4 = k_geo(g, kk);
+                        for (var r = 0u; r < 4u; r++) { ak[r] = a_load4(conv_at2(rg[r], k4)); }
+                    } else {
+                        for (var q = 0u; q < 4u; q++) {
+                            if (kk + q >= k_end) { break; }
+                            let kq = k_geo(g, kk + q);
+                            for (var r = 0u; r < 4u; r++) { ak[r][q] = a_load(conv_at2(rg[r], kq)); }
+                        }
+                    }
+                    for (var r = 0u; r < 4u; r++) {
+                        if (i0 + r < g.m) { acc[r] += ak[r].x * bq[0] + ak[r].y * bq[1] + ak[r].z * bq[2] + ak[r].w * bq[3]; }
+                    }
+                } else if (A_CONV) {  // TRANS_A: output rows decomposed above; each gathered row once
+                    for (var q = 0u; q < 4u; q++) {
+                        if (kk + q >= k_end) { break; }
+                        let rq = row_geo(g, kk + q);
+                        var ac: vec4<f32>;  // A[i0 .. i0 + 3, kk + q]
+                        if (p.vec_a == 1u && i0 + 3u < g.m) {
+                            ac = a_load4(conv_at2(rq, kg[0]));
+                        } else {
+                            for (var r = 0u; r < 4u; r++) { ac[r] = select(0.0, a_load(conv_at2(rq, kg[r])), i0 + r < g.m); }
+                        }
+                        for (var r = 0u; r < 4u; r++) { acc[r] += ac[r] * bq[q]; }
+                    }
+                } else if (TRANS_A) {  // runs along rows: ac[q] = op(A)[i0 .. i0 + 3, kk + q]
+                    for (var q = 0u; q < 4u; q++) {
+                        let ac = a_run(g, i0, kk + q, k_end);
+                        for (var r = 0u; r < 4u; r++) { acc[r] += ac[r] * bq[q]; }
+                    }
+                } else {        // runs along K: ar = op(A)[i0 + r, kk .. kk + 3]
+                    for (var r = 0u; r < 4u; r++) {
+                        let ar = a_run(g, i0 + r, kk, k_end);
+                        acc[r] += ar.x * bq[0] + ar.y * bq[1] + ar.z * bq[2] + ar.w * bq[3];
+                    }
+                }
+            }
+            for (var r = 0u; r < 4u; r++) {
+                let row = i0 + r;
+                if (row >= g.m) { break; }
+                var base = c_base + row * p.ldc;
+                if (PHASED) { base = p.c_off + c_row(g, row); }
+                for (var q = 0u; q < 4u; q++) {
+                    if (j0 + q >= p.n) { break; }
+                    c[base + j0 + q] = epi(base + j0 + q, j0 + q, acc[r][q]);
+                }
+            }
+        }
+    }
+}
+//!endif
 
 // ---- one invocation per output element (thin shapes) ----
 //

@@ -127,7 +127,10 @@ class Gpu:
             "max-buffer-size": lim["max-buffer-size"],
             "max-compute-workgroup-storage-size": lim["max-compute-workgroup-storage-size"],
         }
-        self.device = self.adapter.request_device_sync(required_limits=wanted)
+        # GPU timestamps where the adapter has them (the device check times kernels with them)
+        features = [f for f in ("timestamp-query",) if f in self.adapter.features]
+        self.device = self.adapter.request_device_sync(required_features=features, required_limits=wanted)
+        self.features = set(self.device.features)
         self.queue = self.device.queue
         self.configure(self.info, dict(self.device.limits))
 

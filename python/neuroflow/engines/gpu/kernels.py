@@ -45,6 +45,7 @@ LAYOUTS = {
     # extra input (the layer input whose f′ is folded in) and extra output (s beside a).
     ("gemm", "main"): (U, R, R, W, R, R, R, W),
     ("gemm", "small"): (U, R, R, W, R, R, R, W),
+    ("gemm", "direct"): (U, R, R, W, R, R, R, W),
     ("gemm_splits", "main"): (U, R, W),
     ("im2col", "main"): (U, R, W),  # not used by the engine (implicit GEMM): tests, debugging
     ("col2im", "main"): (U, R, W),

@@ -123,6 +123,8 @@ class Tile:
     tn: int
     bk: int
     speed: float
+    cpu_speed: float = 0.1  # on a CPU adapter (lavapipe) barriers cost more than tiles save
+    entry: str = "main"  # "direct": registers only, no workgroup memory
 
     @property
     def wg(self) -> int:
@@ -130,7 +132,7 @@ class Tile:
 
     @property
     def shared_bytes(self) -> int:
-        return 2 * self.bk * (self.bm + self.bn) * 4
+        return 0 if self.entry == "direct" else 2 * self.bk * (self.bm + self.bn) * 4
 
     def defines(self) -> dict:
         return {"BM": self.bm, "BN": self.bn, "TM": self.tm, "TN": self.tn, "BK": self.bk, "WG": self.wg}
@@ -144,9 +146,11 @@ TILES = {t.name: t for t in (
     Tile("64x32", 64, 32, 4, 4, 16, 0.45),
     Tile("32x64", 32, 64, 4, 4, 16, 0.45),
     Tile("32x32", 32, 32, 4, 4, 16, 0.3),
+    Tile("direct", 32, 32, 4, 4, 4, 0.25, cpu_speed=1.0, entry="direct"),
 )}
 SMALL = "small"  # one invocation per output element: thin shapes
 SMALL_SPEED = 0.08  # its throughput per useful multiply-add relative to the largest tile
+SMALL_CPU_SPEED = 0.3  # … and relative to "direct" on a CPU adapter
 SPLIT_MIN_K = 256  # the least of K one split walks: below it partials cost more than they save
 SMALL_MIN_K = 64  # likewise for the per-element kernel
 MAX_SPLITS = 64
@@ -233,6 +237,7 @@ def plan(gpu: Gpu, m: int, n: int, k: int, *, phases: int = 1, can_split: bool =
             pinned, sp = _parse_choice(hit, f"tuning {key}")
             splits = splits if splits is not None else sp
     fill = max(1, gpu.gemm_fill)
+    cpu = gpu.info.get("adapter_type") == "CPU"
 
     def split_for(items: int, per: int, cap: int) -> int:
         if not can_split or items >= fill or m * n * k * phases < SPLIT_MIN_WORK:
@@ -244,12 +249,12 @@ def plan(gpu: Gpu, m: int, n: int, k: int, *, phases: int = 1, can_split: bool =
 
     def small_cost(sp: int) -> float:
         occ = min(1.0, m * n * sp / (fill * 64))
-        return m * n * k * phases / (SMALL_SPEED * occ) + split_cost(sp)
+        return m * n * k * phases / ((SMALL_CPU_SPEED if cpu else SMALL_SPEED) * occ) + split_cost(sp)
 
     def tile_cost(t: Tile, sp: int) -> float:
         bm, bn = -(-m // t.bm), -(-n // t.bn)
         occ = min(1.0, bm * bn * phases * sp / fill)
-        return bm * t.bm * bn * t.bn * k * phases / (t.speed * occ) + split_cost(sp)
+        return bm * t.bm * bn * t.bn * k * phases / ((t.cpu_speed if cpu else t.speed) * occ) + split_cost(sp)
 
     if pinned is not None:
         if pinned == SMALL:
@@ -337,11 +342,11 @@ def gemm(rec: Recorder, a, b, c, m: int, n: int, kd: int, *, trans_a: bool = Fal
         out, out_off, out_ld = rec.cache.scratch("splits", 4 * splits * m * n), 0, n
     else:
         out, out_off, out_ld = c, c_off, ldc
-    vec_c = not use_small and _aligned(n, out_ld, out_off)
+    vec_c = not use_small and t.entry == "main" and _aligned(n, out_ld, out_off)
     defines = dict(t.defines(), TRANS_A=bool(trans_a), TRANS_B=bool(trans_b), A_CONV=conv is not None,
                    PHASED=phased, B_WFLIP=phased, VEC_C=vec_c, EPI=epi.kind if epi else 0,
                    WRITE_S=bool(epi is not None and epi.s is not None))
-    k = kernel(gpu, "gemm", SMALL if use_small else "main", defines)
+    k = kernel(gpu, "gemm", SMALL if use_small else t.entry, defines)
     act = epi.act if epi is not None else None
     params = rec.params(
         m, n, kd, lda, ldb, out_ld, a_off, b_off, out_off, float(alpha), 0.0 if split else float(beta),
@@ -457,7 +462,8 @@ def update(rec: Recorder, rule: str, hyper: dict, tensors: int, longest: int, ra
     k = kernel(rec.gpu, "update", "main")
     p = rec.params(UPDATES.index(rule), float(hyper["mu"]), float(hyper["beta1"]), float(hyper["beta2"]),
                    float(hyper["eps"]), float(hyper["weight_decay"]))
-    x = max(1, min(-(-longest // ELEMENTWISE_GROUP), rec.gpu.max_groups))
+    # the kernel loops over each tensor: enough workgroups to fill the device, no more
+    x = max(1, min(-(-longest // ELEMENTWISE_GROUP), rec.gpu.max_groups, -(-4 * rec.gpu.parallelism // tensors)))
     rec.dispatch(k, (p, rate, w, g, slot0, slot1, segments), (x, tensors, 1))
 
 
