@@ -18,9 +18,14 @@ limit keeps what it had); each has a share of --budget-s and stops early when it
    `dist/` if one is there into /tmp/nf-site (`pip install --no-index --no-deps --target`),
    points VK_DRIVER_FILES at the NVIDIA ICD, and runs itself again with PYTHONPATH set.
    Without a neuroflow wheel the source tree's python/ is used (its CPU core,
-   python/neuroflow/_core.abi3.so, must then be carried: it is ignored by git). The bundle
-   is looked for in --bundle, shared/gpu-bundle, ../shared/gpu-bundle, .gpu-bundle, and
-   .gl + .whl (the device tool's own recipe);
+   python/neuroflow/_core.abi3.so, must then be carried: it is ignored by git; so is
+   dist/). The bundle is looked for in --bundle, shared/gpu-bundle, ../shared/gpu-bundle,
+   .gpu-bundle, and .gl + .whl (the device tool's own recipe). With the device tool, once
+   in the repository's root: `mkdir -p .gpu-bundle && cp -r /work/shared/gpu-bundle/gl
+   /work/shared/gpu-bundle/whl .gpu-bundle/` and `/.gpu-bundle/` in .git/info/exclude;
+   then run `PYTHONUNBUFFERED=1 python3 benchmarks/gpu_device_check.py --out $OUT
+   --budget-s 225` with carry [".gpu-bundle", "python/neuroflow/_core.abi3.so"] (or
+   "dist" holding a wheel) and timeout_s 290;
 1. environment and adapter, first: wgpu's adapters, the one chosen, all its limits and
    features. Without an adapter it says so in one line, writes what it has and exits 2;
 2. parity: the GPU test suite (tests/test_gpu_ops.py, tests/test_gpu_engine.py and the
@@ -673,7 +678,8 @@ def nets(smoke: bool) -> list:
                         "data": maker((32, 32, 3), 10)})
         except Exception as e:
             log(f"airbench-like net skipped: {e}")
-    return out
+    order = ["small-cifar", "neuroflow-cifar", "airbench-like", "glasses"]  # the goals first
+    return sorted(out, key=lambda n: order.index(n["name"]) if n["name"] in order else len(order))
 
 
 # ---------------------------------------------------------------- main

@@ -293,6 +293,43 @@ fn c_row(g: Geo, i: u32) -> u32 {
 
 var<private> ra: array<vec4<f32>, RA>;
 var<private> rb: array<vec4<f32>, RB>;
+// A convolution operand: the part of each of this invocation's A runs that stays fixed over
+// K, decomposed once per block (its gathered row, or with TRANS_A its im2col column).
+var<private> fixed_row: array<RowG, RA>;
+var<private> fixed_col: array<KG, RA>;
+
+fn fix_runs(g: Geo, t: u32, row0: u32) {
+    for (var s = 0u; s < RA; s++) {
+        let q = t + s * WG;
+        if (q < RUNS_A) {
+            if (TRANS_A) {
+                fixed_col[s] = k_geo(g, min(row0 + 4u * (q % BM4), g.m - 1u));
+            } else {
+                fixed_row[s] = row_geo(g, min(row0 + q / (BK / 4u), g.m - 1u));
+            }
+        }
+    }
+}
+
+// Run s of A's tile at K step k0, for a convolution operand (see a_run).
+fn conv_run(g: Geo, s: u32, i: u32, kk: u32, k_end: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (TRANS_A) {  // A[i .. i+3, kk]: 4 im2col columns of gathered row kk
+        if (kk >= k_end) { return v; }
+        let rg = row_geo(g, kk);
+        if (p.vec_a == 1u && i + 3u < g.m) { return a_load4(conv_at2(rg, fixed_col[s])); }
+        for (var e = 0u; e < 4u; e++) {
+            if (i + e < g.m) { v[e] = a_load(conv_at2(rg, k_geo(g, i + e))); }
+        }
+        return v;
+    }
+    if (i >= g.m) { return v; }  // A[i, kk .. kk+3]
+    if (p.vec_a == 1u && kk + 3u < k_end) { return a_load4(conv_at2(fixed_row[s], k_geo(g, kk))); }
+    for (var e = 0u; e < 4u; e++) {
+        if (kk + e < k_end) { v[e] = a_load(conv_at2(fixed_row[s], k_geo(g, kk + e))); }
+    }
+    return v;
+}
 
 // Load the tiles of K step k0 into registers.
 fn fetch(g: Geo, t: u32, row0: u32, col0: u32, k0: u32, k_end: u32, inside: bool) {
@@ -301,10 +338,12 @@ fn fetch(g: Geo, t: u32, row0: u32, col0: u32, k0: u32, k_end: u32, inside: bool
         if (q < RUNS_A) {
             if (TRANS_A) {
                 let kk = q / BM4; let i = row0 + 4u * (q % BM4);
-                if (inside) { ra[s] = a_run_inside(i, k0 + kk); } else { ra[s] = a_run(g, i, k0 + kk, k_end); }
+                if (A_CONV) { ra[s] = conv_run(g, s, i, k0 + kk, k_end); }
+                else if (inside) { ra[s] = a_run_inside(i, k0 + kk); } else { ra[s] = a_run(g, i, k0 + kk, k_end); }
             } else {
                 let r = q / (BK / 4u); let kq = 4u * (q % (BK / 4u));
-                if (inside) { ra[s] = a_run_inside(row0 + r, k0 + kq); } else { ra[s] = a_run(g, row0 + r, k0 + kq, k_end); }
+                if (A_CONV) { ra[s] = conv_run(g, s, row0 + r, k0 + kq, k_end); }
+                else if (inside) { ra[s] = a_run_inside(row0 + r, k0 + kq); } else { ra[s] = a_run(g, row0 + r, k0 + kq, k_end); }
             }
         }
     }
@@ -378,6 +417,7 @@ fn main(@builtin(local_invocation_index) t: u32,
             // Explicitly zeroed: naga hoists function variables, so a bare `var` is zeroed
             // once per invocation, not once per block.
             var acc = array<vec4<f32>, TM * TN / 4u>();
+            if (A_CONV) { fix_runs(g, t, row0); }
             if (steps > 0u) {
                 fetch(g, t, row0, col0, k_begin, k_end, inside && k_begin + BK <= k_end);
                 stash(t, 0u);
