@@ -438,14 +438,24 @@ class Network:
         ``tta`` (test-time augmentation, images only) averages the last layer's output over
         views of each image: ``"flip"`` (the image and its mirror along X) or
         ``"flip_translate"`` (those, and both shifted by one pixel, reflected, on X and Y)."""
-        from ..engines.reference.losses import sample_losses
-
         x, single = self._samples(xs)
         t = self._targets(ys, len(x), single)
-        out = np.concatenate([self._outputs(x[c], tta) for c in self._chunks(len(x))])
-        spec = json.loads(self.spec_json)["loss"]
-        losses, _ = sample_losses(spec, out.reshape(len(out), -1).astype(np.float64), t.astype(np.float64))
-        pick = out.reshape(len(out), -1).argmax(axis=1)
+        return self.score(self.outputs(x, tta), t)
+
+    def outputs(self, xs, tta: str | None = None) -> np.ndarray:
+        """The last layer's eval-mode output (N, *dim_out) (not the softmax: see ``net(xs)``),
+        averaged over the views of ``tta`` (see ``evaluate``)."""
+        x, _ = self._samples(xs)
+        return np.concatenate([self._outputs(x[c], tta) for c in self._chunks(len(x))])
+
+    def score(self, outputs: np.ndarray, ys) -> Evaluation:
+        """``evaluate`` on outputs already computed (by ``outputs``)."""
+        from ..engines.reference.losses import sample_losses
+
+        out = np.asarray(outputs).reshape(len(outputs), -1).astype(np.float64)
+        t = self._targets(ys, len(out), False).astype(np.float64)
+        losses, _ = sample_losses(json.loads(self.spec_json)["loss"], out, t)
+        pick = out.argmax(axis=1)
         classes = np.isin(t, (0, 1)).all() and (t.sum(axis=1) >= 1).all()
         accuracy = float((t[np.arange(len(pick)), pick] > 0).mean()) if classes else None
         return Evaluation(float(losses.mean()), accuracy)
