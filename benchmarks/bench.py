@@ -1,7 +1,16 @@
 """neuroflow against PyTorch on the CPU, side by side in one process.
 
     python benchmarks/bench.py [--rounds 7] [--steps 3] [--threads N] [--json out.json] [--only NAME]
-                               [--no-memory] [--no-sgemm] [--no-nets]
+                               [--no-memory] [--no-sgemm] [--no-nets] [--mode data|engine|both]
+
+Two measurements (``--mode``, default both):
+
+- *data* (the headline): what a user's training loop runs. A data set of 4 batches of
+  uint8 images; each measurement is one whole call — ``net.train(xs, ys)`` of 10 steps on
+  shuffled batches drawn from it (neuroflow gathers and converts them in its core), and for
+  PyTorch the same 10 steps drawing shuffled batches from a uint8 tensor, converting them
+  to float, forward, backward, step — timed from the call's start to its end.
+- *engine*: one batch, the engine's step alone, repeated.
 
 For each net (benchmarks/nets.py) it alternates neuroflow and PyTorch (NCHW and
 channels_last; the better counts) round by round after a warm-up, and prints images/s
@@ -21,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,8 +88,13 @@ class TorchRunner:
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 2, 1)))
         self.x = xt.to(memory_format=torch.channels_last) if channels_last else xt
         self.y = torch.from_numpy(y)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=0.9)
-        self.loss = torch.nn.CrossEntropyLoss(reduction="sum")
+        if spec.speed:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.opt = torch.optim.SGD(params, lr=LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
+            self.loss = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=0.9)
+            self.loss = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def step(self):
         if self.spec.train:
@@ -89,6 +104,47 @@ class TorchRunner:
         else:
             with self.torch.inference_mode():
                 self.model(self.x)
+
+
+DATA_BATCHES = 4  # the data mode's set: this many batches of images
+CALL_STEPS = 10  # steps per measured call in the data mode
+
+
+class NeuroflowData:
+    """The data mode for neuroflow: whole ``train`` calls on a uint8 set of several batches."""
+
+    name = "neuroflow"
+
+    def __init__(self, spec, x, y):
+        self.spec, self.net = spec, neuroflow_net(spec, LR)
+        self.x, self.y = x, y
+        self.net.settings = replace(self.net.settings, iterations=CALL_STEPS, shuffle=True)
+
+    def step(self):  # one call = CALL_STEPS steps
+        self.net.train(self.x, self.y)
+
+
+class TorchData:
+    """The data mode for PyTorch: CALL_STEPS steps on shuffled batches of a uint8 tensor."""
+
+    def __init__(self, torch, spec, x, y, channels_last):
+        self.inner = TorchRunner(torch, spec, x[: spec.batch], y[: spec.batch], channels_last)
+        self.name, self.torch, self.spec = self.inner.name, torch, spec
+        # (N, X, Y, Z) → (N, C, H, W) uint8 once, as a user's dataset would hold it
+        self.x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 2, 1)))
+        self.y = torch.from_numpy(y)
+        self.cl = channels_last
+
+    def step(self):
+        torch, inner = self.torch, self.inner
+        order = torch.randperm(len(self.x))
+        for i in range(CALL_STEPS):
+            idx = order[(i * self.spec.batch) % len(self.x):][: self.spec.batch]
+            xb = self.x[idx].float().div_(255.0)
+            if self.cl:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            inner.x, inner.y = xb, self.y[idx]
+            inner.step()
 
 
 def images_per_second(runner, steps):
@@ -103,14 +159,23 @@ def images_per_second(runner, steps):
     t = time.perf_counter()
     for _ in range(steps):
         runner.step()
-    return steps * runner.spec.batch / (time.perf_counter() - t)
+    per_call = CALL_STEPS if isinstance(runner, (NeuroflowData, TorchData)) else 1
+    return steps * per_call * runner.spec.batch / (time.perf_counter() - t)
 
 
-def compare(spec, torch, rounds, steps, rng):
-    x, y = batch(spec, rng)
-    runners = [NeuroflowRunner(spec, x, y)]
-    if torch is not None:
-        runners += [TorchRunner(torch, spec, x, y, cl) for cl in (False, True)]
+def compare(spec, torch, rounds, steps, rng, mode="engine"):
+    if mode == "data":
+        x = rng.integers(0, 256, (DATA_BATCHES * spec.batch,) + spec.dim_in, dtype=np.uint8)
+        y = rng.integers(0, spec.classes, DATA_BATCHES * spec.batch)
+        runners = [NeuroflowData(spec, x, y)]
+        if torch is not None:
+            runners += [TorchData(torch, spec, x, y, cl) for cl in (False, True)]
+        steps = 1  # a measurement is one call of CALL_STEPS steps
+    else:
+        x, y = batch(spec, rng)
+        runners = [NeuroflowRunner(spec, x, y)]
+        if torch is not None:
+            runners += [TorchRunner(torch, spec, x, y, cl) for cl in (False, True)]
     for r in runners:  # warm-up: allocation, caches, kernel selection
         r.step()
         r.step()
@@ -200,6 +265,8 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-nets", action="store_true", help="only the sgemm comparison")
     ap.add_argument("--no-sgemm", action="store_true", help="only the nets")
+    ap.add_argument("--mode", choices=["data", "engine", "both"], default="both",
+                    help="data: whole train calls on batches drawn from a set (the headline); engine: one batch, steps alone")
     ap.add_argument("--memory-probe", nargs=2, metavar=("NET", "FRAMEWORK"), help=argparse.SUPPRESS)
     ap.add_argument("--gemm-probe", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -221,21 +288,27 @@ def main():
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "threads": args.threads, "neuroflow": nf.__version__,
                "torch": getattr(torch, "__version__", None), "nets": [], "gemm": []}
+    modes = ["data", "engine"] if args.mode == "both" else [args.mode]
     print(f"{'net':30} {'framework':24} {'img/s median':>12} {'min':>9} {'max':>9} {'peak MiB':>9}")
-    for spec in NETS:
-        if args.no_nets or (args.only and args.only not in spec.name):
+    shown = None
+    for spec, mode in [(s, m) for m in modes for s in NETS]:
+        if args.no_nets or (args.only and args.only not in spec.name) or (mode == "data" and not spec.train):
             continue
-        rates = compare(spec, torch, args.rounds, args.steps, rng)
-        entry = {"net": spec.name, "runs": {}}
+        if mode != shown:
+            shown = mode
+            print(f"-- mode {mode}: " + ("whole train() calls of 10 steps on batches drawn from a uint8 set of 4 batches"
+                                        if mode == "data" else "one batch, the engine's step alone"))
+        rates = compare(spec, torch, args.rounds, args.steps, rng, mode)
+        entry = {"net": spec.name, "mode": mode, "runs": {}}
         for name, vals in rates.items():
             med, lo, hi = summary(vals)
-            mem = float("nan") if args.no_memory else peak_memory(spec.name, name.replace("torch ", "torch_"), 2)
+            mem = float("nan") if args.no_memory or mode == "data" else peak_memory(spec.name, name.replace("torch ", "torch_"), 2)
             entry["runs"][name] = {"median": med, "min": lo, "max": hi, "peak_mib": mem, "all": vals}
             print(f"{spec.name:30} {name:24} {med:12.1f} {lo:9.1f} {hi:9.1f} {mem:9.0f}")
         if torch is not None:
             best = max((n for n in rates if n.startswith("torch")), key=lambda n: statistics.median(rates[n]))
             ratio = statistics.median(rates["neuroflow"]) / statistics.median(rates[best])
-            mem_ratio = entry["runs"]["neuroflow"]["peak_mib"] / entry["runs"][best]["peak_mib"]
+            mem_ratio = entry["runs"]["neuroflow"]["peak_mib"] / entry["runs"][best]["peak_mib"] if mode == "engine" else float("nan")
             entry.update(best_torch=best, ratio=ratio, memory_ratio=mem_ratio)
             print(f"{'':30} {'ratio neuroflow/' + best.split()[1]:24} {ratio:12.2f}   memory ratio {mem_ratio:.2f}")
         results["nets"].append(entry)

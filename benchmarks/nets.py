@@ -25,6 +25,7 @@ class Net:
     dense: list  # [(neurons, "relu" | "linear")]
     batch: int
     train: bool = True
+    speed: tuple = ()  # the CIFAR speed recipe's net with these widths (convs and dense unused)
 
     @property
     def classes(self) -> int:
@@ -36,10 +37,26 @@ NETS = [
     Net("small-cifar train b128", (32, 32, 3), SMALL_CIFAR, [(256, "relu"), (10, "linear")], 128),
     Net("small-cifar eval b256", (32, 32, 3), SMALL_CIFAR, [(256, "relu"), (10, "linear")], 256, train=False),
     Net("neuroflow-cifar train b128", (32, 32, 3), NEUROFLOW_CIFAR, [(10, "relu")], 128),
+    # biases, BatchNorm, GELU, max-pooling, label smoothing, Nesterov with weight decay
+    Net("speed-cifar train b64", (32, 32, 3), [], [(10, "linear")], 64, speed=(32, 64, 128)),
 ]
 
 
+def speed_layout(widths):
+    layout = [nf.Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=nf.GELU, bias=True)]
+    for c in widths:
+        layout += [nf.Convolution(padding=1, field=3, filters=c, activator=nf.Linear), nf.MaxPool(2),
+                   nf.BatchNorm(momentum=0.4, activator=nf.GELU, scale=False),
+                   nf.Convolution(padding=1, field=3, filters=c, activator=nf.Linear),
+                   nf.BatchNorm(momentum=0.4, activator=nf.GELU, scale=False)]
+    return layout + [nf.MaxPool(3), nf.Dense(10, nf.Linear), nf.SoftmaxLogEntropy(label_smoothing=0.2)]
+
+
 def neuroflow_net(spec: Net, lr: float) -> nf.Network:
+    if spec.speed:
+        settings = nf.Settings(learning_rate=lr, update_rule=nf.Nesterov(0.9, weight_decay=5e-4), batch_size=spec.batch,
+                               verbose=False, dtype=np.float32, reduction="mean")
+        return nf.Network(speed_layout(spec.speed), settings, input_norm=((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)))
     layout, dim = [], spec.dim_in
     for f, k, s, p in spec.convs:
         c = nf.Convolution(dim, padding=p, field=k, stride=s, filters=f, activator=nf.ReLU)
@@ -56,6 +73,18 @@ def neuroflow_net(spec: Net, lr: float) -> nf.Network:
 def torch_net(spec: Net, channels_last: bool):
     import torch
     from torch import nn
+
+    if spec.speed:
+        layers, z = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()], 24
+        for c in spec.speed:
+            bn0, bn1 = nn.BatchNorm2d(c, momentum=0.4), nn.BatchNorm2d(c, momentum=0.4)
+            for bn in (bn0, bn1):
+                bn.weight.requires_grad_(False)  # neuroflow's scale=False
+            layers += [nn.Conv2d(z, c, 3, padding=1, bias=False), nn.MaxPool2d(2), bn0, nn.GELU(),
+                       nn.Conv2d(c, c, 3, padding=1, bias=False), bn1, nn.GELU()]
+            z = c
+        model = nn.Sequential(*layers, nn.MaxPool2d(3), nn.Flatten(), nn.Linear(z, 10, bias=False))
+        return model.to(memory_format=torch.channels_last) if channels_last else model
 
     layers, z, (x, y) = [], spec.dim_in[2], spec.dim_in[:2]
     for f, k, s, p in spec.convs:
