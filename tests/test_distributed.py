@@ -271,16 +271,19 @@ def _fake_data(tmp_path: Path) -> Path:
 
 
 def test_cli_workers_and_mpirun(tmp_path):
-    """``neuroflow train cifar10 --workers 2`` and ``mpiexec -n 2 neuroflow train cifar10``:
-    rank 0 alone writes the results; the model is the one-process run's (float32: rounding)."""
+    """``neuroflow train cifar10 --workers 2`` and ``mpiexec -n 2 neuroflow train cifar10``
+    (the speed preset: BatchNorm, synchronised): rank 0 alone writes the results; the model
+    is the one-process run's (float32: rounding)."""
     exe = _require_mpi()
     data = _fake_data(tmp_path)
     common = ["train", "cifar10", "--data", str(data), "--limit", "24", "--batch-size", "8", "--epochs", "2"]
     env = dict(os.environ, NEUROFLOW_NUM_THREADS="1")
     runs = {
         "one": [sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "one")],
-        "workers": [sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "workers"), "--workers", "2"],
-        "mpirun": [exe, "-n", "2", sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "mpirun")],
+        "workers": [sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "workers"), "--workers", "2",
+                    "--sync-batchnorm"],
+        "mpirun": [exe, "-n", "2", sys.executable, "-m", "neuroflow", *common, "--out", str(tmp_path / "mpirun"),
+                   "--sync-batchnorm"],
     }
     import neuroflow
 

@@ -37,7 +37,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -80,7 +80,8 @@ class Data:
 
 
 def neuroflow_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, **kw) -> Network:
-    dim, layers = (32, 32, 3), []
+    dim: Any = (32, 32, 3)
+    layers: list = []
     for i, (field, stride) in enumerate(zip((3, 3, 4, 3, 3, 4, 3), (1, 1, 2, 1, 1, 2, 1))):
         c = Convolution(dim, padding=1, field=field, stride=stride, filters=128, activator=ReLU, name=f"c{i}")
         layers.append(c)
@@ -148,7 +149,7 @@ def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: 
     norm = _channel_stats(data.xs)
     white = Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=GELU, bias=True, name="white",
                         lr_mult={"weight": 0.0, "bias": 1.0}, wd_mult={"weight": 0.0, "bias": 0.0})
-    layout = [white]
+    layout: list = [white]
     for i, c in enumerate(widths):
         layout += [Convolution(padding=1, field=3, filters=c, activator=Linear, name=f"b{i}c0"), MaxPool(2, name=f"b{i}mp"),
                    BatchNorm(momentum=0.4, eps=1e-5, activator=GELU, scale=False, name=f"b{i}bn0", wd_mult=0.0),
@@ -193,9 +194,11 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
+_FIRST_CALL: dict[str, float] = {}
+
+
 def process_start() -> float:
     """time.monotonic() at this process's start (Linux: /proc; elsewhere: the first call)."""
-    global _START
     try:
         with open("/proc/self/stat", "rb") as f:
             ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
@@ -203,8 +206,7 @@ def process_start() -> float:
             uptime = float(f.read().split()[0])
         return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
-        _START = globals().get("_START") or time.monotonic()
-        return _START
+        return _FIRST_CALL.setdefault("t", time.monotonic())
 
 
 def _distributed(args):
@@ -235,7 +237,7 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     budget = args.time_budget
     n_eval = len(data.tx) * (2 if preset.tta == "flip" else 1)
     candidates = SPEED_WIDTHS if preset.build is speed_net and args.width is None else [None]
-    measured = {}
+    measured: dict = {}
     choice = None
     for widths in candidates:  # cheapest first: measure, then estimate the next from its cost
         kw = {} if widths is None else {"widths": widths}
@@ -255,6 +257,7 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
         if epochs < MIN_EPOCHS or left - reserve < 0:  # wider nets would fit fewer epochs: stop here
             break
         # the next width's step from the cost ratio of its convolutions: worth measuring only if it may fit
+    assert choice is not None  # the loop ran at least once
     kw, steps, step, epochs = choice
     if len(measured) > 1 and epochs < MIN_EPOCHS / 2:  # the last one tried was too slow: take the one before
         prev = list(measured)[-2]
@@ -324,7 +327,7 @@ def run_cifar10(args) -> dict:
     say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
          + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
-    if args.time_budget:
+    if plan is not None and deadline is not None:
         run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch)
     else:
         run = net.train(data.xs, data.ys, resume=args.resume, distributed=dist)
@@ -338,6 +341,7 @@ def run_cifar10(args) -> dict:
     net.save(out / "model.safetensors")
     if not main:
         return {}
+    assert final.accuracy is not None  # labels were given
     _pictures(net, data, predictions, history, out, args.preset, final.accuracy)
     summary = {"preset": args.preset, "epochs": round(net.iteration / steps_per_epoch, 2), "iterations": net.iteration,
                "stopped_by": run.stopped_by, "train_images": int(len(data.xs)), "test_images": int(len(data.tx)),

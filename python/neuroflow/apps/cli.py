@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="train data-parallel on N local processes, started through the installed MPI's mpiexec "
                         "(across machines: mpirun -n N -f HOSTFILE neuroflow train ...)")
     c.add_argument("--sync-batchnorm", action="store_true",
-                   help="data-parallel runs: BatchNorm statistics over the global batch, not per process")
+                   help="data-parallel runs: BatchNorm statistics over the global batch, so the model is the one-process "
+                        "run's (default: per process, as PyTorch's DistributedDataParallel)")
     c.add_argument("--timeout", type=float, metavar="S",
                    help="data-parallel runs: seconds a process waits for the others before it stops the job (default 300)")
 
