@@ -170,9 +170,12 @@ class Distributed:
 
     def broadcast_bytes(self, data: bytes | None, root: int = 0, what: str = "a broadcast") -> bytes:
         """Rank `root`'s bytes on every rank."""
-        n = np.array([len(data) if self.rank == root else 0], np.int64)
+        mine = data if self.rank == root else b""  # the other ranks' `data` is not read
+        if mine is None:
+            raise TypeError(f"broadcast_bytes: rank {root} (the root) must give the bytes")
+        n = np.array([len(mine)], np.int64)
         self._wait(self.comm.Ibcast(n, root=root), what)
-        buf = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(int(n[0]), np.uint8)
+        buf = np.frombuffer(mine, np.uint8).copy() if self.rank == root else np.empty(int(n[0]), np.uint8)
         if n[0]:
             self._wait(self.comm.Ibcast(buf, root=root), what)
         return buf.tobytes()
@@ -229,7 +232,7 @@ class Distributed:
         h = hashlib.blake2b(digest_size=16)
         h.update(net.spec_json.encode())
         for w in net.weights:
-            h.update(memoryview(np.ascontiguousarray(w)).cast("B"))
+            h.update(np.ascontiguousarray(w).data.cast("B"))
         h.update(what.encode())
         mine = np.frombuffer(h.digest(), np.uint8).copy()
         everyone = np.empty((self.size, mine.size), np.uint8)
@@ -245,7 +248,7 @@ class Distributed:
         """The debug check: the same weights on every rank, else abort."""
         h = hashlib.blake2b(digest_size=16)
         for w in net._engine.get_params():
-            h.update(memoryview(np.ascontiguousarray(w)).cast("B"))
+            h.update(np.ascontiguousarray(w).data.cast("B"))
         mine = np.frombuffer(h.digest(), np.uint8).copy()
         everyone = np.empty((self.size, mine.size), np.uint8)
         self._wait(self.comm.Iallgather(mine, everyone), "the weight check")
@@ -309,13 +312,13 @@ class Distributed:
         return b * (r + 1) // self.size - b * r // self.size
 
     def stepper(self, net: "Network", data, s, interrupted):
-        """step(indices, lr, epoch) -> the global batch's mean loss, as nn/training.py's
-        stepper, for this rank's shard; ``step.interrupted()`` is true on every rank once
-        any rank was interrupted (Ctrl-C) before the step's all-reduce."""
+        """(step, interrupted): step(indices, lr, epoch) -> the global batch's mean loss, as
+        nn/training.py's stepper, for this rank's shard; ``interrupted()`` is true on every
+        rank once any rank was interrupted (Ctrl-C) before the step's all-reduce."""
         engine = net._engine
         augment = None if s.augment is None or s.augment.identity else s.augment.to_json(net._seed)
         size = sum(int(np.prod(shape)) for _, shape in net._param_info)
-        grads = np.zeros(size, dtype=net.dtype)
+        grads: np.ndarray = np.zeros(size, dtype=net.dtype)
         scalars = np.zeros(2, np.float64)
         has_state = bool(net._state_info)
         sync = self._bn_sum if self.sync_batchnorm else None
@@ -360,8 +363,7 @@ class Distributed:
                 self.check_weights(net, net._iteration + 1)
             return total / b
 
-        step.interrupted = lambda: agreed[0]
-        return step
+        return step, lambda: agreed[0]
 
     def _bn_sum(self, v: np.ndarray) -> None:
         self.allreduce(v, "a synchronised BatchNorm all-reduce")

@@ -32,7 +32,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _phi(x: np.ndarray) -> np.ndarray:
     """Φ(x), the standard normal CDF."""
-    return 0.5 * (1.0 + _erf(np.asarray(x) / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * (1.0 + np.asarray(_erf(np.asarray(x) / math.sqrt(2.0)), np.float64))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ from ..ids import names
 
 
 def _smoothing(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
+    # v < 0.0 or not v < 1.0: typeshed's numbers.Real has no reflected comparisons; NaN is refused
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0.0 or not v < 1.0:
         raise ValueError(f"label_smoothing: expected a number in [0, 1), got {v!r}")
     return float(v)
 

@@ -23,12 +23,19 @@ from .breeders import WeightBreeder
 from .layers import BatchNorm, Dense, Dropout, Layer, Residual, default_names
 from .losses import Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy
 from .settings import Settings
-from .training import TrainingRun, train
+from .training import RunState, TrainingRun, train
 
 __all__ = ["Evaluation", "Network", "TrainingRun"]
 
 # Activation memory for one evaluation chunk (inference and gradients are chunked).
 _EVAL_BUDGET_BYTES = 256 * 2**20
+
+
+def _fresh_seed() -> int:
+    """A fresh 64-bit seed from the OS's entropy (for ``Settings(seed=None)``)."""
+    entropy = np.random.SeedSequence().entropy  # an int when none is given
+    assert isinstance(entropy, int)
+    return entropy % 2**64
 
 
 class Evaluation(NamedTuple):
@@ -115,7 +122,7 @@ class Network:
         self._lock = threading.RLock()
         self._trainer: Optional[int] = None  # the thread training this network, if any
         # seed None: one fresh draw, kept (the engine's dropout and the model file use it)
-        self._seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy % 2**64)
+        self._seed = settings.seed if settings.seed is not None else _fresh_seed()
         self._settings = settings
         self.backend, self._engine = _make_engine(backend, lambda gpu: self._spec_json(settings, gpu))
         spec = json.loads(self._engine.spec)
@@ -130,7 +137,7 @@ class Network:
         self.dim_out = tuple(spec["layers"][-1]["dim_out"])
         self._iteration = 0
         self._alpha: Optional[float] = None
-        self._run = None  # the position of the last training run (nn/training.py)
+        self._run: Optional[RunState] = None  # the position of the last training run (nn/training.py)
         self._dist = None  # the ranks of its distributed run (neuroflow/distributed.py): saves are collective
         self._init_params(weights)
 
@@ -382,7 +389,7 @@ class Network:
                 raise ValueError(f"ys: expected {n} class ids (one per sample), got {ys.shape[0]}")
             if ys.min() < 0 or ys.max() >= k:
                 raise ValueError(f"ys: class ids must be in 0..{k - 1}, got values from {ys.min()} to {ys.max()}")
-            t = np.zeros((n, k), dtype=self.dtype)
+            t: np.ndarray = np.zeros((n, k), dtype=self.dtype)
             t[np.arange(n), ys] = 1
             return t
         if ys.ndim != 2 or ys.shape != (n, k):

@@ -12,7 +12,9 @@ from ..ids import names
 
 
 def _in(v, name: str, lo: float, hi: float, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (lo <= v < hi):
+    # (`v < lo or not v < hi`, not `not lo <= v < hi`: typeshed's numbers.Real has no reflected
+    # comparisons; NaN is refused either way)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or v < lo or not v < hi:
         raise ValueError(f"{name}: expected {what}, got {v!r}")
     return float(v)
 

@@ -198,5 +198,5 @@ def from_spec(d) -> Schedule:
     raise ValueError(f"schedule: unknown kind {kind!r}")
 
 
-def describe(lr: Callable) -> str:
+def describe(lr: object) -> str:
     return repr(lr) if isinstance(lr, Schedule) else getattr(lr, "__qualname__", "a callable")

@@ -20,9 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, cast
 
 import numpy as np
+
+from .settings import LossFuncOutput
 
 if TYPE_CHECKING:
     from .network import Network
@@ -61,7 +63,7 @@ def data_fingerprint(x: np.ndarray, t: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=16)
     for a in (x, t):
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        h.update(np.ascontiguousarray(a).data.cast("B"))
     return h.hexdigest()
 
 
@@ -103,10 +105,12 @@ class RunState:
         }
 
     @classmethod
-    def from_json(cls, d: dict, order: np.ndarray) -> "RunState":
+    def from_json(cls, d: object, order: np.ndarray | None) -> "RunState":
         """Rebuild from stored values only (ints, strings); raises ValueError naming a bad field."""
         if not isinstance(d, dict):
             raise ValueError(f"run: expected an object, got {d!r:.100}")
+        if order is None:
+            raise ValueError("run.order: missing (the run's sample order)")
         rng = d.get("rng")
         if not isinstance(rng, dict) or rng.get("bit_generator") != "PCG64":
             raise ValueError("run.rng: expected a PCG64 generator state")
@@ -216,7 +220,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
     run.total = s.iterations
     verbose = s.verbose and (dist is None or dist.is_main)
     approx = s.approximation.delta if s.approximation else None
-    out = s.loss_func_output
+    out = cast(Optional[LossFuncOutput], s.loss_func_output)  # Settings made it one (or None)
     mode = "a" if run.done else "w"  # a resumed run continues its loss log
     log = (open(out.file, mode, encoding="utf-8") if out is not None and out.file is not None
            and (dist is None or dist.is_main) else None)
@@ -239,8 +243,7 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
     history: list[dict] = []  # per epoch, with validation
     with _deferred_interrupt() as interrupted:
         if dist is not None:  # each rank its shard, gradients all-reduced; Ctrl-C agreed by all
-            step = dist.stepper(net, data, s, interrupted)
-            interrupted = step.interrupted
+            step, interrupted = dist.stepper(net, data, s, interrupted)
         try:
             for it in range(first, s.iterations + 1):
                 new_epoch = pos >= n

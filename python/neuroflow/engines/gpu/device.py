@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import numpy as np
+
+# A wgpu GPUBuffer. wgpu-py ships no type information (pyproject.toml lets mypy import it
+# untyped), so its objects are `Any` here; the alias says which kind of object is meant.
+Buffer = Any
 
 STORAGE_ALIGN = 16  # bytes: buffers are rounded up so they may also be bound as vec4 arrays
 
@@ -111,6 +116,8 @@ def _request_adapter(wgpu):
 class Gpu:
     """The adapter, the device and its queue, with the limits this package relies on."""
 
+    _tuning: dict | None = None  # ops._tuning's pinned gemm choices, read once per device
+
     def __init__(self) -> None:
         wgpu = _wgpu()
         _select_backends(wgpu)
@@ -154,7 +161,7 @@ class Gpu:
         self.gemm_fill = _env_int("NEUROFLOW_GPU_FILL", 8 if cpu else 264)
         self.workgroup_storage = limits.get("max-compute-workgroup-storage-size", 16384)
         self.max_invocations = limits.get("max-compute-invocations-per-workgroup", 256)
-        self.kernels = {}  # kernels.py keeps compiled pipelines here
+        self.kernels: dict[tuple, Any] = {}  # kernels.py keeps compiled pipelines here
 
     def storage(self, nbytes: int, label: str = ""):
         """A storage buffer that can also be copied to and from."""

@@ -16,6 +16,7 @@ written before the call.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -78,12 +79,12 @@ class GpuEngine:
         gpu.write(self._segments, seg)
         u = gpu.wgpu.BufferUsage
         self._rate = gpu.device.create_buffer(size=16, usage=u.UNIFORM | u.COPY_DST, label="rate")
-        self._rate_bytes = None
+        self._rate_bytes: bytes | None = None
         self._lr = 0.0
         self._step = 0
         self._ws: Workspace | None = None
         self._readback = gpu.readback(16)
-        self._ahead = None  # (program, its command buffer encoded ahead for the next call)
+        self._ahead: tuple[tuple, Any] | None = None  # (program, its command buffer encoded ahead for the next call)
         self._kind = (False, False)  # the call's input: (uint8, normalised on the GPU)
         # mean[C] then f32(1/std)[C] of the input normalisation (the CPU engine's f32 values)
         c = net.input[-1]
@@ -271,7 +272,7 @@ class GpuEngine:
         fused = total is not None and n <= ws.cap and rows * net.last.out_size <= ops.LOSS_SUM_MAX
         ops.loss_grad(rec, net.loss_id, net.mult, rows, net.last.out_size, y, ws["t"], ws["losses"],
                       ws[f"d{net.last.uid}"], net.smoothing, fold=self._loss_fold,
-                      out=ws["out"] if fused else None, scale=total if fused else 1.0)
+                      out=ws["out"] if fused else None, scale=total if fused and total is not None else 1.0)
         return fused
 
     def _losses_out(self, rec, ws: Workspace, n: int, c: int, rows: int):
@@ -520,14 +521,18 @@ class GpuEngine:
     def _program(self, key: tuple) -> list:
         """The recorded steps of a call, e.g. ("train", n) (for float32 input; `_run` adds
         the input kind to the key, (uint8, normalised))."""
-        return self._ws.programs[self._full_key(key)][0]
+        return self._programs()[self._full_key(key)][0]
 
     def _notes(self, key: tuple) -> list:
         """What ops.Recorder noted for each step of a recorded call: (kernel, bytes, groups)."""
-        return self._ws.programs[self._full_key(key)][2]
+        return self._programs()[self._full_key(key)][2]
+
+    def _programs(self) -> dict[tuple, tuple]:
+        assert self._ws is not None, "no call has been recorded yet"
+        return self._ws.programs
 
     def _full_key(self, key: tuple) -> tuple:
-        if key in self._ws.programs:
+        if key in self._programs():
             return key
         return key + (False, self._net.input_norm is not None)
 

@@ -24,7 +24,7 @@ import re
 import struct
 from pathlib import Path
 
-from .device import Gpu
+from .device import Buffer, Gpu
 from .spec import IDS
 
 # ids.json's tables and the prefix of their WGSL constants.
@@ -131,7 +131,8 @@ def _wgsl_const(name: str, value) -> str:
 def _branches(text: str, defines: dict) -> str:
     """Keep the lines of each `//!if NAME` block whose define is non-zero (else its
     `//!else` part); blocks nest."""
-    out, stack = [], []  # stack of (keeping this branch, parent keeping)
+    out: list[str] = []
+    stack: list[tuple[bool, bool]] = []  # (keeping this branch, parent keeping)
     for line in text.split("\n"):
         m = _BRANCH.match(line.strip())
         if not m:
@@ -237,9 +238,9 @@ class Cache:
 
     def __init__(self, gpu: Gpu):
         self.gpu = gpu
-        self._params: dict[bytes, object] = {}
+        self._params: dict[bytes, Buffer] = {}
         self._groups: dict[tuple, tuple] = {}
-        self._scratch: dict[str, object] = {}
+        self._scratch: dict[str, Buffer] = {}
 
     def params(self, *values):
         data = pack(*values)

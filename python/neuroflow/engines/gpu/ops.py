@@ -357,12 +357,12 @@ def gemm(rec: Recorder, a, b, c, m: int, n: int, kd: int, *, trans_a: bool = Fal
     aux = epi.aux if epi is not None and epi.aux is not None else rec.cache.scratch("unused-r", 16)
     s_buf = epi.s if epi is not None and epi.s is not None else rec.cache.scratch("unused-w", 16)
     if use_small:
-        grid = groups(rec, conv.batch * geo[4] * geo[5] * n if phased else m * n * splits, 64)
+        grid = groups(rec, geo[0] * geo[4] * geo[5] * n if phased else m * n * splits, 64)
     else:
         grid = (max(1, min(-(-n // t.bn), cap)), max(1, min(-(-tm // t.bm), cap)), phases if phased else splits)
     # estimated traffic: each operand's region once (a convolution's input, never its columns)
     a_elems = m * kd if conv is None else conv.batch * geo[1] * geo[2] * cc
-    b_elems = conv.g.fx * conv.g.fy * n * cc if phased else kd * n
+    b_elems = geo[6] * geo[7] * n * cc if phased else kd * n  # phased: geo has the batch, fx, fy
     c_elems = m * n
     moved = a_elems + b_elems + (splits * m * n if split else c_elems * (2 if beta else 1))
     if epi is not None:

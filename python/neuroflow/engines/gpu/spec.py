@@ -13,7 +13,7 @@ import importlib.resources
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NoReturn, Optional
 from pathlib import Path
 
 
@@ -112,7 +112,7 @@ class Net:
         return any(layer.kind == "batchnorm" for layer in self.walk)
 
 
-def fail(where: str, what: str):
+def fail(where: str, what: str) -> NoReturn:
     raise ValueError(f"spec: {where}: {what}")
 
 

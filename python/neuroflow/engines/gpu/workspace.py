@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from .device import Gpu
+from .device import Buffer, Gpu
 from .kernels import Cache
 from .spec import Net
 
@@ -58,7 +58,7 @@ def fixed(net: Net) -> dict:
 
 def _check_sample(gpu: Gpu, net: Net) -> None:
     sizes = per_sample(net)
-    biggest = max(sizes, key=sizes.get)
+    biggest = max(sizes, key=sizes.__getitem__)
     if sizes[biggest] * 4 > gpu.max_binding:
         raise ValueError(
             f"one sample needs {sizes[biggest] * 4} bytes for buffer {biggest!r}, above this GPU's "
@@ -77,7 +77,7 @@ def chunk_capacity(gpu: Gpu, net: Net, limit: int | None = None) -> int:
 def whole_batch_check(gpu: Gpu, net: Net, n: int, why: str) -> None:
     """Refuse a batch that must be processed whole when one of its buffers cannot be bound."""
     sizes = per_sample(net)
-    name = max(sizes, key=sizes.get)
+    name = max(sizes, key=sizes.__getitem__)
     need = 4 * n * sizes[name]
     if need > gpu.max_binding:
         most = gpu.max_binding // (4 * sizes[name])
@@ -94,7 +94,7 @@ class Workspace:
         self.cache = Cache(gpu)
         self.buf = {name: gpu.storage(4 * n * cap, name) for name, n in per_sample(net).items()}
         self.buf.update({name: gpu.storage(4 * n, name) for name, n in fixed(net).items()})
-        self._batch: dict[str, object] = {}
+        self._batch: dict[str, Buffer] = {}
         self.programs: dict[tuple, tuple] = {}  # recorded steps per (call, batch size, …)
 
     def __getitem__(self, name: str):

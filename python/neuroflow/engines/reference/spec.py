@@ -7,7 +7,7 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .updates import SLOTS
 
@@ -31,8 +31,8 @@ def number(d: dict, key: str, where: str, default=None, *, lo=-math.inf, hi=math
 
 def ints(d: dict, key: str, where: str, length: Optional[int] = None, lo: int = 0) -> tuple:
     v = d.get(key)
-    ok = isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= lo for e in v)
-    if not ok or (length is not None and len(v) != length):
+    if (not isinstance(v, list) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= lo for e in v)
+            or (length is not None and len(v) != length)):
         raise ValueError(f"{where}: {key} must be a list of {length or 'some'} integers >= {lo}, got {v!r}")
     return tuple(v)
 
@@ -63,7 +63,8 @@ class Layer:
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"{where}: a layer needs a non-empty name without dots")
         self.kind, self.uid, self.name = d["kind"], uid, prefix + name
-        cfg = self.cfg = {"name": self.name, "dim_in": ints(d, "dim_in", where, lo=1), "dim_out": ints(d, "dim_out", where, lo=1)}
+        self.cfg: dict[str, Any] = {"name": self.name, "dim_in": ints(d, "dim_in", where, lo=1), "dim_out": ints(d, "dim_out", where, lo=1)}
+        cfg = self.cfg
         if cfg["dim_in"] != dim_in:
             raise ValueError(f"{where}: dim_in {list(cfg['dim_in'])} but its input is {list(dim_in)}")
         if self.kind in ACTIVATED:

@@ -49,7 +49,9 @@ def dims(value, name: str, layer: str) -> tuple[int, ...]:
 
 
 def real(value, name: str, layer: str, lo: float, hi: float, closed_hi: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and lo <= value and (value <= hi if closed_hi else value < hi)
+    # `not value < lo` rather than `lo <= value`: typeshed's numbers.Real has no reflected
+    # comparisons (NaN still fails the upper bound)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not value < lo and (value <= hi if closed_hi else value < hi)
     if not ok:
         raise ValueError(f"{layer}: {name} must be a number in [{lo:g}, {hi:g}{']' if closed_hi else ')'}, got {value!r}")
     return float(value)
@@ -72,7 +74,8 @@ class Layer:
             raise ValueError(f"{label!r}: name must be a non-empty string without '.', got {name!r}")
         self.name = name
         self.label = label
-        self.dim_in = None if dim_in is None else dims(dim_in, "dim_in", label)
+        # (Dense keeps a flat input as its number of values, as NeuroFlow wrote it)
+        self.dim_in: tuple[int, ...] | int | None = None if dim_in is None else dims(dim_in, "dim_in", label)
         self.lr_mult = self._mults(lr_mult, "lr_mult")
         self.wd_mult = self._mults(wd_mult, "wd_mult")
 

@@ -56,7 +56,8 @@ class Convolution(Layer):
             raise ValueError(f"{label}: algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
         self.algorithm = algorithm
         super().__init__(name=name, lr_mult=lr_mult, wd_mult=wd_mult, dim_in=dim_in)
-        if self.dim_in is not None and len(self.dim_in) != 3:
+        shape = self.input_shape()
+        if shape is not None and len(shape) != 3:
             raise ValueError(f"{label}: dim_in must be three positive ints (X, Y, Z) = (width, height, depth), got {dim_in!r}")
         self._check_now()
 
@@ -66,9 +67,10 @@ class Convolution(Layer):
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
         """(fx, fy, Z, filters), when dim_in is known."""
-        if self.dim_in is None:
+        shape = self.input_shape()
+        if shape is None:
             raise ValueError(f"{self.label}: the weight shape needs dim_in (or the network's layer shapes)")
-        return (self.field[0], self.field[1], self.dim_in[2], self.filters)
+        return (self.field[0], self.field[1], shape[2], self.filters)
 
     def config(self) -> dict:
         return {

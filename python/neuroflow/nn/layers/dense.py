@@ -28,7 +28,7 @@ class Dense(Layer):
         if dim_in is not None and not isinstance(dim_in, (tuple, list)):
             dim_in = positive_int(dim_in, "dim_in", label)
         super().__init__(name=name, lr_mult=lr_mult, wd_mult=wd_mult, dim_in=dim_in)
-        if self.dim_in is not None and len(self.dim_in) == 1:
+        if isinstance(self.dim_in, tuple) and len(self.dim_in) == 1:
             self.dim_in = self.dim_in[0]  # a flat input is a number of values, as NeuroFlow wrote it
 
     def param_names(self) -> list[str]:

@@ -19,20 +19,26 @@ Conventions every layer keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..spec import KINDS, Tensor, fail, get, ints, number
+
+if TYPE_CHECKING:
+    from ..device import Buffer, Gpu
+    from ..ops import Recorder
+    from ..workspace import Workspace
 
 
 @dataclass
 class Ctx:
     """What a layer's recording needs: the recorder, the buffers, and the call's settings."""
 
-    rec: object  # ops.Recorder
-    ws: object  # Workspace: per-sample buffers by name (`a3`, `d3`, …), fixed ones, scratch
-    params: object  # the flat parameter buffer
-    grads: object  # the flat gradient buffer
-    state: object  # the flat state buffer (running statistics)
-    rate: object  # the per-call uniform: lr, step, bias corrections
+    rec: Recorder
+    ws: Workspace  # per-sample buffers by name (`a3`, `d3`, …), fixed ones, scratch
+    params: Buffer  # the flat parameter buffer
+    grads: Buffer  # the flat gradient buffer
+    state: Buffer  # the flat state buffer (running statistics)
+    rate: Buffer  # the per-call uniform: lr, step, bias corrections
     seed: int
     rows: int  # samples in this chunk
     base: int  # index of the chunk's first sample in the batch
@@ -40,10 +46,10 @@ class Ctx:
     update_state: bool = False  # train mode that also moves the running statistics
     scale: float = 1.0  # the reduction's factor for parameter gradients (1/N for mean)
     accumulate: bool = False  # add parameter gradients to what is there (later chunks)
-    outputs: dict = field(default_factory=dict)  # uid -> the buffer holding its output
+    outputs: dict[int, Buffer] = field(default_factory=dict)  # uid -> the buffer holding its output
 
     @property
-    def gpu(self):
+    def gpu(self) -> Gpu:
         return self.rec.gpu
 
     @property
@@ -94,8 +100,8 @@ class Layer:
             s = ints(p.get("shape"), None, f"{self.where}.params.{name}.shape")
             if s != tuple(shape):
                 fail(self.where, f"param {name} has shape {list(s)}, expected {list(shape)}")
-            mults = {k: number(p, k, f"{self.where}.params.{name}", 1.0, lo=0.0) for k in ("lr_mult", "wd_mult")}
-            t = Tensor(f"{self.name}.{name}", s, **mults)
+            lr_mult, wd_mult = (number(p, k, f"{self.where}.params.{name}", 1.0, lo=0.0) for k in ("lr_mult", "wd_mult"))
+            t = Tensor(f"{self.name}.{name}", s, lr_mult=lr_mult, wd_mult=wd_mult)
             self.params.append(t)
             out[name] = t
         return out
