@@ -120,6 +120,31 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     assert len(np.loadtxt(out / "losses.txt")) == 6
 
 
+def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):
+    """--backend gpu runs the speed recipe (frozen whitening conv, BatchNorm, GELU, pooling,
+    label smoothing, Nesterov with decay, flip TTA) to the CPU's numbers: a tiny run on
+    whatever adapter there is."""
+    from gpu_parity import require_gpu
+
+    require_gpu()
+    archive = data_root() / "cifar-10-binary.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
+    nets = {}
+    for backend in ("gpu", "cpu"):
+        out = tmp_path / backend
+        assert main(["train", "cifar10", "--data", str(archive), "--preset", "speed", "--width", "0", "--limit", "16",
+                     "--batch-size", "8", "--epochs", "1", "--backend", backend, "--out", str(out)]) == 0
+        assert "with flip TTA" in capsys.readouterr().out
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["iterations"] == 2 and np.isfinite(summary["test_loss"]) and backend in summary["backend"]
+        nets[backend] = nf.load(out / "model.safetensors", learning_rate=0.01)
+    assert len(nets["gpu"].weights) == len(nets["cpu"].weights)
+    for i, (g, c) in enumerate(zip(nets["gpu"].weights, nets["cpu"].weights)):
+        err = np.abs(g.astype(np.float64) - c).max() / np.abs(c).max()
+        assert err < 1e-3, f"weights[{i}] {g.shape}: GPU and CPU differ by {err:.2g} of the largest value"
+
+
 def test_a_time_budget_is_honoured(tmp_path):
     """--time-budget counts from the process start: the whole command (start-up, data, the
     measured warm-up, training and the final evaluation) ends within it."""
