@@ -1,7 +1,8 @@
 """Training settings: what the user writes. State (weights, momentum) belongs to the network.
 
 Defaults differ from NeuroFlow's where NeuroFlow's would surprise: its learning rate 1.0
-becomes 1e-3, its endless iterations become 100, its full-batch default becomes 32, and
+becomes 1e-3, its endless iterations become 100, its full-batch default becomes 32
+(``batch_size=None`` is NeuroFlow's whole data set), and
 batches are reshuffled each epoch (``shuffle=False`` cycles fixed batches as NeuroFlow did).
 """
 
@@ -73,7 +74,8 @@ class Settings:
       before the first).
     - ``update_rule``: Vanilla(), Momentum(μ), Nesterov(μ), Adam(), AdamW() (each with
       ``weight_decay``).
-    - ``batch_size``: samples per weight update; ``iterations``: weight updates in all.
+    - ``batch_size``: samples per weight update; None: the whole data set (NeuroFlow's
+      default). ``iterations``: weight updates in all.
     - ``precision``: stop once a batch's mean loss falls to it.
     - ``reduction``: "sum" (NeuroFlow's: the article's learning rates work as published)
       or "mean".
@@ -89,7 +91,7 @@ class Settings:
 
     learning_rate: Union[float, Callable[[int, float], float]] = 1e-3
     update_rule: UpdateRule = field(default_factory=lambda: Momentum(0.9))
-    batch_size: int = 32
+    batch_size: Optional[int] = 32
     iterations: int = 100
     precision: float = 1e-5
     verbose: bool = True
@@ -115,8 +117,11 @@ class Settings:
             raise TypeError(f"update_rule: expected Vanilla(), Momentum(μ), Nesterov(μ), Adam() or AdamW(), got {self.update_rule!r}")
         for name in ("batch_size", "iterations"):
             v = getattr(self, name)
+            if name == "batch_size" and v is None:
+                continue  # the whole data set
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+                what = "a positive int or None (the whole data set)" if name == "batch_size" else "a positive int"
+                raise ValueError(f"{name}: expected {what}, got {v!r}")
         if not isinstance(self.precision, numbers.Real) or self.precision < 0:
             raise ValueError(f"precision: expected a number ≥ 0, got {self.precision!r}")
         if self.reduction not in ("sum", "mean"):

@@ -187,7 +187,7 @@ def train(net: "Network", xs, ys, resume=None, validation=None, patience=None, d
         net._samples(x, finite=True)  # names the first bad value
         raise
     n = len(x)
-    bs = min(s.batch_size, n)
+    bs = n if s.batch_size is None else min(s.batch_size, n)  # None: the whole data set
     with net._lock:
         if net._trainer is not None:
             raise RuntimeError("train: this network is already training (in another thread); one network, one trainer")
