@@ -43,7 +43,7 @@ class Evaluation(NamedTuple):
     the accuracy (None when the targets have no classes)."""
 
     loss: float
-    accuracy: Optional[float]
+    accuracy: float | None  # not Optional[...]: doc tools evaluate it where __new__ lives, without this module's imports
 
 
 @dataclass
