@@ -157,7 +157,7 @@ def run_torch(data: Data, epochs: int, widths: tuple, seed: int, ref: dict) -> d
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
             x = ((x / 255.0 - mean) / std).contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
-                g["lr"] = ref["schedule"](step)
+                g["lr"] = ref["schedule"](step + 1)  # iterations count from 1, as neuroflow calls it
             loss = F.cross_entropy(model(x), ys[idx], label_smoothing=0.2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
