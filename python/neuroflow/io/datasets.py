@@ -386,7 +386,8 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
             if any(d == 0 for d in dims[1:]):
                 raise ValueError(f"{path}: idx dimensions {dims} contain a zero")
             count = math.prod(dims)  # Python ints: no wrap-around, whatever the header says
-            if count > _MAX_IDX_BYTES:
+            # the size of one item too: zero items of 2³¹ × 2³² bytes each is no array NumPy can make
+            if count > _MAX_IDX_BYTES or math.prod(dims[1:]) > _MAX_IDX_BYTES:
                 raise ValueError(
                     f"{path}: idx dimensions {dims} are implausibly large ({count} bytes of data, "
                     f"more than {_MAX_IDX_BYTES})"

@@ -185,6 +185,9 @@ def check_settings(d) -> dict:
     for key in ("verbose", "pretty_print", "shuffle"):
         if not isinstance(d.get(key), bool):
             raise ValueError(f"{key}: expected true or false, got {d.get(key)!r:.50}")
+    for key in ("approximation", "seed"):  # null when unset, but never missing
+        if key not in d:
+            raise ValueError(f"{key}: missing (expected a number or null)")
     if d.get("seed") is not None:
         _int(d["seed"], "seed")
     if d.get("approximation") is not None:
@@ -242,10 +245,38 @@ def read(path: str | os.PathLike) -> ModelFile:
     return mf
 
 
+# The largest window stride a file may declare. The core's resolver suggests a fix for a
+# convolution whose stride does not divide its input by trying paddings one by one, up to
+# the stride: a stride of 2**40 in a crafted file would keep it busy for hours. No input
+# this engine can hold needs a stride anywhere near this.
+MAX_STRIDE = 1 << 24
+
+
+def check_strides(spec: Any, where: str) -> None:
+    """Refuse a spec (resolved or not) with a window stride above MAX_STRIDE, before the core
+    resolves it."""
+
+    def go(layers: Any, depth: int) -> None:
+        if not isinstance(layers, list) or depth > _MAX_DEPTH:
+            return
+        for layer in layers:
+            if not isinstance(layer, dict):
+                continue
+            stride = layer.get("stride")
+            if isinstance(stride, list) and any(isinstance(v, int) and v > MAX_STRIDE for v in stride):
+                raise ModelFileError(f"{where}: layout: layer {str(layer.get('name'))[:40]!r} has stride {stride!r:.60}, "
+                                     f"more than {MAX_STRIDE} (a corrupted or hostile file)")
+            go(layer.get("layers"), depth + 1)
+
+    if isinstance(spec, dict):
+        go(spec.get("layers"), 0)
+
+
 def resolved(spec: Any, where: str) -> dict:
     """The stored spec, checked: it must be exactly what the engine core resolves it to."""
     if not isinstance(spec, dict):
         raise ModelFileError(f"{where}: the stored spec is not an object")
+    check_strides(spec, where)
     try:
         again = json.loads(_core.resolve(json.dumps(spec)))
     except ValueError as e:

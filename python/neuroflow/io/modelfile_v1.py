@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modelfile import ModelFile, ModelFileError, _entry, _int, _num, check_settings, resolved, spec_tensors
+from .modelfile import ModelFile, ModelFileError, _entry, _int, _num, check_settings, check_strides, resolved, spec_tensors
 
 _DEFAULT_LABELS = {"conv": "Convolution", "dense": "Dense"}
 _PREFIX = {"conv": "c", "dense": "d"}
@@ -31,8 +31,12 @@ def read_v1(meta: dict, tensors: dict, where: str) -> ModelFile:
     try:
         if not isinstance(old, dict) or not isinstance(old.get("layers"), list) or not old["layers"]:
             raise ValueError("the stored spec has no layers")
+        if not isinstance(raw, dict) or not isinstance(training, dict):
+            raise ValueError("the stored settings and training must be objects")
         if not isinstance(layout, dict) or not isinstance(layout.get("layers"), list) or len(layout["layers"]) != len(old["layers"]):
             raise ValueError("the stored layout and spec disagree")
+        if not all(isinstance(d, dict) for d in layout["layers"]):
+            raise ValueError("a layer of the stored layout is not an object")
         names = _names(layout["layers"])
         layers = []
         for name, l in zip(names, old["layers"]):
@@ -53,6 +57,7 @@ def read_v1(meta: dict, tensors: dict, where: str) -> ModelFile:
     from .. import _core
     import json
 
+    check_strides(spec, where)
     try:
         spec = json.loads(_core.resolve(json.dumps(spec)))
     except ValueError as e:

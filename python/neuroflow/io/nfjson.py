@@ -160,5 +160,9 @@ def read_neuroflow_json(path: str | os.PathLike) -> list[np.ndarray]:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in data):
             raise ValueError(f"{where}: data must hold finite numbers only")
         dtype = np.float64 if precision == "double" else np.float32
-        out.append(np.asarray(data, dtype=np.float64).reshape(cols, rows).T.astype(dtype))
+        with np.errstate(over="ignore"):
+            m = np.asarray(data, dtype=np.float64).reshape(cols, rows).T.astype(dtype)
+        if not np.isfinite(m).all():  # finite doubles beyond single precision's range
+            raise ValueError(f"{where}: data holds numbers too large for {precision} precision")
+        out.append(m)
     return out
