@@ -47,8 +47,6 @@ def test_settings_accept_none_and_still_refuse_bad_sizes():
             Settings(batch_size=bad)
 
 
-@pytest.mark.xfail(strict=True, raises=ModelFileError, reason="io/modelfile.py check_settings still refuses a null batch_size "
-                                       "(the io/ owner's change: accept None there); remove this marker then")
 def test_a_model_file_keeps_none(rng, tmp_path):
     xs, ys = data(rng, 12)
     net = small(None)

@@ -179,8 +179,11 @@ def check_settings(d) -> dict:
     lr = d.get("learning_rate")
     if not isinstance(lr, dict) or not (isinstance(lr.get("schedule"), dict) or isinstance(lr.get("code"), str)):
         raise ValueError("learning_rate: expected {'schedule': …} or {'code': name}")
-    for key in ("batch_size", "iterations"):
-        _int(d.get(key), key, 1)
+    _int(d.get("iterations"), "iterations", 1)
+    if "batch_size" not in d:
+        raise ValueError("batch_size: missing (expected a whole number ≥ 1, or null: the whole data set)")
+    if d["batch_size"] is not None:
+        _int(d["batch_size"], "batch_size", 1)
     _num(d.get("precision"), "precision")
     for key in ("verbose", "pretty_print", "shuffle"):
         if not isinstance(d.get(key), bool):

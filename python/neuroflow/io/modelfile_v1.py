@@ -84,7 +84,8 @@ def read_v1(meta: dict, tensors: dict, where: str) -> ModelFile:
     want |= {"run.order"} if run_doc is not None else set()
     if set(tensors) != want:
         raise ModelFileError(f"{where}: the layout needs tensors {sorted(want)}, the file holds {sorted(tensors)}")
-    out_params, optim = {}, {}
+    out_params: dict[str, np.ndarray] = {}
+    optim: dict[str, np.ndarray] = {}
     for i, (n, shape) in enumerate(params):
         for key, target, name in ((f"weights.{i}", out_params, n), (f"state.{i}", optim, f"{n}.{slot}")):
             if key not in tensors:
