@@ -8,7 +8,6 @@ from safetensors import safe_open
 
 import neuroflow as nf
 from neuroflow import Convolution, Dense, Momentum, Network, ReLU, Settings, SoftmaxLogEntropy, Tanh, WeightBreeder
-from neuroflow.modelfile import ModelFileError
 
 
 def small(batch_size, shuffle=True):
