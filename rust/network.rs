@@ -583,7 +583,7 @@ mod tests {
         assert!(e.0.starts_with("layer 1 (dense 'big'): weight needs 4503599627370496 bytes (4.0 PiB); not enough memory"), "{e}");
         // one sample's activations (2^40 × 2^20 values)
         let e = Network::<f32>::new(spec("[1099511627776, 1048576, 1]", r#"{"kind": "conv", "name": "c", "padding": [0, 0], "field": [1, 1], "stride": [1, 1], "filters": 1, "activator": {"name": "relu"}}"#)).err().unwrap();
-        assert!(e.0.starts_with("layer 0 (conv 'c'): activations for a batch of 1 need") || e.0.contains("too large"), "{e}");
+        assert!(e.0.starts_with("layer 0 (conv 'c'): the activations buffer for a batch of 1 need") || e.0.contains("too large"), "{e}");
         // a batch too large: refused, and the network still works on small ones
         let mut net = Network::<f32>::new(spec("[64, 64, 3]", r#"{"kind": "conv", "name": "c", "padding": [0, 0], "field": [3, 3], "stride": [1, 1], "filters": 4, "activator": {"name": "relu"}}"#)).unwrap();
         let x = vec![0u8; 64 * 64 * 3];

@@ -566,7 +566,7 @@ impl PyDataset {
         let d = ds.sample_size();
         let out = run(py, || {
             let len = crate::alloc::size(&[idx.len(), d], || "gather".into())?;
-            let mut out = crate::alloc::zeros(len, || format!("gather: a batch of {}", idx.len()))?;
+            let mut out = crate::alloc::zeros::<T>(len, || format!("gather: a batch of {}", idx.len()))?;
             let conv = crate::data::Convert::new(matches!(ds.values, crate::data::Values::Bytes(_)), None, *ds.shape.last().unwrap());
             crate::threads::pool().install(|| ds.gather_into(&idx, aug.as_ref(), epoch, &conv, &mut out))?;
             Ok(out)

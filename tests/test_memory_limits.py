@@ -59,7 +59,7 @@ def test_a_small_net_trains_under_the_limit():
 def test_convolution_on_a_huge_input():
     out = child("""
         layout = [nf.Convolution((100000, 100000, 3), 1, 3, 1, 4, nf.ReLU), nf.GlobalAvgPool(), nf.SquaredError()]
-        expect(MemoryError, lambda: nf.Network(layout), "layer 0 (conv", "activations for a batch of 1 need 320000000000 bytes (298.0 GiB)")
+        expect(MemoryError, lambda: nf.Network(layout), "layer 0 (conv", "the activations buffer for a batch of 1 needs 320000000000 bytes (298.0 GiB)")
     """)
     assert "not enough memory" in out
 
@@ -79,8 +79,9 @@ def test_auto_backend_does_not_fall_back_for_sizes():
     out = child("""
         layout = [nf.Dense(100000, nf.ReLU, dim_in=100000), nf.SoftmaxLogEntropy()]
         e = expect((MemoryError, ValueError), lambda: nf.Network(layout, backend="auto"), "bytes")
+        print("GPU refused" if isinstance(e, ValueError) else "CPU refused")
     """)
-    if "ValueError" in out:
+    if "GPU refused" in out:
         assert "using the CPU" not in out, out
 
 
@@ -122,7 +123,7 @@ def test_crafted_model_file(tmp_path):
     modelfile.write(crafted, mf)
     assert crafted.stat().st_size < 4096
     child(f"""
-        expect(MemoryError, lambda: nf.load({str(crafted)!r}), "layer 0 (conv", "activations for a batch of 1 need 8000000000000 bytes")
+        expect(MemoryError, lambda: nf.load({str(crafted)!r}), "layer 0 (conv", "the activations buffer for a batch of 1 needs 8000000000000 bytes")
     """)
 
 
@@ -133,7 +134,7 @@ def test_a_batch_too_large_for_memory():
         x = np.zeros((8000, 64, 64, 3), np.uint8)
         t = np.eye(10)[np.arange(8000) % 10]
         e = net._engine
-        words = ("layer 0 (conv", "activations for a batch of 8000 need 4194304000 bytes (3.9 GiB); not enough memory")
+        words = ("layer 0 (conv", "the activations buffer for a batch of 8000 needs 4194304000 bytes (3.9 GiB); not enough memory")
         expect(MemoryError, lambda: e.train_step(x, t, 0.01), *words)
         expect(MemoryError, lambda: e.forward(x), *words)
         # the engine is intact: a small batch still trains

@@ -208,6 +208,6 @@ pub fn label(uid: usize, spec: &LayerSpec) -> String {
 /// Grow a layer's buffer `buf` to `n` samples of `per` values: `what` names the layer,
 /// `name` the buffer.
 pub fn reserve<T: Clone + num_traits::Zero>(buf: &mut Vec<T>, n: usize, per: usize, what: &str, name: &str) -> Result<()> {
-    let desc = || format!("{what}: {name} for a batch of {n}");
+    let desc = || format!("{what}: the {name} buffer for a batch of {n}");
     crate::alloc::grow(buf, crate::alloc::size(&[n, per], desc)?, T::zero(), desc)
 }

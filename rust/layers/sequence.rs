@@ -71,7 +71,7 @@ impl<T: Real> Sequence<T> {
         }
         let what = label(self.uids[most.1], self.layers[most.1].spec());
         for g in &mut self.grads {
-            reserve(g, n, most.0, &what, "gradient buffer")?;
+            reserve(g, n, most.0, &what, "gradient")?;
         }
         self.cap = n;
         Ok(())
