@@ -42,7 +42,7 @@ impl<T: Real> ConvLayer<T> {
         let buf = if partials { &mut self.partials } else { &mut self.wt };
         if buf.len() < len {
             let (label, name) = (label(self.slot.uid, &self.spec), if partials { "weight-gradient partial sums" } else { "transformed weights" });
-            crate::alloc::grown(buf, len, || format!("{label}: {name} for a batch of {n}"));
+            crate::alloc::grown(buf, len, || format!("{label}: the {name} buffer for a batch of {n}"));
         }
     }
 }

@@ -67,8 +67,8 @@ impl<T: Real> Layer<T> for DenseLayer<T> {
             XDx::InPlace(buf, mask) => {
                 if mask.is_some() {
                     // grown here, not in `reserve`: only training needs it
-                    let (len, label) = (n * self.dense.dim_in, label(self.slot.uid, &self.spec));
-                    crate::alloc::grown(&mut self.tmp, len, || format!("{label}: input gradient for a batch of {n}"));
+                    let (len, uid, spec) = (n * self.dense.dim_in, self.slot.uid, &self.spec);
+                    crate::alloc::grown(&mut self.tmp, len, || format!("{}: the input gradient buffer for a batch of {n}", label(uid, spec)));
                 }
                 self.dense.input_grad(w, dy, n, buf, threads, mask, &mut self.tmp)
             }
