@@ -18,6 +18,7 @@ pub enum ActKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Activator {
     pub name: ActKind,
     /// Slope for x < 0 (leaky_relu only).

@@ -10,7 +10,6 @@ use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
 use crate::real::Real;
 use crate::scratch::{with_scratch, with_window};
-use crate::layers::grown;
 use crate::winograd::{self, Wino};
 use rayon::prelude::*;
 
@@ -89,6 +88,22 @@ impl Conv {
         self.use_direct
     }
 
+    /// Values of the transformed-weights buffer (`forward`'s `wbuf`, `input_grad`'s `wt`).
+    pub fn wt_len(&self) -> usize {
+        let (g, wino) = (&self.g, 16 * self.g.z * self.g.filters);
+        let fwd = if self.wino.is_some() { wino } else { 0 };
+        let back = self.transposed.map_or(0, |gt| gt.k() * g.z + if self.wino_t.is_some() { wino } else { 0 });
+        fwd.max(back)
+    }
+
+    /// Values of `weight_grad`'s partial sums for `n` samples.
+    pub fn partials_len(&self, n: usize) -> usize {
+        match &self.wino {
+            Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * 16 * self.g.z * self.g.filters,
+            None => (n * self.units().0).min(MAX_GROUPS) * self.g.k() * self.g.filters,
+        }
+    }
+
     /// im2col path: output positions per tile, the tiles of a sample equal in size.
     fn tile_rows(&self) -> usize {
         let p = self.g.out_positions().max(1);
@@ -130,7 +145,7 @@ impl Conv {
             }
         };
         if let Some(wg) = &self.wino {
-            let u = grown(wbuf, 16 * g.z * g.filters);
+            let u = &mut workspace(wbuf, self.wt_len())[..16 * g.z * g.filters];
             wg.weights(w, u);
             let u = &*u;
             if self.act.from_output() {
@@ -204,7 +219,7 @@ impl Conv {
         let jobs = n * per_sample;
         let groups = jobs.min(MAX_GROUPS);
         let kf = k * f;
-        let parts = grown(partials, groups * kf);
+        let parts = &mut workspace(partials, self.partials_len(n))[..groups * kf];
         parts.par_chunks_mut(kf).enumerate().for_each(|(gi, part)| {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
@@ -224,7 +239,7 @@ impl Conv {
         let jobs = wg.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
         // the groups' partial sums, then their total in one more slot
-        let (parts, total) = grown(partials, (groups + 1) * pz).split_at_mut(groups * pz);
+        let (parts, total) = workspace(partials, self.partials_len(n))[..(groups + 1) * pz].split_at_mut(groups * pz);
         parts.par_chunks_mut(pz).enumerate().for_each(|(gi, part)| {
             part.iter_mut().for_each(|v| *v = T::zero());
             for j in gi * jobs / groups..(gi + 1) * jobs / groups {
@@ -300,7 +315,7 @@ impl Conv {
         let (f, z) = (g.filters, g.z);
         let kt = gt.k();
         let wino_len = if self.wino_t.is_some() { 16 * f * z } else { 0 };
-        let (wt, u) = grown(wt, kt * z + wino_len).split_at_mut(kt * z);
+        let (wt, u) = workspace(wt, self.wt_len())[..kt * z + wino_len].split_at_mut(kt * z);
         wt.par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
             let (kx, ky) = (g.fx - 1 - kk / g.fy, g.fy - 1 - kk % g.fy);
             for c in 0..z {
@@ -366,6 +381,11 @@ impl Conv {
             epilogue(acc, dx, mask);
         });
     }
+}
+
+/// A workspace grown to `len` (the layer grows it first, with its name in errors).
+fn workspace<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    crate::alloc::grown(buf, len, || "convolution workspace".into())
 }
 
 /// dx = acc, or dx = acc ⊙ f'(a) with `mask` where dx holds a on entry.

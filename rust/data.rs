@@ -277,7 +277,7 @@ impl Dataset {
             crate::bail!("indices: the batch is empty");
         }
         if let Some(&bad) = idx.iter().find(|&&i| i >= self.n) {
-            return Err(Error(format!("indices: {bad} is not a sample of this data set (0..{})", self.n)));
+            return Err(Error::new(format!("indices: {bad} is not a sample of this data set (0..{})", self.n)));
         }
         Ok(())
     }
@@ -336,11 +336,16 @@ impl Dataset {
     }
 
     /// The targets of `idx` as rows of T.
-    pub fn targets_into<T: Real>(&self, idx: &[usize], out: &mut Vec<T>) {
-        out.clear();
-        for &i in idx {
-            out.extend(self.targets[i * self.k..(i + 1) * self.k].iter().map(|&v| T::of(v)));
+    pub fn targets_into<T: Real>(&self, idx: &[usize], out: &mut Vec<T>) -> Result<()> {
+        if !idx.is_empty() {
+            self.check(idx)?;
         }
+        out.clear();
+        crate::alloc::grow(out, crate::alloc::size(&[idx.len(), self.k], || "targets".into())?, T::zero(), || format!("targets: a batch of {}", idx.len()))?;
+        for (o, &i) in out.chunks_exact_mut(self.k).zip(idx) {
+            o.iter_mut().zip(&self.targets[i * self.k..(i + 1) * self.k]).for_each(|(o, &v)| *o = T::of(v));
+        }
+        Ok(())
     }
 }
 

@@ -45,13 +45,11 @@ impl Dense {
         match mask {
             None => prod(&mut dinput[..n * d]),
             Some(_) => {
-                if tmp.len() < n * d {
-                    tmp.resize(n * d, T::zero());
-                }
-                prod(&mut tmp[..n * d]);
+                let tmp = crate::alloc::grown(tmp, n * d, || format!("dense input gradient for a batch of {n}"));
+                prod(tmp);
                 dinput[..n * d]
                     .par_chunks_mut(1 << 14)
-                    .zip(tmp[..n * d].par_chunks(1 << 14))
+                    .zip(tmp.par_chunks(1 << 14))
                     .for_each(|(dx, acc)| crate::conv::epilogue(acc, dx, mask));
             }
         }

@@ -121,18 +121,11 @@ fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
 #[inline(always)]
 fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: T is f32 (same layout), and the CPU has AVX2 and FMA.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a.as_ptr() as *const f32, a.len()),
-                std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len()),
-            )
-        };
-        return T::of(unsafe { dot_f32_avx2(a, b) } as f64);
+    if let (Some(a), Some(b)) = (T::as_f32_slice(a), T::as_f32_slice(b)) {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return T::of(unsafe { dot_f32_avx2(a, b) } as f64);
+        }
     }
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -295,14 +288,12 @@ fn row_taps(plan: &Plan, rows: Rows<'_, f32>, w: &[f32], ox: usize, taps: &mut T
 /// `s` as f32 when T is f32.
 #[inline(always)]
 fn f32s<T: Real>(s: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32, same layout.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) })
+    T::as_f32_slice(s)
 }
 
 #[inline(always)]
 fn f32s_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: T is f32, same layout.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len()) })
+    T::as_f32_slice_mut(s)
 }
 
 simd_fn! {

@@ -62,7 +62,7 @@ pub fn suggest(size: usize, pad: usize, field: usize, stride: usize) -> String {
 fn spatial(dim: &[usize], what: &str) -> Result<[usize; 3]> {
     match *dim {
         [x, y, z] => Ok([x, y, z]),
-        _ => Err(Error(format!("{what} needs a 3-D input (X, Y, Z) but gets {}", shape_text(dim)))),
+        _ => Err(Error::new(format!("{what} needs a 3-D input (X, Y, Z) but gets {}", shape_text(dim)))),
     }
 }
 
@@ -82,7 +82,7 @@ fn windows(dim: [usize; 3], pad: [usize; 2], field: [usize; 2], stride: [usize; 
     for (a, axis) in ["X", "Y"].iter().enumerate() {
         out[a] = window_out(axis, dim[a], pad[a], field[a], stride[a], exact).map_err(|e| {
             let hint = if exact { format!("; try {}", suggest(dim[a], pad[a], field[a], stride[a])) } else { String::new() };
-            Error(format!("{what} with dim_in {}: {e}{hint}", shape_text(&dim)))
+            Error::new(format!("{what} with dim_in {}: {e}{hint}", shape_text(&dim)))
         })?;
     }
     Ok(out)
@@ -92,7 +92,7 @@ fn checked_size(dim: &[usize], what: &str) -> Result<usize> {
     dim.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= isize::MAX as usize / 8)
-        .ok_or_else(|| Error(format!("{what}: the shape {} is too large to hold", shape_text(dim))))
+        .ok_or_else(|| Error::new(format!("{what}: the shape {} is too large to hold", shape_text(dim))))
 }
 
 fn param(name: &str, shape: Vec<usize>, l: &LayerSpec) -> ParamSpec {
@@ -334,5 +334,29 @@ mod tests {
         assert!(e.contains("layout[1] (m)") && e.contains("needs a 3-D input"), "{e}");
         let e = err(r#"{"kind": "dropout", "name": "d", "rate": 0.1}, {"kind": "dropout", "name": "d", "rate": 0.1}"#);
         assert!(e.contains("used twice"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use crate::spec::NetSpec;
+
+    /// Unknown fields anywhere in a spec are refused (a misspelt option is no default).
+    #[test]
+    fn unknown_fields_are_refused() {
+        let spec = |top: &str, layer: &str, act: &str| {
+            format!(
+                r#"{{"dtype": "f64", "input": [4, 4, 2], "loss": {{"name": "squared_error"}}, "update": {{"name": "momentum", "mu": 0.9}},
+                "reduction": "sum"{top}, "layers": [{{"kind": "conv", "name": "c", "padding": [0, 0], "field": [3, 3], "stride": [1, 1],
+                "filters": 2, "activator": {{"name": "relu"{act}}}{layer}}}, {{"kind": "dense", "name": "d", "neurons": 3, "activator": {{"name": "linear"}}}}]}}"#
+            )
+        };
+        assert!(NetSpec::from_json(&spec("", "", "")).is_ok());
+        for (top, layer, act) in [(r#", "sed": 1"#, "", ""), ("", r#", "filterz": 3"#, ""), ("", "", r#", "alpah": 0.1"#)] {
+            let e = NetSpec::from_json(&spec(top, layer, act)).unwrap_err().0;
+            assert!(e.contains("unknown field"), "{e}");
+        }
+        let e = NetSpec::from_json(&spec("", "", "").replace(r#""mu": 0.9"#, r#""mu": 0.9, "nu": 1"#)).unwrap_err().0;
+        assert!(e.contains("unknown field"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 pub mod error;
 
 pub mod activator;
+pub mod alloc;
 pub mod conv;
 pub mod data;
 pub mod dense;

@@ -13,6 +13,7 @@ pub enum LossKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Loss {
     pub name: LossKind,
     /// Targets per sample of SoftmaxLogMultEntropy (Σt = n).

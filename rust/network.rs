@@ -4,7 +4,8 @@
 //! batch.
 
 use crate::data::{Augment, Convert, Dataset};
-use crate::error::{Error, Result};
+use crate::alloc;
+use crate::error::Result;
 use crate::layers::{Ctx, Mode, Sequence, Slot, Tensors};
 use crate::layout;
 use crate::real::Real;
@@ -71,22 +72,35 @@ impl<T: Real> Network<T> {
             crate::bail!("spec: the resolved shapes in the spec are not those of its layout (resolve it with neuroflow._core.resolve)");
         }
         let spec = resolved;
-        let (seq, _) = Sequence::new(&spec.layers, Slot::default())?;
-        let (mut param_info, mut state_info, mut mults, mut params, mut state) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut seq, _) = Sequence::new(&spec.layers, Slot::default())?;
+        let (mut param_info, mut state_info, mut mults, mut params, mut grads, mut slots, mut state) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut uid = 0;
+        // every tensor allocated fallibly, sizes checked: a layout or model file beyond
+        // memory is refused with the layer and the bytes named
         walk(&spec.layers, "", &mut |prefix, l| {
+            let what = crate::layers::label(uid, l);
+            uid += 1;
             for p in &l.params {
+                let len = alloc::size(&p.shape, || format!("{what}: {}", p.name))?;
                 param_info.push((format!("{prefix}{}.{}", l.name, p.name), p.shape.clone()));
                 mults.push((p.lr_mult, p.wd_mult));
-                params.push(vec![T::zero(); p.shape.iter().product()]);
+                params.push(alloc::zeros(len, || format!("{what}: {}", p.name))?);
+                grads.push(alloc::zeros(len, || format!("{what}: {} gradient", p.name))?);
+                for s in spec.update.slots() {
+                    slots.push(alloc::zeros(len, || format!("{what}: {} optimizer slot {s:?}", p.name))?);
+                }
             }
             for s in &l.state {
+                let len = alloc::size(&s.shape, || format!("{what}: {}", s.name))?;
                 state_info.push((format!("{prefix}{}.{}", l.name, s.name), s.shape.clone()));
-                state.push(vec![T::of(s.init); s.shape.iter().product()]);
+                state.push(alloc::filled(len, T::of(s.init), || format!("{what}: {}", s.name))?);
             }
-        });
-        let grads = params.clone();
-        let slots = params.iter().flat_map(|p| spec.update.slots().iter().map(move |_| vec![T::zero(); p.len()])).collect();
+            Ok(())
+        })?;
         let k = seq.out_size();
+        // the buffers of one sample now: a net that cannot hold one is refused when built
+        seq.reserve(1)?;
+        let row = alloc::zeros(k, || "the loss's output row".into())?;
         Ok(Network {
             spec,
             seq,
@@ -100,7 +114,7 @@ impl<T: Real> Network<T> {
             mults,
             input: Vec::new(),
             targets: Vec::new(),
-            row: vec![T::zero(); k],
+            row,
             shard: (None, 0),
             sync: None,
         })
@@ -130,13 +144,13 @@ impl<T: Real> Network<T> {
         Convert::new(bytes, norm, *self.spec.input.last().unwrap())
     }
 
-    /// The input buffer grown to `len` values.
-    fn input_buffer(&mut self, len: usize) -> Result<Vec<T>> {
+    /// The input buffer grown to `n` samples, and the layers' buffers: every batch buffer
+    /// is allocated (or refused, with the layer named) before any work starts.
+    fn input_buffer(&mut self, n: usize) -> Result<Vec<T>> {
+        self.seq.reserve(n)?;
         let mut buf = std::mem::take(&mut self.input);
-        if buf.len() < len {
-            buf.try_reserve(len - buf.len()).map_err(|_| Error(format!("x: not enough memory for a batch of {len} values")))?;
-            buf.resize(len, T::zero());
-        }
+        let len = alloc::size(&[n, self.in_size()], || format!("input: a batch of {n}"))?;
+        alloc::grow(&mut buf, len, T::zero(), || format!("input: a batch of {n}"))?;
         Ok(buf)
     }
 
@@ -156,9 +170,10 @@ impl<T: Real> Network<T> {
         }
         let pool = threads::pool();
         if let (Input::Float(v), None) = (x, &self.spec.input_norm) {
+            self.seq.reserve(n)?;
             return Ok(pool.install(|| f(self, v, n)));
         }
-        let mut buf = self.input_buffer(n * d)?;
+        let mut buf = self.input_buffer(n)?;
         let conv = self.convert(matches!(x, Input::Bytes(_)));
         let r = pool.install(|| {
             const C: usize = 1 << 14; // a multiple of any channel count that matters: rows stay whole
@@ -183,10 +198,13 @@ impl<T: Real> Network<T> {
             crate::bail!("data: targets of {} values, the network gives {}", ds.k, self.out_size());
         }
         let n = idx.len();
-        let mut buf = self.input_buffer(n * self.in_size())?;
+        let mut buf = self.input_buffer(n)?;
         let conv = self.convert(matches!(ds.values, crate::data::Values::Bytes(_)));
         let mut t = std::mem::take(&mut self.targets);
-        ds.targets_into(idx, &mut t);
+        if let Err(e) = ds.targets_into(idx, &mut t) {
+            self.input = buf;
+            return Err(e);
+        }
         let r = threads::pool().install(|| -> Result<R> {
             ds.gather_into(idx, aug, epoch, &conv, &mut buf)?;
             Ok(f(self, &buf[..n * ds.sample_size()], &t, n))
@@ -272,10 +290,11 @@ impl<T: Real> Network<T> {
             net.run_forward(x, n, mode, upto);
             n
         })?;
-        Ok(match uid {
-            None => self.seq.output(n).to_vec(),
-            Some(u) => self.seq.activation(u, n).expect("a layer that ran").to_vec(),
-        })
+        let out = match uid {
+            None => self.seq.output(n),
+            Some(u) => self.seq.activation(u, n).expect("a layer that ran"),
+        };
+        alloc::copy(out, || format!("output: a batch of {n}"))
     }
 
     pub fn output_shape(&self, uid: Option<usize>) -> Vec<usize> {
@@ -289,7 +308,7 @@ impl<T: Real> Network<T> {
     pub fn predict(&mut self, x: Input<T>) -> Result<Vec<T>> {
         let y = self.forward(x, None, Mode::Eval)?;
         let k = self.out_size();
-        let mut out = vec![T::zero(); y.len()];
+        let mut out = alloc::zeros(y.len(), || "probabilities".into())?;
         for (o, r) in out.chunks_mut(k).zip(y.chunks(k)) {
             self.spec.loss.output(r, o);
         }
@@ -312,7 +331,7 @@ impl<T: Real> Network<T> {
             let total = net.backprop(x, t, n, false);
             net.reduce(total, n)
         })?;
-        Ok((loss, self.grads.clone()))
+        Ok((loss, alloc::copies(&self.grads, "gradients")?))
     }
 
     /// The same by central differences of the train-mode loss with step `delta` (two
@@ -343,7 +362,7 @@ impl<T: Real> Network<T> {
             }
             loss
         })?;
-        Ok((loss, self.grads.clone()))
+        Ok((loss, alloc::copies(&self.grads, "gradients")?))
     }
 
     /// One training step on a batch; returns the mean per-sample loss before the update.
@@ -354,7 +373,7 @@ impl<T: Real> Network<T> {
         }
         let n = x.len() / self.in_size().max(1);
         // running statistics as they were, should the step go wrong
-        let kept = self.state.clone();
+        let kept = alloc::copies(&self.state, "state")?;
         let total = match approx {
             None => self.with_input(x, Some(t), |net, x, n| net.backprop(x, t, n, true))?,
             Some(delta) => {
@@ -375,7 +394,7 @@ impl<T: Real> Network<T> {
         if !lr.is_finite() {
             crate::bail!("learning_rate: must be finite, got {lr}");
         }
-        let kept = self.state.clone();
+        let kept = alloc::copies(&self.state, "state")?;
         let (total, n) = self.with_batch(ds, idx, aug, epoch, |net, x, t, n| (net.backprop(x, t, n, true), n))?;
         self.finish_step(total, n, lr, kept)
     }
@@ -513,13 +532,14 @@ fn clear(l: &mut crate::spec::LayerSpec) {
 }
 
 /// Visit every layer in pre-order with the name prefix of the residuals around it.
-fn walk(layers: &[crate::spec::LayerSpec], prefix: &str, f: &mut impl FnMut(&str, &crate::spec::LayerSpec)) {
+fn walk(layers: &[crate::spec::LayerSpec], prefix: &str, f: &mut impl FnMut(&str, &crate::spec::LayerSpec) -> Result<()>) -> Result<()> {
     for l in layers {
-        f(prefix, l);
+        f(prefix, l)?;
         if let crate::spec::Kind::Residual { layers, .. } = &l.kind {
-            walk(layers, &format!("{prefix}{}.", l.name), f);
+            walk(layers, &format!("{prefix}{}.", l.name), f)?;
         }
     }
+    Ok(())
 }
 
 fn check_like<T: Real>(have: &[Vec<T>], new: &[Vec<T>], what: &str) -> Result<()> {
@@ -535,4 +555,40 @@ fn check_like<T: Real>(have: &[Vec<T>], new: &[Vec<T>], what: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn spec(input: &str, layers: &str) -> NetSpec {
+        NetSpec::from_json(&format!(
+            r#"{{"dtype": "f32", "input": {input}, "loss": {{"name": "squared_error"}}, "update": {{"name": "momentum", "mu": 0.9}},
+            "reduction": "mean", "layers": [{layers}]}}"#
+        ))
+        .unwrap()
+    }
+
+    /// Sizes beyond memory: an error naming the layer and the bytes, before any work.
+    #[test]
+    fn sizes_beyond_memory_are_refused_with_the_layer_named() {
+        // 2^31 × 2^30 weights: a shape the layout already refuses
+        let e = Network::<f32>::new(spec("[2147483648]", r#"{"kind": "dense", "name": "d0", "neurons": 1073741824, "activator": {"name": "relu"}}"#)).err().unwrap();
+        assert_eq!(e.1, ErrorKind::Value, "{e}");
+        assert!(e.0.starts_with("layout[0] (d0)"), "{e}");
+        // 2^50 weights of 4 bytes: more than any allocator grants
+        let e = Network::<f32>::new(spec("[4]", r#"{"kind": "dense", "name": "d0", "neurons": 2, "activator": {"name": "relu"}}, {"kind": "dense", "name": "big", "neurons": 562949953421312, "activator": {"name": "relu"}}"#)).err().unwrap();
+        assert_eq!(e.1, ErrorKind::Memory, "{e}");
+        assert!(e.0.starts_with("layer 1 (dense 'big'): weight needs 4503599627370496 bytes (4.0 PiB); not enough memory"), "{e}");
+        // one sample's activations (2^40 × 2^20 values)
+        let e = Network::<f32>::new(spec("[1099511627776, 1048576, 1]", r#"{"kind": "conv", "name": "c", "padding": [0, 0], "field": [1, 1], "stride": [1, 1], "filters": 1, "activator": {"name": "relu"}}"#)).err().unwrap();
+        assert!(e.0.starts_with("layer 0 (conv 'c'): the activations buffer for a batch of 1 need") || e.0.contains("too large"), "{e}");
+        // a batch too large: refused, and the network still works on small ones
+        let mut net = Network::<f32>::new(spec("[64, 64, 3]", r#"{"kind": "conv", "name": "c", "padding": [0, 0], "field": [3, 3], "stride": [1, 1], "filters": 4, "activator": {"name": "relu"}}"#)).unwrap();
+        let x = vec![0u8; 64 * 64 * 3];
+        assert!(net.seq.reserve(1 << 40).unwrap_err().0.starts_with("layer 0 (conv 'c'): "));
+        assert_eq!(net.seq.cap, 0);
+        assert_eq!(net.forward(Input::Bytes(&x), None, Mode::Eval).unwrap().len(), 62 * 62 * 4);
+    }
 }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "name")]
+#[serde(rename_all = "snake_case", tag = "name", deny_unknown_fields)]
 pub enum Update {
     Vanilla {
         #[serde(default)]

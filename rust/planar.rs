@@ -38,16 +38,16 @@ simd_fn! {
         let n = g.sy * z;
         let mut j0 = 0; // groups already split by the vector code
         #[cfg(target_arch = "x86_64")]
-        if (n == 2 || n == 3) && yn >= g.sy && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::is_x86_feature_detected!("avx2") {
+        if let (true, Some(src), Some(dst)) = ((n == 2 || n == 3) && yn >= g.sy && std::is_x86_feature_detected!("avx2"), T::as_f32_slice(src), T::as_f32_slice_mut(dst)) {
             // every stream has at least Y / sy values; split whole blocks of 8 of those
             j0 = yn / g.sy / 8 * 8;
             let mut outs = [std::ptr::null_mut::<f32>(); 3];
             for (s, o) in outs.iter_mut().enumerate().take(n) {
-                *o = dst[(s % z) * yn + phase_start(g, s / z)..].as_mut_ptr() as *mut f32;
+                *o = dst[(s % z) * yn + phase_start(g, s / z)..].as_mut_ptr();
             }
-            // SAFETY: T is f32; the CPU has AVX2; src holds n·j0 values and each stream's
+            // SAFETY: the CPU has AVX2; src holds n·j0 values and each stream's
             // destination at least j0.
-            unsafe { split_streams_f32_avx2(src.as_ptr() as *const f32, n, j0, outs) };
+            unsafe { split_streams_f32_avx2(src.as_ptr(), n, j0, outs) };
         }
         for s in 0..n {
             let (r, c) = (s / z, s % z);
@@ -68,12 +68,12 @@ simd_fn! {
         let n = g.sy * z;
         let mut j0 = 0;
         #[cfg(target_arch = "x86_64")]
-        if n == 2 && yn >= g.sy && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::is_x86_feature_detected!("avx2") {
+        if let (true, Some(src), Some(dst)) = (n == 2 && yn >= g.sy && std::is_x86_feature_detected!("avx2"), T::as_f32_slice(src), T::as_f32_slice_mut(dst)) {
             j0 = yn / g.sy / 8 * 8;
-            let ins: [*const f32; 2] = std::array::from_fn(|s| src[(s % z) * yn + phase_start(g, s / z)..].as_ptr() as *const f32);
-            // SAFETY: T is f32; the CPU has AVX2; each stream holds at least j0 values and
-            // dst at least 2·j0.
-            unsafe { merge_streams2_f32_avx2(ins, j0, dst.as_mut_ptr() as *mut f32) };
+            let ins: [*const f32; 2] = std::array::from_fn(|s| src[(s % z) * yn + phase_start(g, s / z)..].as_ptr());
+            // SAFETY: the CPU has AVX2; each stream holds at least j0 values and dst at
+            // least 2·j0.
+            unsafe { merge_streams2_f32_avx2(ins, j0, dst.as_mut_ptr()) };
         }
         for s in 0..n {
             let (r, c) = (s / z, s % z);

@@ -1,5 +1,6 @@
 //! PyO3 bindings: `neuroflow._core.Engine`, the CPU engine of docs/engine.md.
-//! Core errors become ValueError; a Rust panic becomes RuntimeError, never an abort.
+//! Core errors become ValueError, or MemoryError where an allocation was refused; a Rust
+//! panic becomes RuntimeError, never an abort.
 //! Every numeric call runs with the interpreter released.
 
 use crate::network::{Input, Network};
@@ -8,16 +9,26 @@ use crate::layers::Mode;
 use crate::spec::NetSpec;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A core error as the Python exception of its kind.
+fn py_err(e: crate::Error) -> PyErr {
+    match e.1 {
+        crate::error::ErrorKind::Value => PyValueError::new_err(e.0),
+        crate::error::ErrorKind::Memory => PyMemoryError::new_err(e.0),
+    }
+}
 
 /// Run `f` without the GIL; map errors and panics to Python exceptions.
 fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<R> + Send) -> PyResult<R> {
     match py.detach(move || catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
+        Ok(Err(e)) => Err(py_err(e)),
+        // an allocation refused in the middle of a computation (alloc::grown)
+        Err(p) if p.is::<crate::Error>() => Err(py_err(*p.downcast::<crate::Error>().expect("checked"))),
         Err(p) => {
             let msg = p
                 .downcast_ref::<&str>()
@@ -92,7 +103,10 @@ fn vectors<T: Element + Real>(list: &Bound<'_, PyAny>, shapes: &[Vec<usize>], na
             if a.shape() != shape.as_slice() {
                 return Err(PyValueError::new_err(format!("{name}[{i}]: expected shape {shape:?}, got {:?}", a.shape())));
             }
-            Ok(a.as_array().iter().copied().collect())
+            let mut v = Vec::new();
+            v.try_reserve_exact(a.len()).map_err(|_| PyMemoryError::new_err(format!("{name}[{i}]: not enough memory to copy {} values", a.len())))?;
+            v.extend(a.as_array().iter().copied());
+            Ok(v)
         })
         .collect()
 }
@@ -286,6 +300,10 @@ macro_rules! each {
     };
 }
 
+fn copies<T: Clone>(list: &[Vec<T>], what: &str) -> PyResult<Vec<Vec<T>>> {
+    crate::alloc::copies(list, what).map_err(py_err)
+}
+
 fn info(list: &[crate::network::Info]) -> Vec<(String, Vec<usize>)> {
     list.to_vec()
 }
@@ -299,14 +317,16 @@ pub struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    fn new(spec_json: &str) -> PyResult<Self> {
-        let spec = NetSpec::from_json(spec_json).map_err(|e| PyValueError::new_err(e.0))?;
-        let err = |e: crate::Error| PyValueError::new_err(e.0);
-        let net = match spec.dtype.as_str() {
-            "f32" => Net::F32(Typed(Network::new(spec).map_err(err)?)),
-            "f64" => Net::F64(Typed(Network::new(spec).map_err(err)?)),
-            other => return Err(PyValueError::new_err(format!("dtype: expected \"f32\" or \"f64\", got {other:?}"))),
-        };
+    fn new(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
+        // through `run`: building allocates every tensor (MemoryError, never an abort)
+        let net = run(py, || {
+            let spec = NetSpec::from_json(spec_json)?;
+            Ok(match spec.dtype.as_str() {
+                "f32" => Net::F32(Typed(Network::new(spec)?)),
+                "f64" => Net::F64(Typed(Network::new(spec)?)),
+                other => crate::bail!("dtype: expected \"f32\" or \"f64\", got {other:?}"),
+            })
+        })?;
         Ok(Engine { net })
     }
 
@@ -333,35 +353,35 @@ impl Engine {
     }
 
     fn get_params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        each!(&self.net, n => arrays(py, &n.param_shapes(), n.0.params.clone()))
+        each!(&self.net, n => arrays(py, &n.param_shapes(), copies(&n.0.params, "params")?))
     }
 
     fn set_params(&mut self, params: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&mut self.net, n => {
             let v = vectors(params, &n.param_shapes(), "params")?;
-            n.0.set_params(v).map_err(|e| PyValueError::new_err(e.0))
+            n.0.set_params(v).map_err(py_err)
         })
     }
 
     fn get_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        each!(&self.net, n => arrays(py, &n.state_shapes(), n.0.state.clone()))
+        each!(&self.net, n => arrays(py, &n.state_shapes(), copies(&n.0.state, "state")?))
     }
 
     fn set_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&mut self.net, n => {
             let v = vectors(state, &n.state_shapes(), "state")?;
-            n.0.set_state(v).map_err(|e| PyValueError::new_err(e.0))
+            n.0.set_state(v).map_err(py_err)
         })
     }
 
     fn get_optimizer_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        each!(&self.net, n => arrays(py, &n.slot_shapes(), n.0.slots.clone()))
+        each!(&self.net, n => arrays(py, &n.slot_shapes(), copies(&n.0.slots, "optimizer_state")?))
     }
 
     fn set_optimizer_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&mut self.net, n => {
             let v = vectors(state, &n.slot_shapes(), "optimizer_state")?;
-            n.0.set_slots(v).map_err(|e| PyValueError::new_err(e.0))
+            n.0.set_slots(v).map_err(py_err)
         })
     }
 
@@ -471,7 +491,7 @@ impl PyDataset {
             return Err(PyValueError::new_err(format!("t: expected (N, K) targets, got shape {:?}", t.shape())));
         }
         let k = t.shape()[1];
-        let targets = c_slice(&t, "t")?.to_vec();
+        let targets = crate::alloc::copy(c_slice(&t, "t")?, || "t: the targets".into()).map_err(py_err)?;
         let values_of = |shape: &[usize]| -> PyResult<Vec<usize>> {
             if shape.len() < 2 {
                 return Err(PyValueError::new_err(format!("x: expected (N, *shape) samples, got shape {shape:?}")));
@@ -534,7 +554,7 @@ impl PyDataset {
             return Err(PyValueError::new_err(format!("indices: {bad} is not a sample of this data set (0..{})", self.inner.n)));
         }
         let mut out = Vec::new();
-        self.inner.targets_into::<f64>(&idx, &mut out);
+        self.inner.targets_into::<f64>(&idx, &mut out).map_err(py_err)?;
         array(py, vec![idx.len(), self.inner.k], out)
     }
 }
@@ -545,7 +565,8 @@ impl PyDataset {
         let ds = &self.inner;
         let d = ds.sample_size();
         let out = run(py, || {
-            let mut out = vec![T::zero(); idx.len() * d];
+            let len = crate::alloc::size(&[idx.len(), d], || "gather".into())?;
+            let mut out = crate::alloc::zeros::<T>(len, || format!("gather: a batch of {}", idx.len()))?;
             let conv = crate::data::Convert::new(matches!(ds.values, crate::data::Values::Bytes(_)), None, *ds.shape.last().unwrap());
             crate::threads::pool().install(|| ds.gather_into(&idx, aug.as_ref(), epoch, &conv, &mut out))?;
             Ok(out)
@@ -559,7 +580,7 @@ impl PyDataset {
 /// A spec with every layer's shapes, parameters and state filled in (docs/engine.md).
 #[pyfunction]
 fn resolve(spec_json: &str) -> PyResult<String> {
-    crate::layout::resolve_json(spec_json).map_err(|e| PyValueError::new_err(e.0))
+    crate::layout::resolve_json(spec_json).map_err(py_err)
 }
 
 /// One layer's spec resolved for input `dim_in`; `what` names it in messages.
@@ -567,7 +588,7 @@ fn resolve(spec_json: &str) -> PyResult<String> {
 fn resolve_layer(layer_json: &str, dim_in: Vec<usize>, what: &str) -> PyResult<String> {
     let err = |e: String| PyValueError::new_err(e);
     let mut l: crate::spec::LayerSpec = serde_json::from_str(layer_json).map_err(|e| err(format!("{what}: not a valid layer spec: {e}")))?;
-    crate::layout::resolve_layer(&mut l, &dim_in, what).map_err(|e| err(e.0))?;
+    crate::layout::resolve_layer(&mut l, &dim_in, what).map_err(py_err)?;
     Ok(serde_json::to_string(&l).expect("a spec always serialises"))
 }
 
@@ -588,7 +609,7 @@ fn matmul_typed<'py, T: Element + Real>(py: Python<'py>, a: PyReadonlyArrayDyn<'
     let (x, y) = (c_slice(&a, "a")?, c_slice(&b, "b")?);
     let (m, k, n) = (sa[0], sa[1], sb[1]);
     let c = run(py, || {
-        let mut c = vec![T::zero(); m * n];
+        let mut c = crate::alloc::zeros(crate::alloc::size(&[m, n], || "matmul: the product".into())?, || "matmul: the product".into())?;
         let pool = crate::threads::pool();
         let threads = pool.current_num_threads();
         pool.install(|| crate::matmul::matmul(crate::matmul::Mat::new(x, m, k), crate::matmul::Mat::new(y, k, n), &mut c, false, threads));

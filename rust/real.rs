@@ -30,6 +30,9 @@ pub trait Real:
     /// f32: branch-free rational and polynomial approximations that vectorise, within a
     /// few ulp (tested against libm).
     fn normal_cdf_pdf(self) -> (Self, Self);
+    /// `s` as f32 values when Self is f32, for the f32-only SIMD kernels; None for f64.
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 /// Φ and φ in f64 from libm.
@@ -108,6 +111,14 @@ impl Real for f32 {
         let pdf = exp_neg_f32(-0.5 * self * self) * 0.398_942_3;
         (cdf, pdf)
     }
+    #[inline(always)]
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    #[inline(always)]
+    fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Real for f64 {
@@ -127,6 +138,14 @@ impl Real for f64 {
     #[inline(always)]
     fn normal_cdf_pdf(self) -> (Self, Self) {
         cdf_pdf_f64(self)
+    }
+    #[inline(always)]
+    fn as_f32_slice(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    #[inline(always)]
+    fn as_f32_slice_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

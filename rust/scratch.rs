@@ -24,9 +24,9 @@ pub fn with_window<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
 
 fn lend<T: Real, R>(cell: &RefCell<Vec<f64>>, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     let mut buf = cell.borrow_mut();
-    let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+    let words = len.saturating_mul(std::mem::size_of::<T>()).div_ceil(8);
     if buf.len() < words {
-        buf.resize(words, 0.0);
+        crate::alloc::grown(&mut buf, words, || format!("per-thread scratch of {len} values"));
     }
     // SAFETY: T is f32 or f64 (sealed), any bit pattern is valid, f64 alignment covers
     // both, and `words` 8-byte words hold `len` elements of T.

@@ -1,7 +1,8 @@
 //! The network spec (docs/engine.md): plain data, parsed from the JSON the Python layer
 //! writes. `layout::resolve` fills in every layer's shapes, parameters and state; the
 //! engine is built from a resolved spec. Python validates first and words the errors for
-//! users; the checks here are the last line of defence.
+//! users; the checks here are the last line of defence. Unknown fields are refused: a
+//! misspelt option is an error, not a default silently used.
 
 use crate::activator::Activator;
 use crate::error::{Error, Result};
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 
 /// A trained tensor of a layer, as resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
@@ -23,6 +25,7 @@ pub struct ParamSpec {
 
 /// A non-trained tensor of a layer (BatchNorm's running statistics), as resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StateSpec {
     pub name: String,
     pub shape: Vec<usize>,
@@ -41,7 +44,9 @@ fn linear() -> Activator {
 
 /// What a layer computes: its kind and configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// deny_unknown_fields here, not on LayerSpec (serde does not combine it with flatten):
+// the kind sees the fields LayerSpec does not know
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Kind {
     Conv {
         padding: [usize; 2],
@@ -151,6 +156,7 @@ pub enum Reduction {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetSpec {
     #[serde(default = "two")]
     pub version: u32,
@@ -169,6 +175,7 @@ pub struct NetSpec {
 
 /// x ← (x − mean[c]) / std[c] for the input's last dimension.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputNorm {
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
@@ -180,7 +187,7 @@ fn two() -> u32 {
 
 impl NetSpec {
     pub fn from_json(s: &str) -> Result<Self> {
-        let spec: NetSpec = serde_json::from_str(s).map_err(|e| Error(format!("spec: not a valid network spec: {e}")))?;
+        let spec: NetSpec = serde_json::from_str(s).map_err(|e| Error::new(format!("spec: not a valid network spec: {e}")))?;
         if spec.version != 2 {
             crate::bail!("spec: version {} is not one this engine reads (2)", spec.version);
         }

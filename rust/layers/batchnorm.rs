@@ -3,7 +3,7 @@
 //! running ones, PyTorch's momentum convention); eval mode by the running statistics.
 //! Sums run in f64 over a fixed grouping of rows: the same result for any thread count.
 
-use super::{grown, own_fprime, Ctx, Layer, Mode, Slot, Tensors, XDx};
+use super::{own_fprime, reserve, Ctx, Layer, Mode, Slot, Tensors, XDx};
 use crate::simd::simd_fn;
 use crate::activator::Activator;
 use crate::real::Real;
@@ -173,10 +173,15 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, n: usize) {
+    fn reserve(&mut self, n: usize, what: &str) -> crate::Result<()> {
         if !self.act.from_output() {
-            grown(&mut self.s, n * self.spec.in_size());
+            reserve(&mut self.s, n, self.spec.in_size(), what, "pre-activations")?;
         }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        self.s = Vec::new();
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {

@@ -1,7 +1,7 @@
 //! Convolution layer: `conv::Conv`'s kernels (im2col, Winograd, direct), an optional
 //! learnable bias, and the activator, applied in each work unit of the forward pass.
 
-use super::{bias_grad, grown, own_fprime, Ctx, Layer, Slot, Tensors, XDx};
+use super::{bias_grad, label, own_fprime, reserve, Ctx, Layer, Slot, Tensors, XDx};
 use crate::activator::Activator;
 use crate::conv::Conv;
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ impl<T: Real> ConvLayer<T> {
     pub fn new(spec: &LayerSpec, slot: Slot) -> Result<Self> {
         let Kind::Conv { padding, field, stride, filters, bias, activator, algorithm } = &spec.kind else { unreachable!() };
         let d = &spec.dim_in;
-        let what = |e: Error| Error(format!("layer {}: {e}", spec.name));
+        let what = |e: Error| Error::new(format!("layer {}: {e}", spec.name));
         let g = ConvGeom::new([d[0], d[1], d[2]], *padding, *field, *stride, *filters).map_err(what)?;
         let conv = Conv::with_algorithm(g, *activator, algorithm).map_err(what)?;
         Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), wt: Vec::new(), partials: Vec::new() })
@@ -35,6 +35,16 @@ impl<T: Real> ConvLayer<T> {
     fn act(&self) -> &Activator {
         &self.conv.act
     }
+
+    /// Grow the transformed weights or the partial sums (grown in the pass that needs
+    /// them, so they are named here; an allocation refused there unwinds to the bindings).
+    fn workspace(&mut self, len: usize, partials: bool, n: usize) {
+        let buf = if partials { &mut self.partials } else { &mut self.wt };
+        if buf.len() < len {
+            let (label, name) = (label(self.slot.uid, &self.spec), if partials { "weight-gradient partial sums" } else { "transformed weights" });
+            crate::alloc::grown(buf, len, || format!("{label}: the {name} buffer for a batch of {n}"));
+        }
+    }
 }
 
 impl<T: Real> Layer<T> for ConvLayer<T> {
@@ -42,15 +52,21 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, n: usize) {
+    fn reserve(&mut self, n: usize, what: &str) -> Result<()> {
         if !self.act().from_output() {
-            grown(&mut self.s, n * self.conv.g.out_size());
+            reserve(&mut self.s, n, self.conv.g.out_size(), what, "pre-activations")?;
         }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        (self.s, self.wt, self.partials) = (Vec::new(), Vec::new(), Vec::new());
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {
         let p = self.slot.param;
         let bias = self.bias.then(|| &t.params[p + 1][..]);
+        self.workspace(self.conv.wt_len(), false, cx.n);
         self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt);
     }
 
@@ -59,6 +75,8 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         let act = *self.act();
         own_fprime(&act, dy, y, &self.s, folded);
         let dy: &[T] = dy;
+        self.workspace(self.conv.partials_len(n), true, n);
+        self.workspace(self.conv.wt_len(), false, n);
         let (w, grads) = (&t.params[p], &mut *t.grads);
         {
             let x: &[T] = match &io {

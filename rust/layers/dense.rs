@@ -1,6 +1,6 @@
 //! Dense layer: `dense::Dense`'s products, an optional learnable bias, the activator.
 
-use super::{bias_grad, grown, own_fprime, Ctx, Layer, Slot, Tensors, XDx};
+use super::{bias_grad, label, own_fprime, reserve, Ctx, Layer, Slot, Tensors, XDx};
 use crate::activator::Activator;
 use crate::dense::Dense;
 use crate::real::Real;
@@ -31,10 +31,15 @@ impl<T: Real> Layer<T> for DenseLayer<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, n: usize) {
+    fn reserve(&mut self, n: usize, what: &str) -> crate::Result<()> {
         if !self.dense.act.from_output() {
-            grown(&mut self.s, n * self.dense.neurons);
+            reserve(&mut self.s, n, self.dense.neurons, what, "pre-activations")?;
         }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        (self.s, self.tmp) = (Vec::new(), Vec::new());
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {
@@ -59,7 +64,14 @@ impl<T: Real> Layer<T> for DenseLayer<T> {
             bias_grad(&dy[..n * self.dense.neurons], self.dense.neurons, &mut grads[p + 1]);
         }
         match io {
-            XDx::InPlace(buf, mask) => self.dense.input_grad(w, dy, n, buf, threads, mask, &mut self.tmp),
+            XDx::InPlace(buf, mask) => {
+                if mask.is_some() {
+                    // grown here, not in `reserve`: only training needs it
+                    let (len, uid, spec) = (n * self.dense.dim_in, self.slot.uid, &self.spec);
+                    crate::alloc::grown(&mut self.tmp, len, || format!("{}: the input gradient buffer for a batch of {n}", label(uid, spec)));
+                }
+                self.dense.input_grad(w, dy, n, buf, threads, mask, &mut self.tmp)
+            }
             XDx::Separate(_, Some(dx)) => self.dense.input_grad(w, dy, n, dx, threads, None, &mut self.tmp),
             XDx::Separate(_, None) => {}
         }

@@ -63,7 +63,9 @@ impl<T: Real> Layer<T> for Dropout<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, _n: usize) {}
+    fn reserve(&mut self, _n: usize, _what: &str) -> crate::Result<()> {
+        Ok(())
+    }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], _t: &mut Tensors<'_, T>) {
         let len = cx.n * self.spec.in_size();

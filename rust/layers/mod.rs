@@ -74,8 +74,10 @@ pub struct Tensors<'a, T> {
 
 pub trait Layer<T: Real>: Send + Sync {
     fn spec(&self) -> &LayerSpec;
-    /// Grow per-batch scratch to `n` samples.
-    fn reserve(&mut self, n: usize);
+    /// Grow per-batch buffers to `n` samples; `what` names the layer in errors.
+    fn reserve(&mut self, n: usize, what: &str) -> Result<()>;
+    /// Free the per-batch buffers (after a `reserve` that failed part-way).
+    fn release(&mut self) {}
     /// y = layer(x) for `cx.n` samples.
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>);
     /// From dy = ∂L/∂y (the layer may overwrite it), the parameter gradients (written,
@@ -198,10 +200,14 @@ pub fn add_bias<T: Real>(v: &mut [T], b: &[T]) {
     }
 }
 
-/// buf[..len], grown (never shrunk) to hold it.
-pub fn grown<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
-    if buf.len() < len {
-        buf.resize(len, T::zero());
-    }
-    &mut buf[..len]
+/// How errors name a layer: "layer 3 (conv 'c3')" (its pre-order id, kind and name).
+pub fn label(uid: usize, spec: &LayerSpec) -> String {
+    format!("layer {uid} ({} '{}')", spec.kind.id_name(), spec.name)
+}
+
+/// Grow a layer's buffer `buf` to `n` samples of `per` values: `what` names the layer,
+/// `name` the buffer.
+pub fn reserve<T: Clone + num_traits::Zero>(buf: &mut Vec<T>, n: usize, per: usize, what: &str, name: &str) -> Result<()> {
+    let desc = || format!("{what}: the {name} buffer for a batch of {n}");
+    crate::alloc::grow(buf, crate::alloc::size(&[n, per], desc)?, T::zero(), desc)
 }

@@ -1,7 +1,7 @@
 //! Pooling: max and average over windows (channels last, so every window step is a run
 //! of Z contiguous channels), and the global average over all positions.
 
-use super::{Ctx, Layer, Tensors, XDx};
+use super::{reserve, Ctx, Layer, Tensors, XDx};
 use crate::real::Real;
 use crate::simd::simd_fn;
 use crate::spec::{Kind, LayerSpec};
@@ -105,10 +105,15 @@ impl<T: Real> Layer<T> for Pool<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, n: usize) {
-        if self.max && self.argmax.len() < n * self.g.out_size() {
-            self.argmax.resize(n * self.g.out_size(), 0);
+    fn reserve(&mut self, n: usize, what: &str) -> crate::Result<()> {
+        if self.max {
+            reserve(&mut self.argmax, n, self.g.out_size(), what, "argmax")?;
         }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        self.argmax = Vec::new();
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], _t: &mut Tensors<'_, T>) {
@@ -227,7 +232,9 @@ impl<T: Real> Layer<T> for GlobalAvgPool<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, _n: usize) {}
+    fn reserve(&mut self, _n: usize, _what: &str) -> crate::Result<()> {
+        Ok(())
+    }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], _t: &mut Tensors<'_, T>) {
         let (inp, z) = (self.spec.in_size(), self.spec.out_size());

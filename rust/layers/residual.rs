@@ -1,6 +1,6 @@
 //! Residual block: y = act(x + inner(x)) for a chain of inner layers that keep the shape.
 
-use super::{grown, own_fprime, Ctx, Layer, Sequence, Slot, Tensors, XDx};
+use super::{own_fprime, reserve, Ctx, Layer, Sequence, Slot, Tensors, XDx};
 use crate::activator::Activator;
 use crate::error::Result;
 use crate::real::Real;
@@ -34,12 +34,17 @@ impl<T: Real> Layer<T> for Residual<T> {
         &self.spec
     }
 
-    fn reserve(&mut self, n: usize) {
-        self.inner.reserve(n);
+    fn reserve(&mut self, n: usize, what: &str) -> Result<()> {
+        self.inner.reserve(n)?;
         if !self.act.from_output() {
-            grown(&mut self.s, n * self.spec.in_size());
+            reserve(&mut self.s, n, self.spec.in_size(), what, "pre-activations")?;
         }
-        grown(&mut self.dx, n * self.spec.in_size());
+        reserve(&mut self.dx, n, self.spec.in_size(), what, "input gradient")
+    }
+
+    fn release(&mut self) {
+        self.inner.release();
+        (self.s, self.dx) = (Vec::new(), Vec::new());
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {

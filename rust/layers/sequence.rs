@@ -5,7 +5,7 @@
 //! - *in place*: that ∂L/∂x overwrites the previous layer's output, which nothing reads
 //!   after it. Other layers write ∂L/∂x into one of two gradient buffers used in turn.
 
-use super::{build, grown, Ctx, Layer, Slot, Tensors, XDx};
+use super::{build, label, reserve, Ctx, Layer, Slot, Tensors, XDx};
 use crate::error::Result;
 use crate::real::Real;
 use crate::spec::LayerSpec;
@@ -16,7 +16,7 @@ pub struct Sequence<T: Real> {
     /// Per layer: its output for the batch; in the backward pass, possibly ∂L/∂output.
     acts: Vec<Vec<T>>,
     grads: [Vec<T>; 2],
-    cap: usize,
+    pub(crate) cap: usize,
 }
 
 /// Where a layer's ∂L/∂output is during the backward pass.
@@ -47,27 +47,48 @@ impl<T: Real> Sequence<T> {
         self.layers.last().unwrap().spec().out_size()
     }
 
-    /// Buffers for `n` samples.
-    pub fn reserve(&mut self, n: usize) {
+    /// Buffers for `n` samples, or an error naming the layer whose buffer the allocator
+    /// refused (then every batch buffer is freed: a failed batch holds no memory).
+    pub fn reserve(&mut self, n: usize) -> Result<()> {
         if n <= self.cap {
-            return;
+            return Ok(());
         }
-        let mut most = 0;
+        let r = self.grow(n);
+        if r.is_err() {
+            self.release();
+        }
+        r
+    }
+
+    fn grow(&mut self, n: usize) -> Result<()> {
+        let mut most = (0, 0);
         for (l, layer) in self.layers.iter_mut().enumerate() {
-            layer.reserve(n);
-            let out = layer.spec().out_size();
-            grown(&mut self.acts[l], n * out);
-            most = most.max(layer.spec().in_size()).max(out);
+            let what = label(self.uids[l], layer.spec());
+            layer.reserve(n, &what)?;
+            let (inp, out) = (layer.spec().in_size(), layer.spec().out_size());
+            reserve(&mut self.acts[l], n, out, &what, "activations")?;
+            most = most.max((inp.max(out), l));
         }
+        let what = label(self.uids[most.1], self.layers[most.1].spec());
         for g in &mut self.grads {
-            grown(g, n * most);
+            reserve(g, n, most.0, &what, "gradient")?;
         }
         self.cap = n;
+        Ok(())
+    }
+
+    /// Free every batch buffer (they grow again on the next call).
+    pub fn release(&mut self) {
+        self.layers.iter_mut().for_each(|l| l.release());
+        self.acts.iter_mut().for_each(|a| *a = Vec::new());
+        self.grads = [Vec::new(), Vec::new()];
+        self.cap = 0;
     }
 
     /// Forward through layers 0..=upto (all with None).
+    /// `reserve(cx.n)` must have succeeded.
     pub fn forward(&mut self, cx: &Ctx, x: &[T], upto: Option<usize>, t: &mut Tensors<'_, T>) {
-        self.reserve(cx.n);
+        assert!(cx.n <= self.cap, "forward before reserve");
         let last = upto.unwrap_or(self.layers.len() - 1);
         for l in 0..=last {
             let (before, after) = self.acts.split_at_mut(l);

@@ -624,6 +624,18 @@ def _array_list(value, name: str, shapes: list, dtype) -> list[np.ndarray]:
     return out
 
 
+def _too_large(e: Exception) -> bool:
+    """A size the GPU cannot hold, or memory refused: no reason to try the CPU (which would
+    run out of memory too), unlike a missing adapter or driver."""
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        from ..engines.gpu.device import CapacityError
+    except Exception:
+        return False
+    return isinstance(e, CapacityError)
+
+
 def _make_engine(backend: str, spec_json: Callable[[bool], str]):
     """The engine for `backend`; `spec_json(on_gpu)` gives the spec for that engine."""
     if backend == "cpu":
@@ -637,7 +649,7 @@ def _make_engine(backend: str, spec_json: Callable[[bool], str]):
 
         return "gpu", GpuEngine(spec_json(True))
     except Exception as e:
-        if backend == "gpu":
+        if backend == "gpu" or _too_large(e):
             raise
         print(f"neuroflow: no GPU backend ({e}); using the CPU", file=sys.stderr)
         return "cpu", _core.Engine(spec_json(False))

@@ -31,6 +31,16 @@ INSTALL_HINT = (
 )
 
 
+class CapacityError(ValueError):
+    """A size beyond this device's limits (a buffer or binding too large). backend="auto"
+    raises it instead of falling back to the CPU: sizes that large are a layout's or a
+    batch's mistake, and the CPU would only run out of memory later."""
+
+
+class BufferTooLarge(CapacityError, RuntimeError):
+    """A buffer above the device's largest (still a RuntimeError, as it always was)."""
+
+
 def _wgpu():
     try:
         import wgpu
@@ -168,7 +178,7 @@ class Gpu:
         u = self.wgpu.BufferUsage
         size = max(STORAGE_ALIGN, -(-int(nbytes) // STORAGE_ALIGN) * STORAGE_ALIGN)
         if size > self.max_buffer:
-            raise RuntimeError(
+            raise BufferTooLarge(
                 f"GPU buffer {label or ''} of {nbytes} bytes exceeds this device's limit of "
                 f"{self.max_buffer} bytes ({self.info['name']}); use smaller batches"
             )

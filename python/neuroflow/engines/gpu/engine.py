@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .device import get_gpu
+from .device import CapacityError, get_gpu
 from .finite_differences import central_differences
 from .layers import Ctx, backward_chain, forward_chain
 from .layers.dense import Affine, from_output
@@ -60,7 +60,7 @@ class GpuEngine:
         self._chunk = chunk_capacity(gpu, net, max_chunk)
         floats = max(ALIGN, net.param_floats)
         if 4 * floats > gpu.max_binding:
-            raise ValueError(
+            raise CapacityError(
                 f"the parameters take {4 * net.param_floats} bytes, above this GPU's storage binding "
                 f"limit of {gpu.max_binding} bytes ({gpu.info['name']})"
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from .device import Buffer, Gpu
+from .device import Buffer, CapacityError, Gpu
 from .kernels import Cache
 from .spec import Net
 
@@ -60,7 +60,7 @@ def _check_sample(gpu: Gpu, net: Net) -> None:
     sizes = per_sample(net)
     biggest = max(sizes, key=sizes.__getitem__)
     if sizes[biggest] * 4 > gpu.max_binding:
-        raise ValueError(
+        raise CapacityError(
             f"one sample needs {sizes[biggest] * 4} bytes for buffer {biggest!r}, above this GPU's "
             f"storage binding limit of {gpu.max_binding} bytes ({gpu.info['name']})"
         )
@@ -81,7 +81,7 @@ def whole_batch_check(gpu: Gpu, net: Net, n: int, why: str) -> None:
     need = 4 * n * sizes[name]
     if need > gpu.max_binding:
         most = gpu.max_binding // (4 * sizes[name])
-        raise ValueError(
+        raise CapacityError(
             f"a batch of {n} samples must be processed whole ({why}), but its buffer {name!r} would "
             f"need {need} bytes, above this GPU's storage binding limit of {gpu.max_binding} bytes "
             f"({gpu.info['name']}); use batches of at most {most} samples"
