@@ -50,6 +50,11 @@ def test_loss_curve_short_and_flat(tmp_path: Path, backend: str, rng: np.random.
     _check_png(plots.loss_curve_png([value], tmp_path / "one.png"))
     (tmp_path / "one.png").unlink()
     _check_png(plots.loss_curve_png([value] * 4, tmp_path / "flat.png"))
+    # flat but for the last bits (a tiny net whose loss stays put): ticks must stay apart
+    (tmp_path / "flat.png").unlink()
+    _check_png(plots.loss_curve_png([value] * 4 + [np.nextafter(value, 9.0)], tmp_path / "almost.png"))
+    ticks = plots._nice_ticks(value, value + 1e-13)
+    assert len(set(ticks)) == len(ticks) >= 2 and ticks[0] <= value < value + 1e-13 <= ticks[-1]
 
 
 def test_confusion_matrix(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:

@@ -69,14 +69,15 @@ def _save_figure(fig: Any, canvas_cls: Any, path: Path) -> Path:
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """About ``n`` round tick values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
-    if hi <= lo:  # a flat curve: centre it in a small range
+    if not hi - lo > 1e-9 * max(abs(lo), abs(hi)):  # flat to float precision: centre it in a small range
         pad = abs(lo) * 0.1 or 1.0
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-    return [round(i * step, 12) for i in range(first, last + 1)]
+    digits = max(0, 2 - math.floor(math.log10(step)))  # enough to keep neighbouring ticks apart
+    return [round(i * step, digits) for i in range(first, last + 1)]
 
 
 def _fmt(v: float) -> str:
