@@ -41,6 +41,9 @@ from neuroflow.apps.cifar import SPEED_WIDTHS, Data, speed_net
 from neuroflow.io.datasets import cifar10
 from neuroflow.nn.settings import Waypoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nets import torch_speed  # noqa: E402
+
 THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.94)
 BATCH = 64
 
@@ -80,16 +83,7 @@ def torch_model(widths: tuple, initial: dict):
     import torch
     from torch import nn
 
-    layers: list = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()]
-    z = 24
-    for c in widths:
-        bn0, bn1 = nn.BatchNorm2d(c, momentum=0.4, eps=1e-5), nn.BatchNorm2d(c, momentum=0.4, eps=1e-5)
-        for bn in (bn0, bn1):
-            bn.weight.requires_grad_(False)  # neuroflow's scale=False
-        layers += [nn.Conv2d(z, c, 3, padding=1, bias=False), nn.MaxPool2d(2), bn0, nn.GELU(),
-                   nn.Conv2d(c, c, 3, padding=1, bias=False), bn1, nn.GELU()]
-        z = c
-    model = nn.Sequential(*layers, nn.MaxPool2d(3), nn.Flatten(), nn.Linear(z, 10, bias=False))
+    model = torch_speed(widths)
     # neuroflow's initial weights: conv (kx, ky, Z, F) -> (F, Z, kx, ky) with images as (N, Z, X, Y)
     convs = [m for m in model if isinstance(m, nn.Conv2d)]
     bns = [m for m in model if isinstance(m, nn.BatchNorm2d)]

@@ -70,20 +70,27 @@ def neuroflow_net(spec: Net, lr: float) -> nf.Network:
     return nf.Network(layout, settings, weights=nf.WeightBreeder.he(seed=0))
 
 
+def torch_speed(widths):
+    """The speed recipe's net (speed_layout) in PyTorch, NCHW."""
+    from torch import nn
+
+    layers, z = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()], 24
+    for c in widths:
+        bn0, bn1 = nn.BatchNorm2d(c, momentum=0.4), nn.BatchNorm2d(c, momentum=0.4)
+        for bn in (bn0, bn1):
+            bn.weight.requires_grad_(False)  # neuroflow's scale=False
+        layers += [nn.Conv2d(z, c, 3, padding=1, bias=False), nn.MaxPool2d(2), bn0, nn.GELU(),
+                   nn.Conv2d(c, c, 3, padding=1, bias=False), bn1, nn.GELU()]
+        z = c
+    return nn.Sequential(*layers, nn.MaxPool2d(3), nn.Flatten(), nn.Linear(z, 10, bias=False))
+
+
 def torch_net(spec: Net, channels_last: bool):
     import torch
     from torch import nn
 
     if spec.speed:
-        layers, z = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()], 24
-        for c in spec.speed:
-            bn0, bn1 = nn.BatchNorm2d(c, momentum=0.4), nn.BatchNorm2d(c, momentum=0.4)
-            for bn in (bn0, bn1):
-                bn.weight.requires_grad_(False)  # neuroflow's scale=False
-            layers += [nn.Conv2d(z, c, 3, padding=1, bias=False), nn.MaxPool2d(2), bn0, nn.GELU(),
-                       nn.Conv2d(c, c, 3, padding=1, bias=False), bn1, nn.GELU()]
-            z = c
-        model = nn.Sequential(*layers, nn.MaxPool2d(3), nn.Flatten(), nn.Linear(z, 10, bias=False))
+        model = torch_speed(spec.speed)
         return model.to(memory_format=torch.channels_last) if channels_last else model
 
     layers, z, (x, y) = [], spec.dim_in[2], spec.dim_in[:2]
