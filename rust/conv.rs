@@ -63,9 +63,9 @@ impl Conv {
                 if !direct_ok && transposable {
                     c.transposed = transposed();
                 }
-                if !direct_ok && winograd::applies(&g) {
+                if !direct_ok && winograd::pays(&g) {
                     c.wino = Some(Wino::new(g));
-                    c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
+                    c.wino_t = c.transposed.filter(winograd::pays).map(Wino::new);
                 }
             }
             "im2col" => {}
@@ -468,6 +468,11 @@ mod tests {
     /// padding, f64 and f32; outputs poisoned.
     #[test]
     fn winograd_matches_im2col() {
+        let big = ConvGeom::new([8, 8, 64], [1, 1], [3, 3], [1, 1], 64).unwrap();
+        let small = ConvGeom::new([31, 31, 24], [1, 1], [3, 3], [1, 1], 32).unwrap();
+        assert!(winograd::pays(&big) && !winograd::pays(&small) && winograd::applies(&small));
+        let act = Activator { name: ActKind::Relu, alpha: 0.0, bias: 0.0 };
+        assert!(Conv::new(big, act).wino.is_some() && Conv::new(small, act).wino.is_none());
         fn check<T: Real>(tol: f64) {
             for &(dim, pad, filters, n) in &[
                 ([6, 5, 8], [1, 1], 9, 3usize),
@@ -477,8 +482,8 @@ mod tests {
             ] {
                 let g = ConvGeom::new(dim, pad, [3, 3], [1, 1], filters).unwrap();
                 let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.05 };
-                let wino = Conv::new(g, act);
-                assert!(wino.wino.is_some(), "{dim:?}");
+                let wino = Conv::with_algorithm(g, act, "winograd").unwrap();
+                assert!(wino.wino.is_some() && wino.wino_t.is_some(), "{dim:?}");
                 let plain = Conv { wino: None, wino_t: None, ..wino.clone() };
                 let (inp, out) = (g.in_size(), g.out_size());
                 let val = |i: usize, m: usize, q: usize| T::of(((i * m) % q) as f64 / (q as f64 / 2.0) - 1.0);
