@@ -351,8 +351,9 @@ def run_cifar10(args) -> dict:
                "backend": net.backend, "widths": kw.get("widths"), "time_budget": args.time_budget,
                "processes": dist.size if dist is not None else 1, "seconds": round(time.monotonic() - start, 1)}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: model.safetensors, "
-         f"loss.png, accuracy.png, confusion.png, predictions.png, focus.png, losses.txt, summary.json "
+    wrote = [n for n in ("model.safetensors", "loss.png", "accuracy.png", "confusion.png", "predictions.png", "focus.png",
+                         "losses.txt", "summary.json") if (out / n).exists()]  # no accuracy.png without epochs, no focus without convs
+    say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: {', '.join(wrote)} "
          f"({time.monotonic() - start:.0f} s since the command started)")
     return summary
 
