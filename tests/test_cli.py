@@ -163,6 +163,7 @@ def test_a_time_budget_is_honoured(tmp_path):
     assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
     assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
     assert "fitted to 25 s" in r.stdout
+    assert " of 25 s" in r.stdout, "a progress line after each segment of a budgeted run"
 
 
 # ---------------------------------------------------------------- bad input and hostile surroundings

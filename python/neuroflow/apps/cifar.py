@@ -328,7 +328,10 @@ def run_cifar10(args) -> dict:
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
          + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
     if plan is not None and deadline is not None:
-        run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch)
+        run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch,
+                                 report=lambda i, n, loss: say(f"{i}/{n} steps ({i / steps_per_epoch:.1f} epochs), loss "
+                                                               f"{loss:.4g}, {time.monotonic() - start:.0f} of "
+                                                               f"{args.time_budget:g} s"))
     else:
         run = net.train(data.xs, data.ys, resume=args.resume, distributed=dist)
     if run.interrupted:
@@ -358,9 +361,11 @@ def run_cifar10(args) -> dict:
     return summary
 
 
-def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, plan: dict, resume, n_eval: int, batch: int):
+def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, plan: dict, resume, n_eval: int, batch: int,
+                       report: Callable[[int, int, float], None] = lambda i, n, loss: None):
     """Train `total` steps in segments; after each, re-fit the step count (and the schedule)
-    to the pace actually measured, so that training and the final evaluation end in time."""
+    to the pace actually measured, so that training and the final evaluation end in time.
+    ``report(step, steps, loss)`` after each segment: the progress bar shows the first only."""
     done_by = resume
     segment = max(1, total // 10)
     verbose = net.settings.verbose
@@ -376,6 +381,7 @@ def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, pl
         pace = (time.monotonic() - started) / max(net.iteration - done_at_start, 1)
         left = deadline - time.monotonic() - 2.0 - pace * n_eval / batch / 2.5
         fit = max(net.iteration + 1, net.iteration + int(left / pace))
+        report(net.iteration, fit, run.final_loss)
         if fit != total:  # the measured pace: more or fewer steps, the schedule re-fitted to them
             total = fit
             lr = net.settings.learning_rate

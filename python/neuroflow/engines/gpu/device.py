@@ -1,7 +1,9 @@
 """One shared wgpu device per process, and the buffer helpers every GPU op uses.
 
 The adapter is picked once: `NEUROFLOW_GPU_ADAPTER` (a case-insensitive substring of the
-adapter's name) or wgpu's high-performance choice. Only the native backends (Vulkan,
+adapter's name); else, in a process an MPI launcher started (a local rank in the
+environment) on a host with several discrete GPUs, the local rank's one (round robin);
+else wgpu's high-performance choice. Only the native backends (Vulkan,
 Metal, DX12) are enabled unless `NEUROFLOW_GPU_BACKENDS` says otherwise: wgpu would
 otherwise pick Mesa's OpenGL adapter on some machines, which blocks on every submit.
 """
@@ -101,6 +103,18 @@ def adapters() -> list[dict]:
     return [_describe(a) for a in wgpu.gpu.enumerate_adapters_sync()]
 
 
+# What MPI launchers (Open MPI, MPICH's Hydra, Intel MPI) and SLURM call a process's rank on its host.
+LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def _local_rank() -> int | None:
+    for name in LOCAL_RANK_VARS:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def _request_adapter(wgpu):
     wanted = os.environ.get("NEUROFLOW_GPU_ADAPTER", "").strip()
     if wanted:
@@ -113,6 +127,11 @@ def _request_adapter(wgpu):
             hint = "set it to part of one of these names, or unset it"
             raise RuntimeError(f"no GPU adapter's name contains NEUROFLOW_GPU_ADAPTER={wanted!r}; found: {names}; {hint}")
         raise RuntimeError(f"no GPU adapter found (looked for one named like {wanted!r}). {INSTALL_HINT}")
+    local = _local_rank()
+    if local is not None:  # data-parallel ranks on one host: one discrete GPU each, where there are several
+        gpus = [a for a in wgpu.gpu.enumerate_adapters_sync() if _describe(a)["adapter_type"].lower().startswith("discrete")]
+        if len(gpus) > 1:
+            return gpus[local % len(gpus)]
     try:
         return wgpu.gpu.request_adapter_sync(power_preference="high-performance")
     except Exception as e:
