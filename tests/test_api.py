@@ -273,3 +273,15 @@ def test_the_readmes_modern_net_builds_and_trains(rng):
     net = env["net"]
     assert net.iteration == 2 and 0 <= env["accuracy"] <= 1 and np.isfinite(env["loss"])
     assert [type(x).__name__ for x in net.layout][:4] == ["Convolution", "BatchNorm", "Convolution", "BatchNorm"]
+
+
+def test_momentum_takes_mu_as_neuroflow_writes_it():
+    """Momentum(μ = 0.8f) in NeuroFlow; μ= beside mu= here, one of them, each checked."""
+    assert Momentum(μ=0.8) == Momentum(0.8) == Momentum(mu=0.8) and Nesterov(μ=0.5, weight_decay=1e-4) == Nesterov(0.5, 1e-4)
+    assert Momentum().mu == 0.9 and repr(Momentum(μ=0.25)) == "Momentum(0.25)"
+    with pytest.raises(TypeError, match="give mu or μ, not both"):
+        Momentum(mu=0.9, μ=0.5)
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['nu'\]"):
+        Momentum(nu=0.5)
+    with pytest.raises(ValueError, match=r"mu: expected a momentum in \[0, 1\)"):
+        Momentum(μ=1.5)

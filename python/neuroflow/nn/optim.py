@@ -57,6 +57,18 @@ class _WithMomentum(UpdateRule):
     weight_decay: float = 0.0
     slots = ("momentum",)
 
+    def __init__(self, mu: float | None = None, weight_decay: float = 0.0, **kw: float) -> None:
+        # NeuroFlow writes Momentum(μ = 0.8f): μ is accepted beside mu (as net.Ω beside focus).
+        if kw.keys() - {"μ"}:
+            raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kw.keys() - {'μ'})}; "
+                            "expected mu (or μ) and weight_decay")
+        if "μ" in kw and mu is not None:
+            raise TypeError(f"{type(self).__name__}: give mu or μ, not both")
+        mu = kw.get("μ", 0.9 if mu is None else mu)
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "weight_decay", weight_decay)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "mu", _in(self.mu, "mu", 0.0, 1.0, "a momentum in [0, 1)"))
         object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
@@ -66,14 +78,14 @@ class _WithMomentum(UpdateRule):
         return f"{type(self).__name__}({self.mu:g}{extra})"
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Momentum(_WithMomentum):
     """NeuroFlow's momentum: M ← μM − α(∇W + λW), W ← W + M."""
 
     name = "momentum"
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Nesterov(_WithMomentum):
     """Nesterov momentum: M′ = μM − α(∇W + λW), W ← W − μM + (1 + μ)M′."""
 
