@@ -6,8 +6,10 @@
 //!   after it. Other layers write ∂L/∂x into one of two gradient buffers used in turn.
 
 use super::{build, label, reserve, Ctx, Layer, Slot, Tensors, XDx};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::real::Real;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use crate::spec::LayerSpec;
 
 pub struct Sequence<T: Real> {
@@ -94,7 +96,11 @@ impl<T: Real> Sequence<T> {
             let (before, after) = self.acts.split_at_mut(l);
             let input: &[T] = if l == 0 { x } else { &before[l - 1] };
             let out = self.layers[l].spec().out_size();
-            self.layers[l].forward(cx, input, &mut after[0][..cx.n * out], t);
+            let layer = &mut self.layers[l];
+            let done = catch_unwind(AssertUnwindSafe(|| layer.forward(cx, input, &mut after[0][..cx.n * out], t)));
+            if let Err(payload) = done {
+                relabel(self.uids[l], layer.spec(), payload);
+            }
         }
     }
 
@@ -165,8 +171,53 @@ impl<T: Real> Sequence<T> {
                 let target = gbuf[(l - 1) % 2].take().expect("a free gradient buffer");
                 XDx::Separate(&before[l - 1][..in_len], Some(&mut target[..in_len]))
             };
-            self.layers[l].backward(cx, io, dy_buf, y, layer_folded, t);
+            let layer = &mut self.layers[l];
+            let done = catch_unwind(AssertUnwindSafe(|| layer.backward(cx, io, dy_buf, y, layer_folded, t)));
+            if let Err(payload) = done {
+                relabel(self.uids[l], layer.spec(), payload);
+            }
             dy = next;
         }
+    }
+}
+
+/// Go on unwinding from a layer's pass. A buffer refused in the middle of it (per-thread
+/// scratch, a kernel workspace: `alloc::grown` unwinds with the `Error`) comes out naming
+/// the layer, unless an inner layer (of a residual block) already did; other panics pass
+/// through unchanged.
+fn relabel(uid: usize, spec: &LayerSpec, payload: Box<dyn Any + Send>) -> ! {
+    match payload.downcast::<Error>() {
+        Ok(e) if !e.0.starts_with("layer ") => resume_unwind(Box::new(Error(format!("{}: {}", label(uid, spec), e.0), e.1))),
+        Ok(e) => resume_unwind(e),
+        Err(other) => resume_unwind(other),
+    }
+}
+
+#[cfg(test)]
+mod relabel_tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn a_scratch_refused_inside_a_layer_names_it() {
+        let spec: LayerSpec = serde_json::from_str(
+            r#"{"kind": "conv", "name": "c3", "padding": [0, 0], "field": [1, 1], "stride": [1, 1], "filters": 2,
+                "activator": {"name": "relu"}, "dim_in": [2, 2, 1], "dim_out": [2, 2, 2]}"#,
+        )
+        .unwrap();
+        let relabelled = |pass: fn()| {
+            let payload = catch_unwind(pass).unwrap_err();
+            catch_unwind(AssertUnwindSafe(|| relabel(3, &spec, payload))).unwrap_err().downcast::<Error>().unwrap()
+        };
+        let e = relabelled(|| {
+            let mut buf: Vec<f32> = Vec::new();
+            crate::alloc::grown(&mut buf, 1 << 60, || "per-thread scratch of 2^60 values".into());
+        });
+        assert_eq!(e.1, ErrorKind::Memory);
+        assert!(e.0.starts_with("layer 3 (conv 'c3'): per-thread scratch of 2^60 values needs"), "{}", e.0);
+        let inner = relabelled(|| resume_unwind(Box::new(Error::memory("layer 5 (dense 'd'): workspace needs 8 bytes"))));
+        assert_eq!(inner.0, "layer 5 (dense 'd'): workspace needs 8 bytes"); // named once, by the innermost layer
+        let other = catch_unwind(|| relabel(3, &spec, Box::new("a bug"))).unwrap_err();
+        assert_eq!(other.downcast_ref::<&str>(), Some(&"a bug"));
     }
 }
