@@ -162,15 +162,20 @@ def _resolved(s: dict) -> bool:
     return isinstance(s.get("layers"), list) and done(s["layers"])
 
 
-def resolve(spec_json: str) -> str:
-    """The spec with its shapes filled in: unchanged when it is resolved already, else by
-    `neuroflow._core.resolve` (the one place shapes are computed)."""
+def _object(spec_json: str) -> dict:
     try:
         s = json.loads(spec_json)
     except (TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"spec: not valid JSON: {e}") from None
     if not isinstance(s, dict):
         raise ValueError("spec: expected a JSON object")
+    return s
+
+
+def resolve(spec_json: str) -> str:
+    """The spec with its shapes filled in: unchanged when it is resolved already, else by
+    `neuroflow._core.resolve` (the one place shapes are computed)."""
+    s = _object(spec_json)
     if _resolved(s):
         return spec_json
     try:
@@ -186,12 +191,7 @@ def resolve(spec_json: str) -> str:
 def parse(spec_json: str) -> Net:
     from .layers import build_chain  # the layer classes import this module
 
-    try:
-        s = json.loads(spec_json)
-    except (TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f"spec: not valid JSON: {e}") from None
-    if not isinstance(s, dict):
-        raise ValueError("spec: expected a JSON object")
+    s = _object(spec_json)
     version = s.get("version", 2)
     if version != 2:
         raise ValueError(f"spec: version {version!r} is not one this engine reads (2)")
