@@ -21,6 +21,7 @@ pub struct Shared<T> {
 
 // SAFETY: read-only access to plain numbers; the owner keeps the memory alive.
 unsafe impl<T: Sync> Send for Shared<T> {}
+// SAFETY: as for Send: shared reads only.
 unsafe impl<T: Sync> Sync for Shared<T> {}
 
 impl<T> Shared<T> {

@@ -11,6 +11,7 @@ use crate::activator::Activator;
 use crate::direct1::{self, Tap};
 pub use crate::direct1::TapList;
 use crate::im2col::ConvGeom;
+use crate::lanes::{chunk, lanes_fn, Isa, Lanes};
 use crate::real::Real;
 use crate::planar::{from_planar_row, needs_planar, phase_start, Rows};
 use crate::scratch::with_scratch;
@@ -120,12 +121,8 @@ fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
 /// running sum would serialise on the add latency). Fixed order: deterministic.
 #[inline(always)]
 fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(a), Some(b)) = (T::as_f32_slice(a), T::as_f32_slice(b)) {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return T::of(unsafe { dot_f32_avx2(a, b) } as f64);
-        }
+    if let (Some(a), Some(b), Some(l)) = (T::as_f32_slice(a), T::as_f32_slice(b), crate::lanes::detect()) {
+        return T::of(dot_f32(l, a, b) as f64);
     }
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -150,34 +147,29 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7])) + tail
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    // SAFETY (all loads): i + 8·j + 8 ≤ n ≤ both lengths.
-    while i + 32 <= n {
-        for (j, v) in acc.iter_mut().enumerate() {
-            *v = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)), *v);
+lanes_fn! {
+    /// Σ a·b in f32, four 8-lane accumulators (enough to cover the FMA latency).
+    fn dot_f32(l: Isa, a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [l.zero(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, v) in acc.iter_mut().enumerate() {
+                *v = l.fma(l.load(chunk(a, i + 8 * j)), l.load(chunk(b, i + 8 * j)), *v);
+            }
+            i += 32;
         }
-        i += 32;
+        while i + 8 <= n {
+            acc[0] = l.fma(l.load(chunk(a, i)), l.load(chunk(b, i)), acc[0]);
+            i += 8;
+        }
+        let mut total = l.sum(l.add(l.add(acc[0], acc[1]), l.add(acc[2], acc[3])));
+        for (x, y) in a[i..].iter().zip(&b[i..]) {
+            total += x * y;
+        }
+        total
     }
-    while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-        i += 8;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
-    let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-    while i < n {
-        total += a[i] * b[i];
-        i += 1;
-    }
-    total
 }
 
 /// Delta row [oy][f] as per-filter rows [f][oy] (a view when there is one filter).
@@ -212,14 +204,11 @@ simd_fn! {
 #[inline(never)]
 pub fn forward_rows<T: Real>(plan: &Plan, rows: Rows<'_, T>, w: &[T], a: usize, b: usize, out: &mut [T], taps: &mut TapList) {
     let (f_n, oy_n) = (plan.g.filters, plan.g.oy);
-    #[cfg(target_arch = "x86_64")]
     if let (Some(data), Some(w), Some(out)) = (f32s(rows.data), f32s(w), f32s_mut(out)) {
-        if one_filter_kernels(&plan.g) {
+        if let Some(l) = one_filter_kernels(&plan.g) {
             for (r0, r1) in runs(&plan.g, a, b) {
                 row_taps(plan, Rows { data, x0: rows.x0 }, w, r0, taps);
-                // SAFETY: the CPU has AVX2 and FMA (one_filter_kernels); each tap's range
-                // stays inside its planar row (for_taps), for every row of the run.
-                unsafe { direct1::gather(data.as_ptr(), row_stride(&plan.g), r1 - r0, taps.as_slice(), &plan.out_cuts, &mut out[(r0 - a) * oy_n..(r1 - a) * oy_n]) };
+                direct1::gather(l, data, row_stride(&plan.g), r1 - r0, taps.as_slice(), &plan.out_cuts, &mut out[(r0 - a) * oy_n..(r1 - a) * oy_n]);
             }
             return;
         }
@@ -263,15 +252,15 @@ fn runs(g: &ConvGeom, a: usize, b: usize) -> impl Iterator<Item = (usize, usize)
 
 /// The distance between the planar rows that consecutive output rows start at.
 #[inline(always)]
-fn row_stride(g: &ConvGeom) -> isize {
-    (g.sx * g.z * g.y) as isize
+fn row_stride(g: &ConvGeom) -> usize {
+    g.sx * g.z * g.y
 }
 
-/// Do the register-blocked one-filter f32 kernels of direct1.rs take this layer (the
-/// caller has checked that T is f32)?
+/// The instruction set of the register-blocked one-filter f32 kernels of direct1.rs, if
+/// they take this layer (the caller has checked that T is f32).
 #[inline(always)]
-fn one_filter_kernels(g: &ConvGeom) -> bool {
-    g.filters == 1 && g.k() <= direct1::MAX_TAPS && direct1::available()
+fn one_filter_kernels(g: &ConvGeom) -> Option<Isa> {
+    direct1::available().filter(|_| g.filters == 1 && g.k() <= direct1::MAX_TAPS)
 }
 
 /// The taps of output row `ox` for direct1.rs: output oy reads rows.data[base + oy].
@@ -279,8 +268,8 @@ fn one_filter_kernels(g: &ConvGeom) -> bool {
 fn row_taps(plan: &Plan, rows: Rows<'_, f32>, w: &[f32], ox: usize, taps: &mut TapList) {
     taps.clear();
     for_taps!(plan, rows, ox, |tap, row, start, lo, hi| {
-        // SAFETY: `row` is a sub-slice of rows.data.
-        let at = unsafe { row.as_ptr().offset_from(rows.data.as_ptr()) };
+        // `row` is a sub-slice of rows.data: where it starts, from the addresses
+        let at = ((row.as_ptr().addr() - rows.data.as_ptr().addr()) / std::mem::size_of::<f32>()) as isize;
         taps.push(Tap { base: at + start as isize - lo as isize, w: w.get(tap).copied().unwrap_or(0.0), id: tap as u32, lo: lo as u32, hi: hi as u32 });
     });
 }
@@ -314,13 +303,11 @@ simd_fn! {
 pub fn weight_grad_rows<T: Real>(plan: &Plan, rows: Rows<'_, T>, d: &[T], a: usize, b: usize, dw: &mut [T], taps: &mut TapList) {
     let g = &plan.g;
     let row = g.oy * g.filters;
-    #[cfg(target_arch = "x86_64")]
     if let (Some(data), Some(d), Some(dw)) = (f32s(rows.data), f32s(d), f32s_mut(dw)) {
-        if one_filter_kernels(g) {
+        if let Some(l) = one_filter_kernels(g) {
             for (r0, r1) in runs(g, a, b) {
                 row_taps(plan, Rows { data, x0: rows.x0 }, &[], r0, taps);
-                // SAFETY: as in forward_rows; every tap's hi ≤ OY, the length of a delta row.
-                unsafe { direct1::correlate(data.as_ptr(), row_stride(g), r1 - r0, taps.as_slice(), &plan.out_cuts, &d[(r0 - a) * row..(r1 - a) * row], dw) };
+                direct1::correlate(l, data, row_stride(g), r1 - r0, taps.as_slice(), &plan.out_cuts, &d[(r0 - a) * row..(r1 - a) * row], dw);
             }
             return;
         }
@@ -363,20 +350,17 @@ simd_fn! {
 
 /// input_grad_acc for one filter in f32, by direct1::gather: per channel, each tap a
 /// shifted view of the delta row of the output row that reads input row `ix`.
-#[cfg(target_arch = "x86_64")]
-fn input_grad_gather(plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32], taps: &mut TapList) {
+fn input_grad_gather(l: Isa, plan: &Plan, w: &[f32], delta: &[f32], ix: usize, acc: &mut [f32], taps: &mut TapList) {
     let g = &plan.g;
     let yn = g.y;
     for c in 0..g.z {
         input_taps(plan, w, ix, c, taps);
-        // SAFETY: one_filter_kernels checked AVX2 and FMA; each tap reads inside its delta row.
-        unsafe { direct1::gather(delta.as_ptr(), 0, 1, taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]) };
+        direct1::gather(l, delta, 0, 1, taps.as_slice(), &plan.in_cuts, &mut acc[c * yn..(c + 1) * yn]);
     }
 }
 
 /// The taps of input row `ix`, channel c, for the gather form of the input gradient:
 /// planar position q ∈ [start, start + hi − lo) reads delta[ox·OY + lo + q − start].
-#[cfg(target_arch = "x86_64")]
 fn input_taps(plan: &Plan, w: &[f32], ix: usize, c: usize, taps: &mut TapList) {
     let g = &plan.g;
     taps.clear();
@@ -397,9 +381,8 @@ pub fn input_grad_rows<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix0: usize, b
     let g = &plan.g;
     let yz = g.y * g.z;
     let nrows = block.len() / yz;
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(wf), Some(df)) = (f32s(w), f32s(delta)) {
-        if one_filter_kernels(g) && g.z == 1 && g.sx == 1 && !needs_planar(g) {
+    if let (Some(wf), Some(df), Some(l)) = (f32s(w), f32s(delta), one_filter_kernels(g)) {
+        if g.z == 1 && g.sx == 1 && !needs_planar(g) {
             // rows whose every kx reads an output row: ix + px − kx ∈ [0, OX) for all kx
             let (lo, hi) = ((g.fx - 1).saturating_sub(g.px), g.ox.saturating_sub(g.px));
             let a = lo.clamp(ix0, ix0 + nrows);
@@ -408,7 +391,7 @@ pub fn input_grad_rows<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix0: usize, b
                 input_grad_row(plan, w, delta, ix0 + i, row, mask, taps);
             }
             if b > a {
-                inner_input_rows(plan, wf, df, a, b, &mut block[(a - ix0) * yz..(b - ix0) * yz], mask, taps);
+                inner_input_rows(l, plan, wf, df, a, b, &mut block[(a - ix0) * yz..(b - ix0) * yz], mask, taps);
             }
             for (i, row) in block[(b - ix0) * yz..].chunks_mut(yz).enumerate() {
                 input_grad_row(plan, w, delta, b + i, row, mask, taps);
@@ -423,16 +406,14 @@ pub fn input_grad_rows<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix0: usize, b
 
 /// Inner input rows a..b (one filter, one channel, stride 1, f32): one gather over all
 /// of them, then the mask.
-#[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-fn inner_input_rows<T: Real>(plan: &Plan, w: &[f32], delta: &[f32], a: usize, b: usize, dx: &mut [T], mask: Option<&Activator>, taps: &mut TapList) {
+fn inner_input_rows<T: Real>(l: Isa, plan: &Plan, w: &[f32], delta: &[f32], a: usize, b: usize, dx: &mut [T], mask: Option<&Activator>, taps: &mut TapList) {
     let g = &plan.g;
     with_scratch((b - a) * g.y, |acc: &mut [T]| {
         let accf = f32s_mut(acc).expect("T is f32 here");
         input_taps(plan, w, a, 0, taps);
-        // SAFETY: AVX2 and FMA checked (one_filter_kernels); for rows a..b every tap reads
-        // inside the delta (all kx are inside), one output row further per input row.
-        unsafe { direct1::gather(delta.as_ptr(), g.oy as isize, b - a, taps.as_slice(), &plan.in_cuts, accf) };
+        // rows a..b read one output row further per input row (all their kx are inside)
+        direct1::gather(l, delta, g.oy, b - a, taps.as_slice(), &plan.in_cuts, accf);
         crate::conv::epilogue(acc, dx, mask);
     });
 }
@@ -449,9 +430,8 @@ pub fn input_grad_row<T: Real>(plan: &Plan, w: &[T], delta: &[T], ix: usize, dx_
     with_scratch(2 * zy + dlen, |buf: &mut [T]| {
         let (acc, rest) = buf.split_at_mut(zy);
         let (row, dbuf) = rest.split_at_mut(zy);
-        match (f32s(w), f32s(delta), f32s_mut(acc)) {
-            #[cfg(target_arch = "x86_64")]
-            (Some(w), Some(delta), Some(acc)) if one_filter_kernels(g) => input_grad_gather(plan, w, delta, ix, acc, taps),
+        match (f32s(w), f32s(delta), f32s_mut(acc), one_filter_kernels(g)) {
+            (Some(w), Some(delta), Some(acc), Some(l)) => input_grad_gather(l, plan, w, delta, ix, acc, taps),
             _ => input_grad_acc(plan, w, delta, ix, acc, dbuf),
         }
         // back to channels-last order

@@ -13,6 +13,7 @@ pub mod dense;
 pub mod direct;
 pub mod direct1;
 pub mod im2col;
+pub mod lanes;
 pub mod loss;
 pub mod matmul;
 pub mod network;

@@ -5,6 +5,7 @@
 //! into a small per-thread window just before they are used (`for_rows`).
 
 use crate::im2col::ConvGeom;
+use crate::lanes::{chunk, chunk_mut, lanes_fn, Lanes};
 use crate::real::Real;
 use crate::scratch::with_window;
 use crate::simd::simd_fn;
@@ -32,22 +33,17 @@ pub fn phase_start(g: &ConvGeom, r: usize) -> usize {
 simd_fn! {
     /// Planar copy of one input row: dst[c·Y + start(y mod sy) + y / sy] = src[y·Z + c].
     /// The source is n = sy·Z interleaved streams, stream r·Z + c being phase r of channel
-    /// c; for f32 with AVX2, 2 or 3 streams are split 8 groups at a time.
+    /// c; for f32 with vector instructions (lanes.rs), 2 or 3 streams are split 8 groups
+    /// at a time.
     pub fn to_planar_row<T: Real>(g: &ConvGeom, src: &[T], dst: &mut [T]) {
         let (yn, z) = (g.y, g.z);
         let n = g.sy * z;
         let mut j0 = 0; // groups already split by the vector code
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(src), Some(dst)) = ((n == 2 || n == 3) && yn >= g.sy && std::is_x86_feature_detected!("avx2"), T::as_f32_slice(src), T::as_f32_slice_mut(dst)) {
+        if let (true, Some(src), Some(dst), Some(l)) = ((n == 2 || n == 3) && yn >= g.sy, T::as_f32_slice(src), T::as_f32_slice_mut(dst), crate::lanes::detect()) {
             // every stream has at least Y / sy values; split whole blocks of 8 of those
             j0 = yn / g.sy / 8 * 8;
-            let mut outs = [std::ptr::null_mut::<f32>(); 3];
-            for (s, o) in outs.iter_mut().enumerate().take(n) {
-                *o = dst[(s % z) * yn + phase_start(g, s / z)..].as_mut_ptr();
-            }
-            // SAFETY: the CPU has AVX2; src holds n·j0 values and each stream's
-            // destination at least j0.
-            unsafe { split_streams_f32_avx2(src.as_ptr(), n, j0, outs) };
+            let starts: [usize; 3] = std::array::from_fn(|s| if s < n { (s % z) * yn + phase_start(g, s / z) } else { 0 });
+            split_streams(l, &src[..n * j0], n, &starts, dst);
         }
         for s in 0..n {
             let (r, c) = (s / z, s % z);
@@ -61,19 +57,19 @@ simd_fn! {
 
 simd_fn! {
     /// The inverse of `to_planar_row`: dst[y·Z + c] = src[c·Y + start(y mod sy) + y / sy]
-    /// (the input gradient's way back to channels last). For f32 with AVX2, 2 streams
-    /// are merged 8 groups at a time.
+    /// (the input gradient's way back to channels last). For f32 with vector
+    /// instructions, 2 streams are merged 8 groups at a time.
     pub fn from_planar_row<T: Real>(g: &ConvGeom, src: &[T], dst: &mut [T]) {
         let (yn, z) = (g.y, g.z);
         let n = g.sy * z;
         let mut j0 = 0;
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(src), Some(dst)) = (n == 2 && yn >= g.sy && std::is_x86_feature_detected!("avx2"), T::as_f32_slice(src), T::as_f32_slice_mut(dst)) {
+        if let (true, Some(src), Some(dst), Some(l)) = (n == 2 && yn >= g.sy, T::as_f32_slice(src), T::as_f32_slice_mut(dst), crate::lanes::detect()) {
             j0 = yn / g.sy / 8 * 8;
-            let ins: [*const f32; 2] = std::array::from_fn(|s| src[(s % z) * yn + phase_start(g, s / z)..].as_ptr());
-            // SAFETY: the CPU has AVX2; each stream holds at least j0 values and dst at
-            // least 2·j0.
-            unsafe { merge_streams2_f32_avx2(ins, j0, dst.as_mut_ptr()) };
+            let [a, b]: [&[f32]; 2] = std::array::from_fn(|s| {
+                let at = (s % z) * yn + phase_start(g, s / z);
+                &src[at..at + j0]
+            });
+            merge_streams2(l, a, b, &mut dst[..2 * j0]);
         }
         for s in 0..n {
             let (r, c) = (s / z, s % z);
@@ -85,58 +81,32 @@ simd_fn! {
     }
 }
 
-/// Interleave two f32 streams, `groups` values each (a multiple of 8).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn merge_streams2_f32_avx2(ins: [*const f32; 2], groups: usize, dst: *mut f32) {
-    use std::arch::x86_64::*;
-    let mut j = 0;
-    while j < groups {
-        let (e, o) = (_mm256_loadu_ps(ins[0].add(j)), _mm256_loadu_ps(ins[1].add(j)));
-        // per 128-bit lane: e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7
-        let (lo, hi) = (_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o));
-        _mm256_storeu_ps(dst.add(2 * j), _mm256_permute2f128_ps::<0x20>(lo, hi));
-        _mm256_storeu_ps(dst.add(2 * j + 8), _mm256_permute2f128_ps::<0x31>(lo, hi));
-        j += 8;
+lanes_fn! {
+    /// Interleave two f32 streams of equal length (a multiple of 8) into dst.
+    fn merge_streams2(l: Isa, a: &[f32], b: &[f32], dst: &mut [f32]) {
+        for (j, out) in (0..a.len() / 8).map(|k| 8 * k).zip(dst.chunks_exact_mut(16)) {
+            let (x, y) = (l.load(chunk(a, j)), l.load(chunk(b, j)));
+            l.merge2(x, y, chunk_mut(out, 0));
+        }
     }
 }
 
-/// Split `groups` groups of n ∈ {2, 3} interleaved f32 values into n streams.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn split_streams_f32_avx2(src: *const f32, n: usize, groups: usize, outs: [*mut f32; 3]) {
-    use std::arch::x86_64::*;
-    let mut j = 0;
-    if n == 2 {
-        while j < groups {
-            let (v0, v1) = (_mm256_loadu_ps(src.add(2 * j)), _mm256_loadu_ps(src.add(2 * j + 8)));
-            // per 128-bit lane: evens (odds) of v0 then of v1; then restore the lane order
-            let e = _mm256_shuffle_ps::<0b10_00_10_00>(v0, v1);
-            let o = _mm256_shuffle_ps::<0b11_01_11_01>(v0, v1);
-            let fix = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
-            _mm256_storeu_ps(outs[0].add(j), fix(e));
-            _mm256_storeu_ps(outs[1].add(j), fix(o));
-            j += 8;
+lanes_fn! {
+    /// Split src, groups of n ∈ {2, 3} interleaved f32 values (a multiple of 8 groups),
+    /// into n streams, stream s written to dst[starts[s]..].
+    fn split_streams(l: Isa, src: &[f32], n: usize, starts: &[usize; 3], dst: &mut [f32]) {
+        let groups = src.len() / n;
+        for j in (0..groups).step_by(8) {
+            if n == 2 {
+                for (v, &at) in l.split2(chunk(src, 2 * j)).into_iter().zip(starts) {
+                    l.store(v, chunk_mut(dst, at + j));
+                }
+            } else {
+                for (v, &at) in l.split3(chunk(src, 3 * j)).into_iter().zip(starts) {
+                    l.store(v, chunk_mut(dst, at + j));
+                }
+            }
         }
-        return;
-    }
-    // n = 3: a = s0 t0 u0 s1 t1 u1 s2 t2, b = u2 s3 t3 u3 s4 t4 u4 s5, c = t5 u5 s6 t6 u6 s7 t7 u7;
-    // two blends gather each stream's 8 values, one permutation orders them.
-    let idx = [
-        _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5),
-        _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6),
-        _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7),
-    ];
-    while j < groups {
-        let p = src.add(3 * j);
-        let (a, b, c) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)));
-        let s0 = _mm256_blend_ps::<0b0010_0100>(_mm256_blend_ps::<0b1001_0010>(a, b), c);
-        let s1 = _mm256_blend_ps::<0b0100_1001>(_mm256_blend_ps::<0b0010_0100>(a, b), c);
-        let s2 = _mm256_blend_ps::<0b1001_0010>(_mm256_blend_ps::<0b0100_1001>(a, b), c);
-        _mm256_storeu_ps(outs[0].add(j), _mm256_permutevar8x32_ps(s0, idx[0]));
-        _mm256_storeu_ps(outs[1].add(j), _mm256_permutevar8x32_ps(s1, idx[1]));
-        _mm256_storeu_ps(outs[2].add(j), _mm256_permutevar8x32_ps(s2, idx[2]));
-        j += 8;
     }
 }
 
@@ -149,9 +119,15 @@ pub struct Rows<'a, T> {
 }
 
 impl<'a, T> Rows<'a, T> {
+    /// Where row ix, channel c starts in `data`.
+    #[inline(always)]
+    pub fn offset(&self, g: &ConvGeom, c: usize, ix: usize) -> usize {
+        ((ix - self.x0) * g.z + c) * g.y
+    }
+
     #[inline(always)]
     pub fn row(&self, g: &ConvGeom, c: usize, ix: usize) -> &'a [T] {
-        let i = ((ix - self.x0) * g.z + c) * g.y;
+        let i = self.offset(g, c, ix);
         &self.data[i..i + g.y]
     }
 }

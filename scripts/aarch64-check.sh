@@ -5,7 +5,8 @@
 #  2. the aarch64 wheel from dist/ (bash scripts/wheels.sh aarch64) with its aarch64
 #     dependencies (pip --platform) in build/aarch64/site, imported and trained by Debian's
 #     arm64 Python 3.11 (unpacked by debootstrap into build/aarch64/root) under qemu-aarch64.
-# On aarch64 the CPU engine runs its portable code: the hand-written SIMD kernels are x86 only.
+# On aarch64 the hand-written vector kernels run in their NEON version (rust/lanes.rs), the
+# Rust tests check them against im2col and their scalar meaning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
