@@ -149,8 +149,9 @@ impl<T: Real> Network<T> {
     fn input_buffer(&mut self, n: usize) -> Result<Vec<T>> {
         self.seq.reserve(n)?;
         let mut buf = std::mem::take(&mut self.input);
-        let len = alloc::size(&[n, self.in_size()], || format!("input: a batch of {n}"))?;
-        alloc::grow(&mut buf, len, T::zero(), || format!("input: a batch of {n}"))?;
+        let what = || format!("input: a batch of {n}");
+        let len = alloc::size(&[n, self.in_size()], what)?;
+        alloc::grow(&mut buf, len, T::zero(), what)?;
         Ok(buf)
     }
 

@@ -51,9 +51,12 @@ class Vanilla(UpdateRule):
         object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
 
 
+_DEFAULT_MU = 0.9
+
+
 @dataclass(frozen=True, repr=False)
 class _WithMomentum(UpdateRule):
-    mu: float = 0.9
+    mu: float = _DEFAULT_MU
     weight_decay: float = 0.0
     slots = ("momentum",)
 
@@ -64,7 +67,7 @@ class _WithMomentum(UpdateRule):
                             "expected mu (or μ) and weight_decay")
         if "μ" in kw and mu is not None:
             raise TypeError(f"{type(self).__name__}: give mu or μ, not both")
-        mu = kw.get("μ", 0.9 if mu is None else mu)
+        mu = kw.get("μ", _DEFAULT_MU if mu is None else mu)
         object.__setattr__(self, "mu", mu)
         object.__setattr__(self, "weight_decay", weight_decay)
         self.__post_init__()
