@@ -164,6 +164,15 @@ impl Activator {
         forward_inplace(self, v);
     }
 
+    /// a = f(s + bias), and f′(s + bias) in place of s: the forward pass of a training step
+    /// for an activator whose f′ needs s (see `from_output`). The backward pass then
+    /// multiplies by the kept f′ (`times`) instead of recomputing it, and GELU's Φ and φ are
+    /// computed once, for both. The same numbers as `forward` then `backward`.
+    pub fn forward_keep_fprime<T: Real>(&self, s: &mut [T], a: &mut [T]) {
+        debug_assert_eq!(s.len(), a.len());
+        forward_keep_fprime(self, s, a);
+    }
+
     /// a = f(s + bias), elementwise. The match sits outside the loop so each arm vectorises.
     pub fn forward<T: Real>(&self, s: &[T], a: &mut [T]) {
         debug_assert_eq!(s.len(), a.len());
@@ -192,6 +201,37 @@ simd_fn! {
             ActKind::Linear => each!(|v: T| v + b),
             ActKind::Gelu => each!(|v: T| gelu(v + b)),
             _ => each!(|v: T| act.apply(v)),
+        }
+    }
+}
+
+simd_fn! {
+    fn forward_keep_fprime<T: Real>(act: &Activator, s: &mut [T], a: &mut [T]) {
+        let b = T::of(act.bias);
+        match act.name {
+            ActKind::Gelu => {
+                for (v, o) in s.iter_mut().zip(a.iter_mut()) {
+                    let x = *v + b;
+                    let (c, p) = x.normal_cdf_pdf();
+                    *o = x * c;
+                    *v = c + x * p;
+                }
+            }
+            _ => {
+                for (v, o) in s.iter_mut().zip(a.iter_mut()) {
+                    *o = act.apply(*v);
+                    *v = act.derivative(*v);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// g = g ⊙ f′ where f′ was kept by `forward_keep_fprime`.
+    pub fn times<T: Real>(fprime: &[T], g: &mut [T]) {
+        for (g, &d) in g.iter_mut().zip(fprime) {
+            *g *= d;
         }
     }
 }

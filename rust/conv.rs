@@ -133,11 +133,19 @@ impl Conv {
     }
 
     /// s = conv(input, w) (+ bias), a = act(s), for `n` samples; only a when the
-    /// activator's derivative follows from a (then `s` is not touched). `wbuf` holds
-    /// transformed weights (Winograd layers). The bias and the activation are applied to
-    /// each work unit while it is in cache.
+    /// activator's derivative follows from a (then `s` is not touched); with `keep_fprime`,
+    /// f′(s) in place of s (Activator::forward_keep_fprime). `wbuf` holds transformed
+    /// weights (Winograd layers). The bias and the activation are applied to each work
+    /// unit while it is in cache.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>) {
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>, keep_fprime: bool) {
+        let act = |su: &mut [T], au: &mut [T]| {
+            if keep_fprime {
+                self.act.forward_keep_fprime(su, au);
+            } else {
+                self.act.forward(su, au);
+            }
+        };
         let g = &self.g;
         let add = |v: &mut [T]| {
             if let Some(b) = bias {
@@ -160,7 +168,7 @@ impl Conv {
                     add(su);
                 });
                 let out = g.out_size();
-                a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks(TILE_ELEMS)).for_each(|(au, su)| self.act.forward(su, au));
+                a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks_mut(TILE_ELEMS)).for_each(|(au, su)| act(su, au));
             }
             return;
         }
@@ -186,7 +194,7 @@ impl Conv {
                 s_n.par_chunks_mut(unit).zip(a_n.par_chunks_mut(unit)).enumerate().for_each(|(ui, (su, au))| {
                     self.forward_unit(x, w, ui, su);
                     add(su);
-                    self.act.forward(su, au);
+                    act(su, au);
                 });
             });
     }
@@ -497,8 +505,8 @@ mod tests {
                 };
                 let nan = T::of(f64::NAN);
                 let (mut s1, mut a1, mut s2, mut a2) = (vec![nan; n * out], vec![nan; n * out], vec![nan; n * out], vec![nan; n * out]);
-                wino.forward(&x, &w, None, &mut s1, &mut a1, n, &mut Vec::new());
-                plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new());
+                wino.forward(&x, &w, None, &mut s1, &mut a1, n, &mut Vec::new(), false);
+                plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new(), false);
                 close(&a1, &a2, "forward");
                 let (mut dw1, mut dw2) = (vec![nan; g.k() * filters], vec![nan; g.k() * filters]);
                 wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new());

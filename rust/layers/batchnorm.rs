@@ -25,8 +25,10 @@ pub struct BatchNorm<T> {
     /// The number of values per channel the statistics were taken over (all processes'
     /// when synchronised).
     count: f64,
-    /// Pre-activations, kept when f′ does not follow from the output.
+    /// Kept when f′ does not follow from the output: the pre-activations, or, after a
+    /// training forward pass (`fprime_kept`), f′ of them.
     s: Vec<T>,
+    fprime_kept: bool,
 }
 
 /// Rows per parallel chunk of the elementwise passes.
@@ -49,6 +51,7 @@ impl<T: Real> BatchNorm<T> {
             inv_std: vec![0.0; channels],
             count: 0.0,
             s: Vec::new(),
+            fprime_kept: false,
         }
     }
 
@@ -220,17 +223,25 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let b: Vec<T> = shift.iter().map(|&v| T::of(v)).collect();
         let normalise = |out: &mut [T], x: &[T]| normalise(x, &mu, &a, &b, out);
         let act = self.act;
+        self.fprime_kept = false;
         if act.from_output() {
             y[..len].par_chunks_mut(ROWS * c).zip(x[..len].par_chunks(ROWS * c)).for_each(|(o, x)| {
                 normalise(o, x);
                 act.forward_inplace(o);
             });
         } else {
+            // training: keep f′ for the backward pass, computed beside f
+            let keep = cx.mode.train();
             let s = &mut self.s[..len];
             s.par_chunks_mut(ROWS * c).zip(y[..len].par_chunks_mut(ROWS * c)).zip(x[..len].par_chunks(ROWS * c)).for_each(|((s, o), x)| {
                 normalise(s, x);
-                act.forward(s, o);
+                if keep {
+                    act.forward_keep_fprime(s, o);
+                } else {
+                    act.forward(s, o);
+                }
             });
+            self.fprime_kept = keep;
         }
     }
 
@@ -239,7 +250,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let c = self.channels;
         let len = cx.n * self.spec.in_size();
         let rows = len / c;
-        own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded);
+        own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded, self.fprime_kept);
         let (mean, inv) = (&self.mean, &self.inv_std);
         let (s0, s1) = channel_sums(rows, c, |r, s, q| grad_sums(&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c], mean, inv, s, q));
         let mut sums: Vec<[f64; 2]> = s0.iter().zip(&s1).map(|(&a, &b)| [a, b]).collect();

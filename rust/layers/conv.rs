@@ -14,8 +14,10 @@ pub struct ConvLayer<T> {
     conv: Conv,
     slot: Slot,
     bias: bool,
-    /// Pre-activations, kept in train mode when f′ does not follow from the output.
+    /// Kept in train mode when f′ does not follow from the output: f′ of the
+    /// pre-activations when the last forward pass trained (`fprime_kept`), else them.
     s: Vec<T>,
+    fprime_kept: bool,
     /// Transformed weights (Winograd, the transposed input gradient).
     wt: Vec<T>,
     /// Weight-gradient partial sums.
@@ -29,7 +31,7 @@ impl<T: Real> ConvLayer<T> {
         let what = |e: Error| Error::new(format!("layer {}: {e}", spec.name));
         let g = ConvGeom::new([d[0], d[1], d[2]], *padding, *field, *stride, *filters).map_err(what)?;
         let conv = Conv::with_algorithm(g, *activator, algorithm).map_err(what)?;
-        Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), wt: Vec::new(), partials: Vec::new() })
+        Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), fprime_kept: false, wt: Vec::new(), partials: Vec::new() })
     }
 
     fn act(&self) -> &Activator {
@@ -67,13 +69,15 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         let p = self.slot.param;
         let bias = self.bias.then(|| &t.params[p + 1][..]);
         self.workspace(self.conv.wt_len(), false, cx.n);
-        self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt);
+        // training with an f′ that needs the pre-activations: keep f′ instead of them
+        self.fprime_kept = cx.mode.train() && !self.act().from_output();
+        self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt, self.fprime_kept);
     }
 
     fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], y: Option<&[T]>, folded: bool, t: &mut Tensors<'_, T>) {
         let (n, p) = (cx.n, self.slot.param);
         let act = *self.act();
-        own_fprime(&act, dy, y, &self.s, folded);
+        own_fprime(&act, dy, y, &self.s, folded, self.fprime_kept);
         let dy: &[T] = dy;
         self.workspace(self.conv.partials_len(n), true, n);
         self.workspace(self.conv.wt_len(), false, n);

@@ -50,7 +50,7 @@ impl<T: Real> Layer<T> for DenseLayer<T> {
 
     fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], y: Option<&[T]>, folded: bool, t: &mut Tensors<'_, T>) {
         let (n, p, threads) = (cx.n, self.slot.param, threads::num_threads());
-        own_fprime(&self.dense.act, dy, y, &self.s, folded);
+        own_fprime(&self.dense.act, dy, y, &self.s, folded, false);
         let dy: &[T] = dy;
         let (w, grads) = (&t.params[p], &mut *t.grads);
         {

@@ -126,12 +126,18 @@ pub fn build<T: Real>(spec: &LayerSpec, slot: Slot) -> Result<(Box<dyn Layer<T>>
 }
 
 /// Apply the layer's own f′ to dy unless the next layer folded it: from the output y
-/// where f′ follows from it, else from the kept pre-activations `s`.
-pub fn own_fprime<T: Real>(act: &Activator, dy: &mut [T], y: Option<&[T]>, s: &[T], folded: bool) {
+/// where f′ follows from it, else from `s`: the kept pre-activations, or, with `kept`,
+/// f′ itself, computed by the training forward pass.
+pub fn own_fprime<T: Real>(act: &Activator, dy: &mut [T], y: Option<&[T]>, s: &[T], folded: bool, kept: bool) {
     if folded || act.name == crate::activator::ActKind::Linear {
         return;
     }
     const C: usize = 1 << 14;
+    if kept {
+        // `s` holds f′ (Activator::forward_keep_fprime)
+        dy.par_chunks_mut(C).zip(s.par_chunks(C)).for_each(|(d, f)| crate::activator::times(f, d));
+        return;
+    }
     if act.from_output() {
         let y = y.expect("the output is kept when f' is not folded");
         dy.par_chunks_mut(C).zip(y.par_chunks(C)).for_each(|(d, y)| {

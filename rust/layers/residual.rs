@@ -76,7 +76,7 @@ impl<T: Real> Layer<T> for Residual<T> {
     fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], y: Option<&[T]>, folded: bool, t: &mut Tensors<'_, T>) {
         let XDx::Separate(x, dx) = io else { unreachable!("a residual writes its input gradient apart") };
         let len = cx.n * self.spec.in_size();
-        own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded);
+        own_fprime(&self.act, &mut dy[..len], y.map(|y| &y[..len]), &self.s, folded, false);
         // the inner chain's top gradient is dy, folded with its last f′ where that can be
         let fold = self.inner.foldable();
         {

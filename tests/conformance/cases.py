@@ -242,6 +242,13 @@ def _cases() -> list[Case]:
     c.append(Case("alg_winograd_odd", (5, 6, 8), [conv("c0", 8, activator=A("softplus"), algorithm="winograd"),
                                                   conv("c1", 9, padding=1, bias=True, activator=A("tanh"), algorithm="winograd"),
                                                   gap("g2"), dense("d3", 2)], n=2, loss=loss("squared_error")))
+    # activators whose f′ needs the pre-activations, on every conv path: training keeps f′
+    # itself for the backward pass (Activator::forward_keep_fprime)
+    c.append(Case("kept_fprime", (4, 4, 8), [conv("c0", 8, padding=1, bias=True, activator=A("gelu", bias=0.1), algorithm="winograd"),
+                                             conv("c1", 8, padding=1, activator=A("square"), algorithm="winograd"),
+                                             conv("c2", 1, padding=1, activator=A("leaky_relu", -0.2), algorithm="direct"),
+                                             conv("c3", 3, field=2, activator=A("gelu"), algorithm="im2col_t"),
+                                             gap("g4"), dense("d5", 3)], n=2, loss=loss("squared_error")))
     c.append(Case("alg_direct", (7, 7, 2), [conv("c0", 4, stride=2, padding=1, bias=True, activator=A("tanh"), algorithm="direct"),
                                             conv("c1", 1, padding=1, activator=A("sigmoid"), algorithm="direct"), dense("d2", 3)]))
     c.append(Case("alg_direct_s1", (5, 7, 1), [conv("c0", 3, padding=1, activator=A("softplus"), algorithm="direct"),
