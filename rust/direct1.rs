@@ -90,9 +90,14 @@ fn span<'a>(src: &'a [f32], origin: usize, t: &Tap, u: usize, v: usize) -> &'a [
 /// them unchecked rely on this.
 #[inline(always)]
 fn check_inputs(src: &[f32], stride: usize, rows: usize, live: &[Tap], u: usize, v: usize) {
+    // in checked arithmetic: a wrapped sum could pass the test and still read outside
+    let span = isize::try_from(rows.saturating_sub(1)).ok().zip(isize::try_from(stride).ok()).and_then(|(r, s)| r.checked_mul(s));
+    let (u, v) = (isize::try_from(u).ok(), isize::try_from(v).ok());
     for t in live {
-        let (first, last) = (t.base + u as isize, (rows.max(1) - 1) as isize * stride as isize + t.base + v as isize);
-        assert!(first >= 0 && last as usize <= src.len(), "direct kernel: tap {} reads outside its source", t.id);
+        let first = u.and_then(|u| t.base.checked_add(u));
+        let last = span.zip(v).and_then(|(span, v)| span.checked_add(t.base)?.checked_add(v));
+        let inside = matches!((first, last), (Some(f), Some(l)) if f >= 0 && l >= 0 && l as usize <= src.len());
+        assert!(inside, "direct kernel: tap {} reads outside its source", t.id);
     }
 }
 
@@ -177,7 +182,10 @@ lanes_fn! {
     /// (the weight gradient), n = d.len() / rows; each sum stays in registers across the
     /// rows. `cuts` ends at most at n. Panics if a tap reads outside `src`.
     pub fn correlate(l: Isa, src: &[f32], stride: usize, rows: usize, taps: &[Tap], cuts: &[usize], d: &[f32], dw: &mut [f32]) {
-        let n = d.len() / rows.max(1);
+        if rows == 0 {
+            return;
+        }
+        let n = d.len() / rows;
         let rs = RowSteps { stride, rows, n };
         let mut live = TapList::new();
         for win in cuts.windows(2) {
@@ -334,6 +342,16 @@ mod tests {
                 assert_eq!(a.to_bits(), b.to_bits(), "correlate n {n} tap {i}");
             }
         }
+    }
+
+    /// A stride so large that the last row's end wraps around to a small number.
+    #[test]
+    #[should_panic(expected = "reads outside its source")]
+    fn a_wrapping_stride_panics() {
+        let Some(l) = available() else { panic!("reads outside its source (no vector kernels here)") };
+        let taps = [Tap { base: 10, w: 1.0, id: 0, lo: 0, hi: 16 }];
+        let mut out = [0f32; 32];
+        gather(l, &[0.5; 20], usize::MAX - 9, 2, &taps, &[0, 16], &mut out);
     }
 
     #[test]
