@@ -1,5 +1,6 @@
 """The command line: the demo end to end, info, exit codes and messages, CIFAR-10 quickly."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -59,6 +60,8 @@ def test_demo_reads_an_image_folder(tmp_path, capsys):
     (["demo", "--seed", "x"], "argument --seed: expected a whole number ≥ 0, got 'x'"),
     (["demo", "--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
     (["train", "cifar10", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    (["train", "cifar10", "--translate", "-2"], "argument --translate:"),
+    (["train", "cifar10", "--flip", "sometimes"], "argument --flip: invalid choice: 'sometimes'"),
     (["train", "mnist"], "invalid choice: 'mnist'"),
     (["fly"], "invalid choice: 'fly'"),
     ([], "the following arguments are required"),
@@ -118,6 +121,30 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
     assert len(np.loadtxt(out / "losses.txt")) == 6
+
+
+def test_augmentation_flags_reach_the_training(tmp_path, capsys):
+    """--flip/--translate/--cutout replace parts of the preset's augmentation (any preset);
+    the trained model file carries what was used."""
+    from neuroflow.apps.cifar import SPEED_AUGMENT, augment_of
+    from neuroflow.nn.augment import Augment
+
+    def args(**kw):
+        return argparse.Namespace(**{"flip": None, "translate": None, "cutout": None, **kw})
+
+    assert augment_of(args(), "neuroflow") is None  # no flag: the preset decides
+    assert augment_of(args(flip="random"), "neuroflow") == Augment(flip="random")
+    assert augment_of(args(flip="none"), "speed") == Augment(translate=SPEED_AUGMENT.translate, flip="none")
+    assert augment_of(args(translate=0, cutout=8), "speed") == Augment(flip=SPEED_AUGMENT.flip, cutout=8)
+    archive = data_root() / "cifar-10-binary.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
+    out = tmp_path / "aug"
+    argv = ["train", "cifar10", "--data", str(archive), "--preset", "fast", "--limit", "16", "--batch-size", "8",
+            "--epochs", "1", "--out", str(out), "--threads", "2", "--flip", "random", "--translate", "3", "--cutout", "4"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert nf.load(out / "model.safetensors").settings.augment == Augment(translate=3, flip="random", cutout=4)
 
 
 def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):

@@ -141,8 +141,22 @@ def whitening(xs: np.ndarray, norm: tuple, field: int = 2, eps: float = 5e-4) ->
     return w.reshape(field, field, Z, -1)
 
 
+# the speed recipe's training augmentation (its preset's default for --flip/--translate/--cutout)
+SPEED_AUGMENT = Augment(translate=2, flip="alternate")
+
+
+def augment_of(args, preset_name: str) -> Augment | None:
+    """The augmentation the command line asks for: the preset's, with --flip, --translate
+    and --cutout replacing its parts; None when no flag is given (the preset decides)."""
+    flags = {k: getattr(args, k, None) for k in ("flip", "translate", "cutout")}
+    if all(v is None for v in flags.values()):
+        return None
+    base = SPEED_AUGMENT if preset_name == "speed" else Augment()
+    return replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
 def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, widths=SPEED_WIDTHS[1],
-              peak: float | None = None, **kw) -> Network:
+              peak: float | None = None, augment: Augment = SPEED_AUGMENT, **kw) -> Network:
     """The speed recipe (module doc). ``peak``: the one-cycle schedule's top learning rate
     (default 0.2 at batch 64, growing with the square root of the batch: measured on CIFAR
     subsets, 2026-12-02)."""
@@ -161,7 +175,7 @@ def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: 
     settings = Settings(learning_rate=schedules.triangular(peak, steps, warmup=0.2, start=0.1 * peak, end=0.02 * peak),
                         update_rule=Nesterov(0.9, weight_decay=5e-4), batch_size=batch_size, iterations=iterations,
                         reduction="mean", dtype=np.float32, seed=seed,
-                        augment=Augment(translate=2, flip="alternate"), **kw)
+                        augment=augment, **kw)
     net = Network(layout, settings, backend=backend, input_norm=norm)
     # the frozen whitening filters; a small read-out, so that the first outputs are near uniform
     net.parameters = {"white.weight": whitening(data.xs, norm).astype(net.dtype),
@@ -242,7 +256,9 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     choice = None
     for widths in candidates:  # cheapest first: measure, then estimate the next from its cost
         kw = {} if widths is None else {"widths": widths}
-        net = preset.build(data, batch, 3, args.seed, args.backend, verbose=False, **kw)
+        augment = augment_of(args, args.preset)  # timed with the run's augmentation
+        net = preset.build(data, batch, 3, args.seed, args.backend, verbose=False, **kw,
+                           **({} if augment is None else {"augment": augment}))
         idx = np.arange(min(batch, len(data.xs)))
         t = np.eye(10)[data.ys[idx]]
         net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)  # first step: allocation
@@ -307,6 +323,9 @@ def run_cifar10(args) -> dict:
         kw = plan["kw"] or kw
     else:
         total = steps_per_epoch * (args.epochs or preset.epochs)
+    augment = augment_of(args, args.preset)
+    if augment is not None:
+        kw = {**kw, "augment": augment}
     history: list[dict] = []
     tta = None if args.no_tta else preset.tta
     deadline = start + args.time_budget if args.time_budget else None
@@ -324,7 +343,8 @@ def run_cifar10(args) -> dict:
     waypoint = Waypoint(steps_per_epoch, end_of_epoch) if not args.time_budget else None
     net = preset.build(data, batch, total, args.seed, args.backend, waypoint=waypoint,
                        loss_func_output=LossFuncOutput(file=out / "losses.txt"), **kw)
-    what = f"{', width ' + str(kw['widths']) if kw else ''}" + (f", {dist.size} processes ({dist.library})" if dist else "")
+    what = (f", width {kw['widths']}" if "widths" in kw else "") + (f", {augment}" if augment is not None else "") \
+        + (f", {dist.size} processes ({dist.library})" if dist else "")
     say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
          + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))

@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--width", type=_int_at_least(0, "a width index 0..4"), metavar="I",
                    help="the speed net's widths, 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or chosen by --time-budget)")
     c.add_argument("--no-tta", action="store_true", help="evaluate without test-time flips")
+    c.add_argument("--flip", choices=["none", "random", "alternate"],
+                   help="training augmentation, any preset: mirror images along X at random, or every other "
+                        "epoch (default: the preset's: alternate for speed, none for the others)")
+    c.add_argument("--translate", type=_int_at_least(0, "a shift in pixels ≥ 0"), metavar="PX",
+                   help="training augmentation: shift images by up to ± PX pixels (reflected edges) (default: the preset's: 2 for speed, 0)")
+    c.add_argument("--cutout", type=_int_at_least(0, "a square's side in pixels ≥ 0"), metavar="PX",
+                   help="training augmentation: zero a PX×PX square at a random place (default: 0)")
     c.add_argument("--preset", choices=["speed", "neuroflow", "dense", "fast"], default="speed",
                    help="speed: the fastest recipe; neuroflow: the article's layout and settings (hours on a CPU); "
                         "dense: a dense net of a similar weight count; fast: a small net (default: %(default)s)")
