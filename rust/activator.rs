@@ -173,6 +173,15 @@ impl Activator {
         forward_keep_fprime(self, s, a);
     }
 
+    /// `forward_keep_fprime` when `keep_fprime` (a training pass), else `forward`.
+    pub fn forward_keeping<T: Real>(&self, s: &mut [T], a: &mut [T], keep_fprime: bool) {
+        if keep_fprime {
+            self.forward_keep_fprime(s, a);
+        } else {
+            self.forward(s, a);
+        }
+    }
+
     /// a = f(s + bias), elementwise. The match sits outside the loop so each arm vectorises.
     pub fn forward<T: Real>(&self, s: &[T], a: &mut [T]) {
         debug_assert_eq!(s.len(), a.len());

@@ -139,13 +139,6 @@ impl Conv {
     /// unit while it is in cache.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>, keep_fprime: bool) {
-        let act = |su: &mut [T], au: &mut [T]| {
-            if keep_fprime {
-                self.act.forward_keep_fprime(su, au);
-            } else {
-                self.act.forward(su, au);
-            }
-        };
         let g = &self.g;
         let add = |v: &mut [T]| {
             if let Some(b) = bias {
@@ -168,7 +161,7 @@ impl Conv {
                     add(su);
                 });
                 let out = g.out_size();
-                a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks_mut(TILE_ELEMS)).for_each(|(au, su)| act(su, au));
+                a[..n * out].par_chunks_mut(TILE_ELEMS).zip(s[..n * out].par_chunks_mut(TILE_ELEMS)).for_each(|(au, su)| self.act.forward_keeping(su, au, keep_fprime));
             }
             return;
         }
@@ -194,7 +187,7 @@ impl Conv {
                 s_n.par_chunks_mut(unit).zip(a_n.par_chunks_mut(unit)).enumerate().for_each(|(ui, (su, au))| {
                     self.forward_unit(x, w, ui, su);
                     add(su);
-                    act(su, au);
+                    self.act.forward_keeping(su, au, keep_fprime);
                 });
             });
     }

@@ -260,7 +260,7 @@ fn row_stride(g: &ConvGeom) -> usize {
 /// they take this layer (the caller has checked that T is f32).
 #[inline(always)]
 fn one_filter_kernels(g: &ConvGeom) -> Option<Isa> {
-    direct1::available().filter(|_| g.filters == 1 && g.k() <= direct1::MAX_TAPS)
+    crate::lanes::detect().filter(|_| g.filters == 1 && g.k() <= direct1::MAX_TAPS)
 }
 
 /// The taps of output row `ox` for direct1.rs: output oy reads rows.data[base + oy].

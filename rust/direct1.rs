@@ -1,10 +1,11 @@
 //! One-filter direct kernels for f32, in the vector instructions of lanes.rs (AVX2 + FMA,
-//! NEON; the article's glasses net has one filter per layer). Each kernel sees a layer row as a list of taps, each a
-//! shifted view of a source row with a weight and the range of outputs it reaches, and
-//! keeps its sums in registers across all taps (the generic kernels of direct.rs read and
-//! write memory once per tap). Output ranges are cut where some tap starts or stops
-//! (direct::Plan), so inside each piece the same taps are live: each tap's inputs are
-//! sliced once per row and piece (or block of outputs), and the loops index those slices.
+//! NEON; the article's glasses net has one filter per layer). Each kernel sees a layer row
+//! as a list of taps, each a shifted view of a source row with a weight and the range of
+//! outputs it reaches, and keeps its sums in registers across all taps (the generic
+//! kernels of direct.rs read and write memory once per tap). Output ranges are cut where
+//! some tap starts or stops (direct::Plan), so inside each piece the same taps are live:
+//! each tap's inputs are checked once per piece for all rows (`check_inputs`), and the
+//! vector loops read inside them unchecked.
 
 use crate::lanes::{chunk, chunk_mut, chunk_unchecked, lanes_fn, Isa, Lanes};
 
@@ -20,12 +21,6 @@ pub struct Tap {
     pub id: u32,
     pub lo: u32,
     pub hi: u32,
-}
-
-/// The vector instructions these kernels run with, if this CPU has a version.
-#[inline(always)]
-pub fn available() -> Option<Isa> {
-    crate::lanes::detect()
 }
 
 /// Up to MAX_TAPS taps on the stack, not initialised until pushed (zeroing two whole
@@ -298,7 +293,7 @@ mod tests {
     /// which, run on x86-64 and aarch64, makes AVX2 and NEON agree bit for bit too.
     #[test]
     fn kernels_do_exactly_their_scalar_operations() {
-        let Some(l) = available() else { return };
+        let Some(l) = crate::lanes::detect() else { return };
         for (n, k, rows) in [(5, 3, 1), (83, 9, 2), (150, 27, 3), (64, 12, 1), (41, 13, 2)] {
             let (taps, cuts) = some_taps(n, k);
             let stride = n + 9;
@@ -344,22 +339,24 @@ mod tests {
         }
     }
 
-    /// A stride so large that the last row's end wraps around to a small number.
-    #[test]
-    #[should_panic(expected = "reads outside its source")]
-    fn a_wrapping_stride_panics() {
-        let Some(l) = available() else { panic!("reads outside its source (no vector kernels here)") };
+    /// One tap reading 16 values from 10 on of a 20-value source, in `rows` rows `stride` apart.
+    fn gather_past_the_end(stride: usize, rows: usize) {
+        let Some(l) = crate::lanes::detect() else { panic!("reads outside its source (no vector kernels here)") };
         let taps = [Tap { base: 10, w: 1.0, id: 0, lo: 0, hi: 16 }];
-        let mut out = [0f32; 32];
-        gather(l, &[0.5; 20], usize::MAX - 9, 2, &taps, &[0, 16], &mut out);
+        let mut out = vec![0f32; 16 * rows];
+        gather(l, &[0.5; 20], stride, rows, &taps, &[0, 16], &mut out);
     }
 
     #[test]
     #[should_panic(expected = "reads outside its source")]
     fn a_tap_outside_its_source_panics() {
-        let Some(l) = available() else { panic!("reads outside its source (no vector kernels here)") };
-        let taps = [Tap { base: 10, w: 1.0, id: 0, lo: 0, hi: 16 }];
-        let mut out = [0f32; 16];
-        gather(l, &[0.5; 20], 0, 1, &taps, &[0, 16], &mut out);
+        gather_past_the_end(0, 1);
+    }
+
+    /// A stride so large that the last row's end wraps around to a small number.
+    #[test]
+    #[should_panic(expected = "reads outside its source")]
+    fn a_wrapping_stride_panics() {
+        gather_past_the_end(usize::MAX - 9, 2);
     }
 }

@@ -16,8 +16,13 @@ pub trait Lanes: Copy {
     /// a·b + c, rounded once.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
-    /// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
-    fn sum(self, v: Self::V) -> f32;
+    /// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): one tree for every instruction set.
+    #[inline(always)]
+    fn sum(self, v: Self::V) -> f32 {
+        let mut l = [0f32; 8];
+        self.store(v, &mut l);
+        ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+    }
     fn load(self, s: &[f32; 8]) -> Self::V;
     fn store(self, v: Self::V, out: &mut [f32; 8]);
     /// The first s.len() < 8 lanes from s, the others zero.
@@ -135,12 +140,6 @@ mod x86 {
             unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
-        fn sum(self, v: __m256) -> f32 {
-            let mut l = [0f32; 8];
-            self.store(v, &mut l);
-            ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
-        }
-        #[inline(always)]
         fn load(self, s: &[f32; 8]) -> __m256 {
             // SAFETY: see the impl.
             unsafe { _mm256_loadu_ps(s.as_ptr()) }
@@ -247,12 +246,6 @@ mod arm {
             unsafe { V([vaddq_f32(a.0[0], b.0[0]), vaddq_f32(a.0[1], b.0[1])]) }
         }
         #[inline(always)]
-        fn sum(self, v: V) -> f32 {
-            let mut l = [0f32; 8];
-            self.store(v, &mut l);
-            ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
-        }
-        #[inline(always)]
         fn load(self, s: &[f32; 8]) -> V {
             // SAFETY: see the impl.
             unsafe { V([vld1q_f32(s.as_ptr()), vld1q_f32(s.as_ptr().add(4))]) }
@@ -325,9 +318,6 @@ mod none {
             match self {}
         }
         fn add(self, _: (), _: ()) {
-            match self {}
-        }
-        fn sum(self, _: ()) -> f32 {
             match self {}
         }
         fn load(self, _: &[f32; 8]) {

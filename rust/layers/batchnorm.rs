@@ -223,25 +223,20 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let b: Vec<T> = shift.iter().map(|&v| T::of(v)).collect();
         let normalise = |out: &mut [T], x: &[T]| normalise(x, &mu, &a, &b, out);
         let act = self.act;
-        self.fprime_kept = false;
+        // training with an f′ that needs the pre-activations: keep f′ instead of them
+        self.fprime_kept = cx.mode.train() && !act.from_output();
+        let keep = self.fprime_kept;
         if act.from_output() {
             y[..len].par_chunks_mut(ROWS * c).zip(x[..len].par_chunks(ROWS * c)).for_each(|(o, x)| {
                 normalise(o, x);
                 act.forward_inplace(o);
             });
         } else {
-            // training: keep f′ for the backward pass, computed beside f
-            let keep = cx.mode.train();
             let s = &mut self.s[..len];
             s.par_chunks_mut(ROWS * c).zip(y[..len].par_chunks_mut(ROWS * c)).zip(x[..len].par_chunks(ROWS * c)).for_each(|((s, o), x)| {
                 normalise(s, x);
-                if keep {
-                    act.forward_keep_fprime(s, o);
-                } else {
-                    act.forward(s, o);
-                }
+                act.forward_keeping(s, o, keep);
             });
-            self.fprime_kept = keep;
         }
     }
 

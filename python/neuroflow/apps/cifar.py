@@ -254,9 +254,9 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     candidates = SPEED_WIDTHS if preset.build is speed_net and args.width is None else [None]
     measured: dict = {}
     choice = None
+    augment = augment_of(args, args.preset)  # steps timed with the run's augmentation
     for widths in candidates:  # cheapest first: measure, then estimate the next from its cost
         kw = {} if widths is None else {"widths": widths}
-        augment = augment_of(args, args.preset)  # timed with the run's augmentation
         net = preset.build(data, batch, 3, args.seed, args.backend, verbose=False, **kw,
                            **({} if augment is None else {"augment": augment}))
         idx = np.arange(min(batch, len(data.xs)))
