@@ -14,6 +14,7 @@ from PIL import Image
 
 import neuroflow as nf
 from conftest import data_root
+from neuroflow.apps.cifar import SPEED_WIDTHS
 from neuroflow.cli import main
 
 
@@ -105,7 +106,7 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
         pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
     out = tmp_path / preset
     argv = ["train", "cifar10", "--data", str(archive), "--preset", preset, "--limit", "24", "--batch-size", "8",
-            "--epochs", "2", "--out", str(out), "--threads", "2"] + (["--width", "0"] if preset == "speed" else [])
+            "--epochs", "2", "--out", str(out), "--threads", "2"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "epoch 1/2: test accuracy" in text and "epoch 2/2: test accuracy" in text
@@ -117,6 +118,7 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 6 and summary["train_images"] == summary["test_images"] == 24
     assert [e["epoch"] for e in summary["epochs_done"]] == [1, 2]
+    assert summary["widths"] == ([32, 64, 128] if preset == "speed" else None)  # the default, named
     net = nf.load(out / "model.safetensors", learning_rate=0.01)
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
@@ -165,6 +167,7 @@ def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):
         assert "with flip TTA" in capsys.readouterr().out
         summary = json.loads((out / "summary.json").read_text())
         assert summary["iterations"] == 2 and np.isfinite(summary["test_loss"]) and backend in summary["backend"]
+        assert summary["widths"] == [16, 32, 64]
         nets[backend] = nf.load(out / "model.safetensors", learning_rate=0.01)
     assert len(nets["gpu"].weights) == len(nets["cpu"].weights)
     for i, (g, c) in enumerate(zip(nets["gpu"].weights, nets["cpu"].weights)):
@@ -189,6 +192,7 @@ def test_a_time_budget_is_honoured(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
     assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
+    assert tuple(summary["widths"]) in SPEED_WIDTHS, "the summary names the width the budget chose"
     assert "fitted to 25 s" in r.stdout
     assert " of 25 s" in r.stdout, "a progress line after each segment of a budgeted run"
 

@@ -64,6 +64,7 @@ OUT_SCALE = 0.1
 MIN_EPOCHS = 6
 # Widths of the speed net's three blocks, cheapest first (the time budget picks one).
 SPEED_WIDTHS = [(16, 32, 64), (32, 64, 128), (48, 96, 192), (64, 128, 256), (64, 256, 256)]
+DEFAULT_WIDTH = 1  # the speed net's widths without --width or --time-budget
 
 
 def neuroflow_rate(iteration: int, alpha: float) -> float:
@@ -155,7 +156,7 @@ def augment_of(args, preset_name: str) -> Augment | None:
     return replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
-def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, widths=SPEED_WIDTHS[1],
+def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, widths=SPEED_WIDTHS[DEFAULT_WIDTH],
               peak: float | None = None, augment: Augment = SPEED_AUGMENT, **kw) -> Network:
     """The speed recipe (module doc). ``peak``: the one-cycle schedule's top learning rate
     (default 0.2 at batch 64, growing with the square root of the batch: measured on CIFAR
@@ -315,7 +316,8 @@ def run_cifar10(args) -> dict:
     data = _load(args)
     batch = min(batch, len(data.xs))
     steps_per_epoch = math.ceil(len(data.xs) / batch)
-    kw = {} if args.width is None else {"widths": SPEED_WIDTHS[args.width]}
+    width = DEFAULT_WIDTH if args.width is None and preset.build is speed_net else args.width
+    kw = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
     plan = None
     if args.time_budget:
         plan = _plan(args, preset, data, start, steps_per_epoch, batch)
