@@ -317,7 +317,7 @@ def run_cifar10(args) -> dict:
     batch = min(batch, len(data.xs))
     steps_per_epoch = math.ceil(len(data.xs) / batch)
     width = DEFAULT_WIDTH if args.width is None and preset.build is speed_net else args.width
-    kw = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
+    kw: dict[str, Any] = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
     plan = None
     if args.time_budget:
         plan = _plan(args, preset, data, start, steps_per_epoch, batch)
