@@ -27,6 +27,7 @@ from .nn.augment import Augment
 from .nn.activators import GELU, Activator, LeakyReLU, Linear, ReLU, Sigmoid, SoftPlus, Square, Tanh
 from .nn.breeders import WeightBreeder
 from .nn.layers import AvgPool, BatchNorm, Convolution, Dense, Dropout, GlobalAvgPool, Layer, MaxPool, Residual
+from .nn.lookahead import Lookahead
 from .nn.losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
 from .nn.network import Evaluation, Network, TrainingRun
 from .nn.optim import Adam, AdamW, Momentum, Nesterov, UpdateRule, Vanilla
@@ -102,7 +103,7 @@ def num_threads() -> int:
 
 __all__ = [
     "AbsCubicError", "Activator", "Adam", "AdamW", "Augment", "AvgPool", "BatchNorm", "Convolution", "Dense", "Dropout",
-    "Evaluation", "FiniteDifferences", "GELU", "GlobalAvgPool", "Layer", "LeakyReLU", "Linear", "Loss", "LossFuncOutput",
+    "Evaluation", "FiniteDifferences", "GELU", "GlobalAvgPool", "Layer", "LeakyReLU", "Linear", "Lookahead", "Loss", "LossFuncOutput",
     "MaxPool", "Momentum", "Nesterov", "Network", "ReLU", "Residual", "Settings", "Sigmoid", "SoftPlus",
     "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh", "TrainingRun", "UpdateRule",
     "Vanilla", "Waypoint", "WeightBreeder", "checkpoint_to", "load", "num_threads", "schedules", "set_num_threads",

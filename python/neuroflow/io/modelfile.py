@@ -7,7 +7,9 @@ Format "neuroflow.model", version 2. Tensors (little-endian, the engine's dtype)
 - ``param.{name}``: every trained tensor, named as ``net.parameters`` ("c0.weight", …);
 - ``state.{name}``: every non-trained tensor ("bn1.running_mean", …);
 - ``optim.{name}.{slot}``: the update rule's slots ("c0.weight.momentum", "c0.weight.m", …);
-- ``run.order``: int64 ``(N,)``, the sample order of the epoch in flight (only with a run).
+- ``run.order``: int64 ``(N,)``, the sample order of the epoch in flight (only with a run);
+- ``lookahead.param.{name}``, ``lookahead.state.{name}``: the lookahead's slow copy of
+  the parameters and state (only with a run that has ``settings.lookahead``).
 
 Metadata (string → string; the structured values are JSON):
 
@@ -74,6 +76,7 @@ class ModelFile:
     step: int = 0
     run: Optional[dict] = None  # RunState.to_json()
     run_order: Optional[np.ndarray] = None
+    slow: dict[str, np.ndarray] = field(default_factory=dict)  # "param.{name}", "state.{name}": the lookahead's copy
     path: Optional[Path] = None
     version: str = ""  # neuroflow version that wrote it
     format_version: int = FORMAT_VERSION
@@ -119,7 +122,7 @@ def write(path: str | os.PathLike, mf: ModelFile) -> Path:
     from .. import __version__
 
     tensors: dict[str, np.ndarray] = {}
-    for prefix, group in (("param", mf.params), ("state", mf.state), ("optim", mf.optim)):
+    for prefix, group in (("param", mf.params), ("state", mf.state), ("optim", mf.optim), ("lookahead", mf.slow)):
         for k, v in group.items():
             a = np.ascontiguousarray(v)
             if not np.isfinite(a).all():
@@ -127,7 +130,7 @@ def write(path: str | os.PathLike, mf: ModelFile) -> Path:
             tensors[f"{prefix}.{k}"] = a
     if mf.run is not None:
         tensors["run.order"] = np.ascontiguousarray(mf.run_order, dtype=np.int64)
-    training = {"iteration": mf.iteration, "alpha": mf.alpha, "step": mf.step, "run": mf.run}
+    training = {"iteration": mf.iteration, "alpha": mf.alpha, "step": mf.step, "run": mf.run, "lookahead": bool(mf.slow)}
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -303,6 +306,8 @@ def _read_v2(meta: dict, tensors: dict, where: str) -> ModelFile:
     expected |= {f"state.{n}": s for n, s in state}
     expected |= {f"optim.{n}.{k}": s for n, s in params for k in slots}
     run_doc = training.get("run") if isinstance(training, dict) else None
+    if isinstance(training, dict) and training.get("lookahead") is True:  # the slow copy, shaped as the weights
+        expected |= {f"lookahead.param.{n}": s for n, s in params} | {f"lookahead.state.{n}": s for n, s in state}
     named = set(expected) | ({"run.order"} if run_doc is not None else set())
     if set(tensors) != named:
         missing, extra = sorted(named - set(tensors)), sorted(set(tensors) - named)
@@ -330,5 +335,5 @@ def _read_v2(meta: dict, tensors: dict, where: str) -> ModelFile:
         state={n: tensors[f"state.{n}"] for n, _ in state},
         optim={f"{n}.{k}": tensors[f"optim.{n}.{k}"] for n, _ in params for k in slots},
         iteration=iteration, alpha=alpha, step=step, run=run_doc, run_order=tensors.get("run.order"),
-        format_version=2,
+        slow={k[len("lookahead."):]: a for k, a in tensors.items() if k.startswith("lookahead.")}, format_version=2,
     )

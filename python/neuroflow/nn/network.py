@@ -21,6 +21,7 @@ from .. import _core
 from .banner import banner as _banner
 from .breeders import WeightBreeder
 from .layers import BatchNorm, Dense, Dropout, Layer, Residual, default_names
+from .lookahead import SlowWeights
 from .losses import Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy
 from .settings import Settings
 from .training import RunState, TrainingRun, train
@@ -138,6 +139,7 @@ class Network:
         self._iteration = 0
         self._alpha: Optional[float] = None
         self._run: Optional[RunState] = None  # the position of the last training run (nn/training.py)
+        self._slow: Optional[SlowWeights] = None  # the lookahead's slow weights of that run (nn/lookahead.py)
         self._dist = None  # the ranks of its distributed run (neuroflow/distributed.py): saves are collective
         self._init_params(weights)
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..io.modelfile import ModelFile, ModelFileError, read, write
 from .augment import Augment
+from .lookahead import Lookahead, SlowWeights
 from .layers import layer_from_spec
 from .losses import loss_from_spec
 from .optim import update_from_spec
@@ -39,6 +40,7 @@ def _settings_json(s: Settings) -> dict:
         "shuffle": s.shuffle,
         "seed": s.seed,
         "augment": asdict(s.augment) if s.augment is not None else None,
+        "lookahead": asdict(s.lookahead) if s.lookahead is not None else None,
     }
 
 
@@ -59,6 +61,7 @@ def save(net: "Network", path: str | os.PathLike):
         step=int(net._engine.get_step()),
         run=run.to_json() if run is not None else None,
         run_order=run.order if run is not None else None,
+        slow=_slow_tensors(net) if run is not None else {},
     )
     return write(path, mf)
 
@@ -86,7 +89,7 @@ def settings_of(mf: ModelFile, learning_rate=None) -> Settings:
         iterations=d["iterations"], precision=d["precision"], verbose=d["verbose"], pretty_print=d["pretty_print"],
         approximation=FiniteDifferences(d["approximation"]) if d["approximation"] is not None else None,
         reduction=spec["reduction"], dtype=np.float32 if spec["dtype"] == "f32" else np.float64,
-        shuffle=d["shuffle"], seed=d["seed"], augment=_augment(d.get("augment")),
+        shuffle=d["shuffle"], seed=d["seed"], augment=_augment(d.get("augment")), lookahead=_lookahead(d.get("lookahead")),
     )
 
 
@@ -96,6 +99,27 @@ def _augment(d) -> Augment | None:
     if not isinstance(d, dict) or set(d) - {"translate", "flip", "cutout", "padding"}:
         raise ModelFileError(f"settings: augment: expected {{translate, flip, cutout, padding}}, got {d!r:.200}")
     return Augment(**d)
+
+
+def _lookahead(d) -> Lookahead | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) - {"every", "decay", "power", "steps"}:
+        raise ModelFileError(f"settings: lookahead: expected {{every, decay, power, steps}}, got {d!r:.200}")
+    return Lookahead(**d)
+
+
+def _slow_tensors(net: "Network") -> dict[str, np.ndarray]:
+    if net._slow is None:
+        return {}
+    return {**{f"param.{n}": a for (n, _), a in zip(net._param_info, net._slow.params)},
+            **{f"state.{n}": a for (n, _), a in zip(net._state_info, net._slow.state)}}
+
+
+def _slow_of(net: "Network", mf: ModelFile) -> SlowWeights | None:
+    if not mf.slow:
+        return None
+    return SlowWeights([mf.slow[f"param.{n}"] for n, _ in net._param_info], [mf.slow[f"state.{n}"] for n, _ in net._state_info])
 
 
 def _layout(spec: dict) -> list:
@@ -150,6 +174,7 @@ def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, s
     net._settings = s
     _restore(net, mf)
     net._run = None if mf.run is None else _run_state(mf, str(mf.path))
+    net._slow = _slow_of(net, mf)
     return net
 
 
@@ -207,5 +232,6 @@ def resume_run(net: "Network", resume, data, x: np.ndarray, t: np.ndarray, bs: i
         if mf.spec["seed"] != json.loads(net.spec_json)["seed"]:  # the run's dropout masks
             net._rebuild(net.settings, mf.spec["seed"])
         _restore(net, mf)
+        net._slow = _slow_of(net, mf)
     # a copy: the file's or the network's record stays as it was if this run is interrupted
     return run.copy()

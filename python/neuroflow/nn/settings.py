@@ -16,6 +16,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from .augment import Augment
+from .lookahead import Lookahead
 from .optim import Momentum, UpdateRule
 from .schedules import constant
 
@@ -87,6 +88,8 @@ class Settings:
       None draws a fresh seed each time.
     - ``augment``: ``Augment(translate, flip, cutout)`` applied to training batches as they
       are gathered (never to evaluation).
+    - ``lookahead``: ``Lookahead(every, decay, power, steps)`` or ``Lookahead.airbench()``:
+      every few iterations the weights are pulled back toward a slow copy (nn/lookahead.py).
     """
 
     learning_rate: Union[float, Callable[[int, float], float]] = 1e-3
@@ -104,6 +107,7 @@ class Settings:
     shuffle: bool = True
     seed: Optional[int] = 0
     augment: Optional[Augment] = None
+    lookahead: Optional[Lookahead] = None
 
     def __post_init__(self) -> None:
         lr = self.learning_rate
@@ -143,6 +147,8 @@ class Settings:
             object.__setattr__(self, "loss_func_output", out)
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise TypeError(f"augment: expected Augment(translate=…, flip=…, cutout=…), got {self.augment!r}")
+        if self.lookahead is not None and not isinstance(self.lookahead, Lookahead):
+            raise TypeError(f"lookahead: expected Lookahead(every, decay, power, steps) or None, got {self.lookahead!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
                                       or not 0 <= self.seed < 2**64):
             raise ValueError(f"seed: expected an int in [0, 2⁶⁴) or None, got {self.seed!r}")

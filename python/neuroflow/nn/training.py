@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Optional, cast
 
 import numpy as np
 
+from .lookahead import SlowWeights
 from .settings import LossFuncOutput
 
 if TYPE_CHECKING:
@@ -218,6 +219,11 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
         net._dist = dist
     net._run = run
     run.total = s.iterations
+    if s.lookahead is None:
+        net._slow = None
+    elif resume is None or resume is False or net._slow is None:  # a resumed run keeps its slow copy
+        net._slow = SlowWeights.of(net)
+    lookahead, slow = s.lookahead, net._slow
     verbose = s.verbose and (dist is None or dist.is_main)
     approx = s.approximation.delta if s.approximation else None
     out = cast(Optional[LossFuncOutput], s.loss_func_output)  # Settings made it one (or None)
@@ -270,6 +276,8 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                 net._alpha = alpha
                 run.order, run.pos, run.done, run.epoch = order, pos, it, epoch
                 drawn_from = None
+                if lookahead is not None and slow is not None and lookahead.due(net._iteration, s.iterations):
+                    slow.pull(net, lookahead.pull(net._iteration, s.iterations))
                 losses.append(loss)
                 if log is not None:
                     log.write(f"{loss!r}\n")
