@@ -9,7 +9,9 @@ the same net (frozen 2×2 whitening conv with a trained bias, three blocks of co
 BatchNorm(GELU) → conv → BatchNorm(GELU) with BN shifts only, max-pool, a linear read-out),
 the same initial weights (PyTorch's are copied from neuroflow's), per-channel input
 normalisation, label smoothing 0.2, Nesterov 0.9 with weight decay 5e-4 on the conv and
-read-out weights only, the same one-cycle learning rate per step, batch 64, shuffled
+read-out weights only, the same one-cycle learning rate per step, the same lookahead
+(airbench's: every 5 steps the weights and BatchNorm statistics are pulled to a slow copy
+by neuroflow's `Lookahead` fractions), batch 64, shuffled
 epochs, translation by up to ±2 pixels with reflected borders and airbench's alternating
 flip, flip test-time augmentation at the end. PyTorch draws its batches from a uint8
 tensor and converts, normalises and augments them with its own ops, as a user's loop does;
@@ -76,7 +78,8 @@ def run_neuroflow(data: Data, epochs: int, widths: tuple, seed: int) -> dict:
     t = time.perf_counter()
     final = net.score(net.outputs(data.tx, "flip"), data.ty).accuracy
     return {"curve": curve, "train_seconds": train_s, "final_tta": final, "tta_seconds": time.perf_counter() - t,
-            "initial": initial, "schedule": net.settings.learning_rate, "norm": net.input_norm}
+            "initial": initial, "schedule": net.settings.learning_rate, "norm": net.input_norm,
+            "lookahead": net.settings.lookahead, "steps": net.settings.iterations}
 
 
 def torch_model(widths: tuple, initial: dict):
@@ -138,6 +141,8 @@ def run_torch(data: Data, epochs: int, widths: tuple, seed: int, ref: dict) -> d
         model.train()
         return correct / len(tx)
 
+    la, total = ref["lookahead"], ref["steps"]
+    slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
     curve, paused, step = [], 0.0, 0
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -157,6 +162,12 @@ def run_torch(data: Data, epochs: int, widths: tuple, seed: int, ref: dict) -> d
             loss.backward()
             opt.step()
             step += 1
+            if la is not None and la.due(step, total):  # the slow copy moves, the model restarts from it
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        if k in slow:
+                            slow[k].lerp_(v, la.pull(step, total))
+                            v.copy_(slow[k])
         t = time.perf_counter()
         curve.append((epoch + 1, t - start - paused, evaluate(False)))
         paused += time.perf_counter() - t
