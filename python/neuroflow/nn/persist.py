@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -89,24 +89,19 @@ def settings_of(mf: ModelFile, learning_rate=None) -> Settings:
         iterations=d["iterations"], precision=d["precision"], verbose=d["verbose"], pretty_print=d["pretty_print"],
         approximation=FiniteDifferences(d["approximation"]) if d["approximation"] is not None else None,
         reduction=spec["reduction"], dtype=np.float32 if spec["dtype"] == "f32" else np.float64,
-        shuffle=d["shuffle"], seed=d["seed"], augment=_augment(d.get("augment")), lookahead=_lookahead(d.get("lookahead")),
+        shuffle=d["shuffle"], seed=d["seed"], augment=_stored(Augment, d.get("augment"), "augment"),
+        lookahead=_stored(Lookahead, d.get("lookahead"), "lookahead"),
     )
 
 
-def _augment(d) -> Augment | None:
+def _stored(cls, d, what: str):
+    """A stored settings dataclass (Augment, Lookahead) from its dict; None stays None."""
     if d is None:
         return None
-    if not isinstance(d, dict) or set(d) - {"translate", "flip", "cutout", "padding"}:
-        raise ModelFileError(f"settings: augment: expected {{translate, flip, cutout, padding}}, got {d!r:.200}")
-    return Augment(**d)
-
-
-def _lookahead(d) -> Lookahead | None:
-    if d is None:
-        return None
-    if not isinstance(d, dict) or set(d) - {"every", "decay", "power", "steps"}:
-        raise ModelFileError(f"settings: lookahead: expected {{every, decay, power, steps}}, got {d!r:.200}")
-    return Lookahead(**d)
+    names = [f.name for f in fields(cls)]
+    if not isinstance(d, dict) or set(d) - set(names):
+        raise ModelFileError(f"settings: {what}: expected {{{', '.join(names)}}}, got {d!r:.200}")
+    return cls(**d)
 
 
 def _slow_tensors(net: "Network") -> dict[str, np.ndarray]:
