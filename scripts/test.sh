@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 
-if [ ! -e "/usr/share/vulkan/icd.d/lvp_icd.$(uname -m).json" ] || ! ldconfig -p | grep -q 'libvulkan.so.1 '; then
+ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)  # /sbin is not on every user's PATH
+if [ ! -e "/usr/share/vulkan/icd.d/lvp_icd.$(uname -m).json" ] || ! "$ldconfig" -p | grep -q 'libvulkan.so.1 '; then
   nf_sudo apt-get update -qq
   nf_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
