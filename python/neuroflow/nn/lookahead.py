@@ -75,8 +75,11 @@ class SlowWeights:
 
     def pull(self, net: "Network", fraction: float) -> None:
         """Move the slow copy ``fraction`` of the way to the network's weights, then give the
-        network the slow copy."""
-        for slow, fast in zip(self.params + self.state, list(net._engine.get_params()) + list(net._engine.get_state())):
-            slow += slow.dtype.type(fraction) * (fast - slow)
-        net._engine.set_params(self.params)
-        net._engine.set_state(self.state)
+        network the slow copy. Under the network's lock, as a step is: another thread's
+        evaluation never sees the parameters pulled and the statistics not yet."""
+        with net._lock:
+            engine = net._engine
+            for slow, fast in zip(self.params + self.state, list(engine.get_params()) + list(engine.get_state())):
+                slow += slow.dtype.type(fraction) * (fast - slow)
+            engine.set_params(self.params)
+            engine.set_state(self.state)

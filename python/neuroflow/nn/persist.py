@@ -122,7 +122,8 @@ def _layout(spec: dict) -> list:
 
 
 def _restore(net: "Network", mf: ModelFile) -> None:
-    """Parameters, state, optimizer state and counters from ``mf`` into ``net``."""
+    """Parameters, state, optimizer state, counters and the lookahead's slow copy from ``mf``
+    into ``net``."""
     net.weights = [mf.params[n] for n, _ in net._param_info]
     if mf.state:
         net.state = dict(mf.state)
@@ -132,6 +133,7 @@ def _restore(net: "Network", mf: ModelFile) -> None:
     net._engine.set_step(mf.step)
     net._iteration = mf.iteration
     net._alpha = mf.alpha
+    net._slow = _slow_of(net, mf)
 
 
 def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, settings: Settings | None = None) -> "Network":
@@ -169,7 +171,6 @@ def load(path: str | os.PathLike, *, backend: str = "cpu", learning_rate=None, s
     net._settings = s
     _restore(net, mf)
     net._run = None if mf.run is None else _run_state(mf, str(mf.path))
-    net._slow = _slow_of(net, mf)
     return net
 
 
@@ -227,6 +228,5 @@ def resume_run(net: "Network", resume, data, x: np.ndarray, t: np.ndarray, bs: i
         if mf.spec["seed"] != json.loads(net.spec_json)["seed"]:  # the run's dropout masks
             net._rebuild(net.settings, mf.spec["seed"])
         _restore(net, mf)
-        net._slow = _slow_of(net, mf)
     # a copy: the file's or the network's record stays as it was if this run is interrupted
     return run.copy()
