@@ -163,10 +163,11 @@ def run_torch(data: Data, epochs: int, widths: tuple, seed: int, ref: dict) -> d
             opt.step()
             step += 1
             if la is not None and la.due(step, total):  # the slow copy moves, the model restarts from it
+                fraction = la.pull(step, total)
                 with torch.no_grad():
                     for k, v in model.state_dict().items():
                         if k in slow:
-                            slow[k].lerp_(v, la.pull(step, total))
+                            slow[k].lerp_(v, fraction)
                             v.copy_(slow[k])
         t = time.perf_counter()
         curve.append((epoch + 1, t - start - paused, evaluate(False)))
