@@ -45,6 +45,9 @@ pub struct Network<T: Real> {
     pub param_info: Vec<Info>,
     pub state_info: Vec<Info>,
     mults: Vec<(f64, f64)>,
+    /// The frozen prefix (docs/engine.md, "Frozen parameters"): the first top-level layer
+    /// with a trained parameter (lr_mult > 0). A training pass stops its backward there.
+    trained_from: usize,
     input: Vec<T>,
     /// Targets gathered from a data set.
     targets: Vec<T>,
@@ -97,6 +100,7 @@ impl<T: Real> Network<T> {
             }
             Ok(())
         })?;
+        let trained_from = frozen_prefix(&spec.layers);
         let k = seq.out_size();
         // the buffers of one sample now: a net that cannot hold one is refused when built
         seq.reserve(1)?;
@@ -112,6 +116,7 @@ impl<T: Real> Network<T> {
             param_info,
             state_info,
             mults,
+            trained_from,
             input: Vec::new(),
             targets: Vec::new(),
             row,
@@ -255,23 +260,38 @@ impl<T: Real> Network<T> {
     }
 
     /// Train-mode forward, loss and backward: gradients into self.grads; returns the loss sum.
+    /// A training pass (`update_state`) skips the backward of the frozen prefix and gives
+    /// frozen parameters zero gradients; `gradients` (no state update) computes them all.
     fn backprop(&mut self, x: &[T], t: &[T], n: usize, update_state: bool) -> f64 {
         let mode = Mode::Train { update_state };
         self.run_forward(x, n, mode, None);
         let (total, folded) = self.loss_sum(t, n, true);
         let cx = self.ctx(n, mode);
+        let stop = if update_state { self.trained_from } else { 0 };
         let mut ts = Tensors { params: &self.params, grads: &mut self.grads, state: &mut self.state };
-        self.seq.backward(&cx, x, None, folded, &mut ts);
+        self.seq.backward_to(&cx, x, None, folded, &mut ts, stop);
+        if update_state {
+            // the contract: a training pass gives a frozen parameter (lr_mult 0) no gradient
+            for (g, &(lr_mult, _)) in self.grads.iter_mut().zip(&self.mults) {
+                if lr_mult == 0.0 {
+                    g.fill(T::of(0.0));
+                }
+            }
+        }
         total
     }
 
+    /// One update of every trained parameter; a frozen one (lr_mult 0) and its optimizer
+    /// slots stay as they are.
     fn update(&mut self, lr: f64) {
         let rule = self.spec.update;
         let k = rule.slots().len();
         self.step += 1;
         for (i, (w, g)) in self.params.iter_mut().zip(&self.grads).enumerate() {
             let (lr_mult, wd_mult) = self.mults[i];
-            rule.apply(w, &mut self.slots[i * k..(i + 1) * k], g, lr * lr_mult, wd_mult, self.step);
+            if lr_mult != 0.0 {
+                rule.apply(w, &mut self.slots[i * k..(i + 1) * k], g, lr * lr_mult, wd_mult, self.step);
+            }
         }
     }
 
@@ -530,6 +550,21 @@ fn clear(l: &mut crate::spec::LayerSpec) {
     if let crate::spec::Kind::Residual { layers, .. } = &mut l.kind {
         layers.iter_mut().for_each(clear);
     }
+}
+
+/// The index of the first top-level layer with a trained parameter (lr_mult > 0), or the
+/// layer count if none is.
+fn frozen_prefix(layers: &[crate::spec::LayerSpec]) -> usize {
+    let trained = |l: &crate::spec::LayerSpec| {
+        let mut any = false;
+        walk(std::slice::from_ref(l), "", &mut |_, inner| {
+            any |= inner.params.iter().any(|p| p.lr_mult != 0.0);
+            Ok(())
+        })
+        .map(|_| any)
+        .unwrap_or(true)
+    };
+    layers.iter().position(trained).unwrap_or(layers.len())
 }
 
 /// Visit every layer in pre-order with the name prefix of the residuals around it.

@@ -346,3 +346,34 @@ def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(glasses, "run_demo", greedy)
     assert main(["demo", "--out", str(tmp_path / "o")]) == 1
     assert "out of memory" in _one_line_error(capsys.readouterr().err)
+
+
+def test_tta_flag_chooses_the_final_views(tmp_path, capsys):
+    """--tta picks the final evaluation's test-time views (and --no-tta none); the summary's
+    accuracy is the saved model's on those views; conflicting flags are refused first."""
+    from neuroflow.apps.cifar import PRESETS, VIEWS, tta_of
+    from neuroflow.io.datasets import cifar10
+
+    def args(**kw):
+        return argparse.Namespace(**{"tta": None, "no_tta": False, **kw})
+
+    assert tta_of(args(), PRESETS["speed"]) == "flip" and tta_of(args(), PRESETS["fast"]) is None
+    assert tta_of(args(tta="flip_translate"), PRESETS["fast"]) == "flip_translate"
+    assert tta_of(args(tta="none"), PRESETS["speed"]) is None and tta_of(args(no_tta=True), PRESETS["speed"]) is None
+    assert VIEWS == {None: 1, "flip": 2, "flip_translate": 6}
+    assert main(["train", "cifar10", "--data", str(tmp_path / "absent"), "--no-tta", "--tta", "flip",
+                 "--out", str(tmp_path / "x")]) != 0
+    assert "--no-tta and --tta flip: give one of them" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists(), "refused before any work"
+    archive = data_root() / "cifar-10-binary.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
+    out = tmp_path / "tta"
+    assert main(["train", "cifar10", "--data", str(archive), "--preset", "fast", "--limit", "16", "--batch-size", "8",
+                 "--epochs", "1", "--out", str(out), "--threads", "2", "--tta", "flip_translate"]) == 0
+    assert "with flip_translate TTA" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    tx, ty, _ = cifar10(archive, "test")
+    net = nf.load(out / "model.safetensors")
+    assert summary["tta"] == "flip_translate" and summary["test_accuracy_without_tta"] is None
+    assert summary["test_accuracy"] == net.evaluate(tx[:16], ty[:16], tta="flip_translate").accuracy

@@ -138,10 +138,17 @@ impl<T: Real> Sequence<T> {
     /// Backward from ∂L/∂y in the last layer's output buffer (`folded`: already multiplied
     /// by its f′). `x` is the sequence's input; `dx`, if given, receives ∂L/∂x (without any
     /// mask).
-    pub fn backward(&mut self, cx: &Ctx, x: &[T], mut dx: Option<&mut [T]>, folded: bool, t: &mut Tensors<'_, T>) {
+    pub fn backward(&mut self, cx: &Ctx, x: &[T], dx: Option<&mut [T]>, folded: bool, t: &mut Tensors<'_, T>) {
+        self.backward_to(cx, x, dx, folded, t, 0)
+    }
+
+    /// `backward` down to layer `stop` only: it computes its parameters' gradients but no
+    /// ∂L/∂x, and the layers below it are not visited (a frozen prefix: nothing there
+    /// trains). `dx` is written only when `stop` is 0.
+    pub fn backward_to(&mut self, cx: &Ctx, x: &[T], mut dx: Option<&mut [T]>, folded: bool, t: &mut Tensors<'_, T>, stop: usize) {
         let n = cx.n;
         let mut dy = Dy::Act(folded);
-        for l in (0..self.layers.len()).rev() {
+        for l in (stop..self.layers.len()).rev() {
             let (before, rest) = self.acts.split_at_mut(l);
             let own = &mut rest[0];
             let out_len = n * self.layers[l].spec().out_size();
@@ -164,6 +171,8 @@ impl<T: Real> Sequence<T> {
             };
             let io = if l == 0 {
                 XDx::Separate(x, dx.as_deref_mut())
+            } else if l == stop {
+                XDx::Separate(&before[l - 1][..in_len], None)
             } else if in_place {
                 XDx::InPlace(&mut before[l - 1][..in_len], mask.as_ref())
             } else {

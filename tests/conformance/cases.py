@@ -329,6 +329,20 @@ def _cases() -> list[Case]:
     c.append(Case("upd_adamw", (4, 4, 2), bnnet, update=update("adamw", 0.05, **ADAM), mults=mults, lr=0.01, reduction="mean"))
     c.append(Case("upd_adamw_dropout", (7,), [dense("d0", 6, bias=True, activator=A("gelu")), dropout("p1", 0.3), dense("d2", 3)],
                   update=update("adamw", 0.1, **ADAM), lr=0.01, mults={"d0.bias": (3.0, 1.0)}))
+    # --- frozen parameters (lr_mult 0): no update, slots untouched, no gradient in a
+    # training pass; a frozen prefix (here through a residual) is not back-propagated
+    frozen = [conv("c0", 3, padding=1, bias=True, activator=A("tanh")),
+              residual("r1", [conv("c", 3, padding=1), bn("b", activator=A("relu"))]),
+              conv("c2", 2, padding=1, activator=A("gelu")), gap("g3"), dense("d4", 3, bias=True)]
+    off = {k: (0.0, 1.0) for k in ("c0.weight", "c0.bias", "r1.c.weight", "r1.b.scale", "r1.b.shift")}
+    c.append(Case("frozen_prefix_adam", (5, 4, 2), frozen, update=update("adam", 1e-2, **ADAM), mults=off, lr=0.01))
+    c.append(Case("frozen_prefix_nesterov", (5, 4, 2), frozen, update=update("nesterov", 1e-2, mu=0.8), mults=off,
+                  reduction="mean"))
+    # frozen layers between trained ones still pass ∂L/∂x down; a layer half frozen
+    c.append(Case("frozen_middle_adamw", (5, 4, 2), frozen, update=update("adamw", 0.05, **ADAM), lr=0.01,
+                  mults={"c0.weight": (0.0, 1.0), "r1.c.weight": (0.0, 1.0), "c2.weight": (0.0, 0.0)}))
+    c.append(Case("frozen_all_momentum", (5, 4, 2), frozen, update=update("momentum", 1e-2, mu=0.9),
+                  mults={**off, "c2.weight": (0.0, 1.0), "d4.weight": (0.0, 1.0), "d4.bias": (0.0, 1.0)}))
     return c
 
 

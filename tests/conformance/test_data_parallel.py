@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cases import CASES
-from checks import Run, close, close_lists, param_names, reference, state_names
+from checks import Run, close, close_lists, param_entries, param_names, reference, state_names
 from registry import ENGINES
 
 PAIRS = [(e, c) for e in ENGINES for c in CASES]
@@ -100,15 +100,17 @@ def unflatten(flat: np.ndarray, shapes) -> list[np.ndarray]:
 
 @every_pair
 def test_one_shard_is_gradients(run):
-    """backward on the whole batch: the flat gradients of `gradients`, the summed loss, the
-    running statistics of a step; parameters, optimizer state and step unchanged."""
+    """backward on the whole batch: the flat gradients of `gradients` (zero for a frozen
+    parameter, lr_mult 0: a training pass computes none), the summed loss, the running
+    statistics of a step; parameters, optimizer state and step unchanged."""
     ref, e, kind = reference(run.case.name), run.load(), run.kind
     x, t = run.batch(0)
     g = np.full(flat_size(run), np.nan, dtype=kind.np_dtype)
     before = run.snapshot()
     loss = e.backward(x, t, g)
     shapes = [s for _, s in e.param_info()]
-    close_lists(unflatten(g, shapes), ref["gradients"], kind.rtol, "backward gradient", param_names(run.spec))
+    want = [np.zeros_like(w) if p["lr_mult"] == 0 else w for w, (_, p) in zip(ref["gradients"], param_entries(run.spec))]
+    close_lists(unflatten(g, shapes), want, kind.rtol, "backward gradient", param_names(run.spec))
     close(np.array(loss / len(x)), ref["steps"][0]["loss"], kind.rtol, "backward: loss sum / n")
     after = run.snapshot()
     close_lists(after["state"], ref["steps"][0]["state"], kind.rtol, "backward: running statistics", state_names(run.spec))

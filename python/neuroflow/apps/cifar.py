@@ -202,6 +202,20 @@ PRESETS = {
 }
 
 
+# forward passes per test image of each test-time augmentation (Network.evaluate's tta)
+VIEWS = {None: 1, "flip": 2, "flip_translate": 6}
+
+
+def tta_of(args, preset: Preset) -> str | None:
+    """The final evaluation's test-time augmentation: --tta, --no-tta, else the preset's."""
+    if getattr(args, "no_tta", False):
+        if getattr(args, "tta", None) not in (None, "none"):
+            raise ValueError(f"--no-tta and --tta {args.tta}: give one of them")
+        return None
+    given = getattr(args, "tta", None)
+    return preset.tta if given is None else (None if given == "none" else given)
+
+
 def _say(text: str) -> None:
     try:  # keeps a live progress bar intact
         from tqdm import tqdm
@@ -252,7 +266,7 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     """For --time-budget: the width (speed) and the number of steps that fit, from measured
     steps. Returns the build keywords and the step count."""
     budget = args.time_budget
-    n_eval = len(data.tx) * (2 if preset.tta == "flip" else 1)
+    n_eval = len(data.tx) * VIEWS[tta_of(args, preset)]
     candidates = SPEED_WIDTHS if preset.build is speed_net and args.width is None else [None]
     measured: dict = {}
     choice = None
@@ -306,6 +320,7 @@ def run_cifar10(args) -> dict:
     if dist is not None and args.time_budget:
         raise ValueError("--time-budget: not with several processes yet (each would fit its own plan); use --epochs")
     preset = PRESETS[args.preset]
+    tta = tta_of(args, preset)  # a conflict in the flags is refused before any work
     batch = args.batch_size or preset.batch
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -330,7 +345,6 @@ def run_cifar10(args) -> dict:
     if augment is not None:
         kw = {**kw, "augment": augment}
     history: list[dict] = []
-    tta = None if args.no_tta else preset.tta
     deadline = start + args.time_budget if args.time_budget else None
 
     def end_of_epoch(iteration: int, net: Network) -> None:
@@ -352,7 +366,7 @@ def run_cifar10(args) -> dict:
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
          + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
     if plan is not None and deadline is not None:
-        run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * (2 if tta else 1), batch,
+        run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * VIEWS[tta], batch,
                                  report=lambda i, n, loss: say(f"{i}/{n} steps ({i / steps_per_epoch:.1f} epochs), loss "
                                                                f"{loss:.4g}, {time.monotonic() - start:.0f} of "
                                                                f"{args.time_budget:g} s"))

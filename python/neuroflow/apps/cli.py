@@ -100,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="fit the run (width, steps, schedule) so that the whole command ends within this many seconds")
     c.add_argument("--width", type=_int_at_least(0, "a width index 0..4"), metavar="I",
                    help="the speed net's widths, 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or chosen by --time-budget)")
-    c.add_argument("--no-tta", action="store_true", help="evaluate without test-time flips")
+    c.add_argument("--tta", choices=["none", "flip", "flip_translate"],
+                   help="test-time views averaged in the final evaluation: none, flips, or flips of the image and of its "
+                        "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed: flip)")
+    c.add_argument("--no-tta", action="store_true", help="the same as --tta none")
     c.add_argument("--flip", choices=["none", "random", "alternate"],
                    help="training augmentation, any preset: mirror images along X at random, or every other "
                         "epoch (default: the preset's: alternate for speed, none for the others)")

@@ -27,6 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = seg[wid.y];
+    if (bitcast<f32>(s.z) == 0.0) { return; }  // frozen (lr_mult 0): w and its slots stay
     let lr = rate.lr * bitcast<f32>(s.z);
     let wd = p.weight_decay * bitcast<f32>(s.w);
     for (var e = gid.x; e < s.y; e += nwg.x * 256u) {

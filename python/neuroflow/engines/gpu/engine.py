@@ -482,6 +482,8 @@ class GpuEngine:
 
         loss = float(self._gpu.read(self._run(ws, ("backward", n, batch, offset), build), 1)[0])
         parts = self._read_flat(self._g, self._net.params)
+        # a training pass computes no gradient for a frozen parameter (lr_mult 0): zero
+        parts = [np.zeros_like(p) if t.lr_mult == 0 else p for p, t in zip(parts, self._net.params)]
         if parts:
             out[:] = np.concatenate([p.reshape(-1) for p in parts])
         return loss

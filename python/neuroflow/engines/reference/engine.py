@@ -285,6 +285,8 @@ class ReferenceEngine:
         self._step += 1
         k = len(self.optimizer_slots())
         for i, ((_, _, lr_mult, wd_mult), w, g) in enumerate(zip(self._pinfo, self._params, grads)):
+            if lr_mult == 0:  # frozen: the parameter and its optimizer slots stay (docs/engine.md)
+                continue
             slots = self._slots[i * k : (i + 1) * k]
             updates.apply(self._rule, w, g, slots, lr * lr_mult, self._rule["weight_decay"] * wd_mult, self._step)
 
@@ -314,6 +316,8 @@ class ReferenceEngine:
             raise ValueError(f"batch: a shard of {len(x)} samples at offset {offset} does not fit in a global batch of {batch}")
         per, g, ps = self._backprop(x, t, batch, offset, sync)
         self._running_update(ps)
+        # a training pass computes no gradient for a frozen parameter (lr_mult 0): zero
+        g = [np.zeros_like(gi) if lr_mult == 0 else gi for (_, _, lr_mult, _), gi in zip(self._pinfo, g)]
         if out.size:
             out[:] = np.concatenate([gi.reshape(-1) for gi in g]).astype(self._dtype)
         return float(per.sum())
