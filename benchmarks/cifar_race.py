@@ -5,7 +5,7 @@ test accuracy against training time, and the time each needs to reach each accur
                                     [--limit N] [--json out.json]
 
 The same recipe in both (neuroflow's `--preset speed`, python/neuroflow/apps/cifar.py):
-the same net (frozen 2×2 whitening conv with a trained bias, three blocks of conv → max-pool →
+the same net (frozen 2×2 whitening conv, three blocks of conv → max-pool →
 BatchNorm(GELU) → conv → BatchNorm(GELU) with BN shifts only, max-pool, a linear read-out),
 the same initial weights (PyTorch's are copied from neuroflow's), per-channel input
 normalisation, label smoothing 0.2, Nesterov 0.9 with weight decay 5e-4 on the conv and
@@ -98,13 +98,11 @@ def torch_model(widths: tuple, initial: dict):
     with torch.no_grad():
         for m, k in zip(convs, conv_w):
             m.weight.copy_(torch.from_numpy(initial[k]).permute(3, 2, 0, 1))
-        convs[0].bias.copy_(torch.from_numpy(initial["white.bias"]))
         for m, k in zip(bns, shifts):
             m.bias.copy_(torch.from_numpy(initial[k]))
         model[-1].weight.copy_(torch.from_numpy(initial[dense_w[0]]).T)
-    convs[0].weight.requires_grad_(False)  # the frozen whitening filters
     decay = [m.weight for m in convs[1:]] + [model[-1].weight]
-    plain = [convs[0].bias] + [m.bias for m in bns]
+    plain = [m.bias for m in bns]
     return model.to(memory_format=torch.channels_last), decay, plain
 
 

@@ -43,7 +43,7 @@ NETS = [
 
 
 def speed_layout(widths):
-    layout = [nf.Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=nf.GELU, bias=True)]
+    layout = [nf.Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=nf.GELU, lr_mult=0.0)]  # frozen
     for c in widths:
         layout += [nf.Convolution(padding=1, field=3, filters=c, activator=nf.Linear), nf.MaxPool(2),
                    nf.BatchNorm(momentum=0.4, activator=nf.GELU, scale=False),
@@ -74,7 +74,9 @@ def torch_speed(widths):
     """The speed recipe's net (speed_layout) in PyTorch, NCHW."""
     from torch import nn
 
-    layers, z = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()], 24
+    white = nn.Conv2d(3, 24, 2, bias=False)
+    white.weight.requires_grad_(False)  # frozen, as neuroflow's lr_mult=0
+    layers, z = [white, nn.GELU()], 24
     for c in widths:
         bn0, bn1 = nn.BatchNorm2d(c, momentum=0.4), nn.BatchNorm2d(c, momentum=0.4)
         for bn in (bn0, bn1):
