@@ -280,9 +280,12 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
         idx = np.arange(min(batch, len(data.xs)))
         t = np.eye(10)[data.ys[idx]]
         net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)  # first step: allocation
-        t0 = time.monotonic()
-        net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)
-        step = time.monotonic() - t0
+        times = []
+        for _ in range(3):  # the median of three: one slow step must not decide the width
+            t0 = time.monotonic()
+            net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)
+            times.append(time.monotonic() - t0)
+        step = sorted(times)[1]
         measured[widths] = step
         left = budget - (time.monotonic() - start)
         reserve = 3.0 + step * n_eval / batch / 2.5  # the final evaluation (forward ≈ a third of a step) and saving
@@ -304,7 +307,8 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     if steps < 1:
         raise ValueError(f"--time-budget {budget:g} s: {time.monotonic() - start:.0f} s are gone already and a step takes "
                          f"{step:.2f} s; give a larger budget")
-    return {"kw": kw, "steps": steps, "step_seconds": step, "epochs": epochs, "budget": budget}
+    return {"kw": kw, "steps": steps, "step_seconds": step, "epochs": epochs, "budget": budget,
+            "measured": {w: round(v, 4) for w, v in measured.items()}}
 
 
 def run_cifar10(args) -> dict:
@@ -366,7 +370,9 @@ def run_cifar10(args) -> dict:
         + (f", {dist.size} processes ({dist.library})" if dist else "")
     say(f"CIFAR-10, preset {args.preset}{what}: {len(data.xs)} training and {len(data.tx)} test images, {total} iterations "
          f"of batch {batch} ({total / steps_per_epoch:.1f} epochs), {net.backend}"
-         + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.2f} s)" if plan else ""))
+         + (f"; fitted to {args.time_budget:g} s (a step took {plan['step_seconds']:.3f} s"
+            + (f"; steps of the widths tried: {', '.join(f'{w}: {v:.3f} s' for w, v in plan['measured'].items())}"
+               if len(plan["measured"]) > 1 else "") + ")" if plan else ""))
     if plan is not None and deadline is not None:
         run = _train_to_deadline(net, data, total, deadline, plan, args.resume, len(data.tx) * VIEWS[tta], batch,
                                  report=lambda i, n, loss: say(f"{i}/{n} steps ({i / steps_per_epoch:.1f} epochs), loss "
