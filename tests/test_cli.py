@@ -377,3 +377,19 @@ def test_tta_flag_chooses_the_final_views(tmp_path, capsys):
     net = nf.load(out / "model.safetensors")
     assert summary["tta"] == "flip_translate" and summary["test_accuracy_without_tta"] is None
     assert summary["test_accuracy"] == net.evaluate(tx[:16], ty[:16], tta="flip_translate").accuracy
+
+
+def test_time_budget_width_choice():
+    """The widest width that fits 6 epochs (else the cheapest), or the next narrower one
+    when that fits 10 and the widest does not (the epochs each width tried fits, cheapest
+    first)."""
+    from neuroflow.apps.cifar import GOOD_EPOCHS, MIN_EPOCHS, SPEED_WIDTHS, choose_width
+
+    w = SPEED_WIDTHS
+    assert (MIN_EPOCHS, GOOD_EPOCHS) == (6, 10)
+    assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 16.0, w[3]: 11.0, w[4]: 6.5}) == w[3]  # 30 min here
+    assert choose_width({w[0]: 30.0, w[1]: 13.0, w[2]: 6.5, w[3]: 4.3}) == w[1]  # 600 s here: 13 epochs over 6.5
+    assert choose_width({w[0]: 30.0, w[1]: 9.0, w[2]: 6.5, w[3]: 4.3}) == w[2]  # one step narrower only
+    assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 12.0, w[3]: 10.0, w[4]: 5.0}) == w[3]  # the widest fits 10
+    assert choose_width({w[0]: 3.0}) == w[0] and choose_width({w[0]: 5.0, w[1]: 2.0}) == w[0]
+    assert choose_width({None: 1.0}) is None  # presets without widths

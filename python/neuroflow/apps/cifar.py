@@ -59,10 +59,13 @@ __all__ = ["NEUROFLOW_INIT", "PRESETS", "neuroflow_net", "neuroflow_rate", "run_
 NEUROFLOW_INIT = {0: (0, 0.1), 1: (0, 0.1), 2: (0, 0.1), 3: (0, 0.01), 4: (0, 0.1), 5: (0, 0.01), 6: (0, 0.01),
                   7: (0, 0.1), 8: (0, 1), 9: (0.01, 0.01)}
 OUT_SCALE = 0.1
-# The time budget takes the widest speed net that fits this many epochs, else the narrowest
-# (600 s on a 2-core Xeon, 2026-12-02: widths (48, 96, 192) for 8.1 epochs 87.19 %,
-# (64, 128, 256) for 5.5 epochs 86.63 %).
+# The time budget takes the widest speed net that fits MIN_EPOCHS, or the next narrower one
+# when that fits GOOD_EPOCHS and the widest does not (choose_width). Short budgets favour epochs over width (600 s on a
+# 2-core Xeon, 2026-12-02: widths (48, 96, 192) for 8.1 epochs 87.19 %, (64, 128, 256) for
+# 5.5 epochs 86.63 %); airbench's own nets train ~10 epochs (93 % with (64, 128, 128) in
+# 11, 94 % with (64, 256, 256) in 9.9).
 MIN_EPOCHS = 6
+GOOD_EPOCHS = 10
 # Widths of the speed net's three blocks, cheapest first (the time budget picks one).
 SPEED_WIDTHS = [(16, 32, 64), (32, 64, 128), (48, 96, 192), (64, 128, 256), (64, 256, 256)]
 DEFAULT_WIDTH = 1  # the speed net's widths without --width or --time-budget
@@ -264,6 +267,20 @@ def _load(args) -> Data:
     return Data(xs, ys, tx, ty, names)
 
 
+def choose_width(epochs: dict):
+    """The width a budget takes, from the epochs each width tried fits (cheapest first): the
+    widest that fits MIN_EPOCHS (else the cheapest), or the next narrower one when that
+    fits GOOD_EPOCHS and the widest does not (one step narrower for about twice the epochs)."""
+    tried = list(epochs)
+    fitting = [w for w in tried if epochs[w] >= MIN_EPOCHS]
+    if not fitting:
+        return tried[0]
+    i = tried.index(fitting[-1])
+    if epochs[tried[i]] < GOOD_EPOCHS and i > 0 and epochs[tried[i - 1]] >= GOOD_EPOCHS:
+        return tried[i - 1]
+    return tried[i]
+
+
 def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, batch: int) -> dict:
     """For --time-budget: the width (speed) and the number of steps that fit, from measured
     steps. Returns the build keywords and the step count."""
@@ -271,9 +288,16 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     n_eval = len(data.tx) * VIEWS[tta_of(args, preset)]
     candidates = SPEED_WIDTHS if preset.build is speed_net and args.width is None else [None]
     measured: dict = {}
-    choice = None
     augment = augment_of(args, args.preset)  # steps timed with the run's augmentation
-    for widths in candidates:  # cheapest first: measure, then estimate the next from its cost
+
+    def fit(step: float) -> tuple[int, float]:
+        """The steps (and epochs) that fit what is left, with the final evaluation (a forward
+        pass ≈ a third of a step) and saving set aside."""
+        left = budget - (time.monotonic() - start)
+        steps = int((left - 3.0 - step * n_eval / batch / 2.5) / step)
+        return steps, steps / steps_per_epoch
+
+    for widths in candidates:  # cheapest first, until one fits too few epochs (wider ones fit fewer)
         kw = {} if widths is None else {"widths": widths}
         net = preset.build(data, batch, 3, args.seed, args.backend, verbose=False, **kw,
                            **({} if augment is None else {"augment": augment}))
@@ -285,25 +309,13 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
             t0 = time.monotonic()
             net._engine.train_step(data.xs[idx], t.astype(net.dtype), 1e-9)
             times.append(time.monotonic() - t0)
-        step = sorted(times)[1]
-        measured[widths] = step
-        left = budget - (time.monotonic() - start)
-        reserve = 3.0 + step * n_eval / batch / 2.5  # the final evaluation (forward ≈ a third of a step) and saving
-        steps = int((left - reserve) / step)
-        epochs = steps / steps_per_epoch
-        choice = (kw, steps, step, epochs)
-        if epochs < MIN_EPOCHS or left - reserve < 0:  # wider nets would fit fewer epochs: stop here
+        measured[widths] = sorted(times)[1]
+        if fit(measured[widths])[1] < MIN_EPOCHS:
             break
-        # the next width's step from the cost ratio of its convolutions: worth measuring only if it may fit
-    assert choice is not None  # the loop ran at least once
-    kw, steps, step, epochs = choice
-    if len(measured) > 1 and epochs < MIN_EPOCHS:  # the last one tried fits too few epochs: the widest that fits
-        prev = list(measured)[-2]
-        kw = {"widths": prev}
-        step = measured[prev]
-        left = budget - (time.monotonic() - start)
-        steps = int((left - 3.0 - step * n_eval / batch / 2.5) / step)
-        epochs = steps / steps_per_epoch
+    pick = choose_width({w: fit(v)[1] for w, v in measured.items()})
+    kw = {} if pick is None else {"widths": pick}
+    step = measured[pick]
+    steps, epochs = fit(step)
     if steps < 1:
         raise ValueError(f"--time-budget {budget:g} s: {time.monotonic() - start:.0f} s are gone already and a step takes "
                          f"{step:.2f} s; give a larger budget")
