@@ -59,11 +59,11 @@ __all__ = ["NEUROFLOW_INIT", "PRESETS", "neuroflow_net", "neuroflow_rate", "run_
 NEUROFLOW_INIT = {0: (0, 0.1), 1: (0, 0.1), 2: (0, 0.1), 3: (0, 0.01), 4: (0, 0.1), 5: (0, 0.01), 6: (0, 0.01),
                   7: (0, 0.1), 8: (0, 1), 9: (0.01, 0.01)}
 OUT_SCALE = 0.1
-# The time budget takes the widest speed net that fits MIN_EPOCHS, or the next narrower one
-# when that fits GOOD_EPOCHS and the widest does not (choose_width). Short budgets favour epochs over width (600 s on a
-# 2-core Xeon, 2026-12-02: widths (48, 96, 192) for 8.1 epochs 87.19 %, (64, 128, 256) for
-# 5.5 epochs 86.63 %); airbench's own nets train ~10 epochs (93 % with (64, 128, 128) in
-# 11, 94 % with (64, 256, 256) in 9.9).
+# The time budget takes the widest speed net that fits MIN_EPOCHS, or the next narrower
+# one when that fits GOOD_EPOCHS and the widest does not (choose_width). Short budgets
+# favour epochs over width (600 s on a 2-core Xeon, 2026-12-02: widths (48, 96, 192) for
+# 8.1 epochs 87.19 %, (64, 128, 256) for 5.5 epochs 86.63 %); airbench's own nets train
+# ~10 epochs (93 % with (64, 128, 128) in 11, 94 % with (64, 256, 256) in 9.9).
 MIN_EPOCHS = 6
 GOOD_EPOCHS = 10
 # Widths of the speed net's three blocks, cheapest first (the time budget picks one).
