@@ -393,3 +393,19 @@ def test_time_budget_width_choice():
     assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 12.0, w[3]: 10.0, w[4]: 5.0}) == w[3]  # the widest fits 10
     assert choose_width({w[0]: 3.0}) == w[0] and choose_width({w[0]: 5.0, w[1]: 2.0}) == w[0]
     assert choose_width({None: 1.0}) is None  # presets without widths
+
+
+def test_a_budget_refits_the_one_cycle_schedule_whole():
+    """The pace re-fit stretches the schedule to the new step count and keeps the preset's
+    start, peak, end and warm-up fraction (it had reset the warm-up to 0.2)."""
+    from neuroflow.apps.cifar import refit_schedule
+    from neuroflow.nn import schedules
+
+    for warmup in (0.23, 0.2, 0.0):
+        lr = schedules.triangular(1.5, 400, warmup=warmup, start=0.3, end=0.105)
+        for steps in (123, 400, 1000):
+            got = refit_schedule(lr, steps)
+            want = schedules.triangular(1.5, steps, warmup=warmup, start=0.3, end=0.105)
+            assert got.points == want.points, (warmup, steps, got.points)
+    constant = schedules.constant(0.1)
+    assert refit_schedule(constant, 50) is constant

@@ -281,6 +281,12 @@ def choose_width(epochs: dict):
     return tried[i]
 
 
+def _evaluation_seconds(step: float, n_eval: int, batch: int) -> float:
+    """The final evaluation's expected time: `n_eval` forward passes of an image, each about
+    a 2.5th of its share of a training step of `batch` images that takes `step` s."""
+    return step * n_eval / batch / 2.5
+
+
 def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, batch: int) -> dict:
     """For --time-budget: the width (speed) and the number of steps that fit, from measured
     steps. Returns the build keywords and the step count."""
@@ -291,10 +297,10 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     augment = augment_of(args, args.preset)  # steps timed with the run's augmentation
 
     def fit(step: float) -> tuple[int, float]:
-        """The steps (and epochs) that fit what is left, with the final evaluation (a forward
-        pass ≈ a third of a step) and saving set aside."""
+        """The steps (and epochs) that fit what is left, with the final evaluation and saving
+        set aside."""
         left = budget - (time.monotonic() - start)
-        steps = int((left - 3.0 - step * n_eval / batch / 2.5) / step)
+        steps = int((left - 3.0 - _evaluation_seconds(step, n_eval, batch)) / step)
         return steps, steps / steps_per_epoch
 
     for widths in candidates:  # cheapest first, until one fits too few epochs (wider ones fit fewer)
@@ -419,6 +425,16 @@ def run_cifar10(args) -> dict:
     return summary
 
 
+def refit_schedule(lr, steps: int):
+    """A one-cycle schedule stretched or shrunk to `steps`: the same start, peak, end and
+    warm-up fraction. Other schedules are returned as they are."""
+    if not isinstance(lr, schedules.Piecewise) or len(lr.points) < 2:
+        return lr
+    top = max(range(len(lr.points)), key=lambda i: lr.points[i][1])
+    warmup = lr.points[top][0] / lr.points[-1][0]
+    return schedules.triangular(lr.points[top][1], steps, warmup=warmup, start=lr.points[0][1], end=lr.points[-1][1])
+
+
 def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, plan: dict, resume, n_eval: int, batch: int,
                        report: Callable[[int, int, float], None] = lambda i, n, loss: None):
     """Train `total` steps in segments; after each, re-fit the step count (and the schedule)
@@ -439,16 +455,12 @@ def _train_to_deadline(net: Network, data: Data, total: int, deadline: float, pl
         pace = (time.monotonic() - started) / max(net.iteration - done_at_start, 1)
         # the final evaluation, pictures and saving; 1 % of the budget for the last segment's
         # pace drifting from the average (600 s, width 3: 2.5 s over with a flat 2 s)
-        left = deadline - time.monotonic() - 2.0 - 0.01 * plan["budget"] - pace * n_eval / batch / 2.5
+        left = deadline - time.monotonic() - 2.0 - 0.01 * plan["budget"] - _evaluation_seconds(pace, n_eval, batch)
         fit = max(net.iteration + 1, net.iteration + int(left / pace))
         report(net.iteration, fit, run.final_loss)
         if fit != total:  # the measured pace: more or fewer steps, the schedule re-fitted to them
             total = fit
-            lr = net.settings.learning_rate
-            if isinstance(lr, schedules.Piecewise) and len(lr.points) >= 2:
-                peak = max(r for _, r in lr.points)
-                net.settings = replace(net.settings, learning_rate=schedules.triangular(
-                    peak, total, warmup=0.2, start=lr.points[0][1], end=lr.points[-1][1]))
+            net.settings = replace(net.settings, learning_rate=refit_schedule(net.settings.learning_rate, total))
             if net.settings.lookahead is not None and net.settings.lookahead.steps is not None:
                 net.settings = replace(net.settings, lookahead=replace(net.settings.lookahead, steps=total))
         if net.iteration >= total:
