@@ -63,8 +63,8 @@ OUT_SCALE = 0.1
 # one when that fits GOOD_EPOCHS and the widest does not (choose_width). Short budgets
 # favour epochs over width (600 s on a 2-core Xeon, 2026-12-02: widths (48, 96, 192) for
 # 8.1 epochs 87.19 %, (64, 128, 256) for 5.5 epochs 86.63 %); airbench's own nets train
-# ~10 epochs (on an A100 in fp16, 93 % with (64, 128, 128) in 11; on this CPU in float32
-# the same recipe reached 88.3 % plain in PyTorch and in neuroflow: docs/experiments.md §3).
+# ~10 epochs (93 % with (64, 128, 128) in 11 on the original pixels; 88.3 % plain, in
+# PyTorch and in neuroflow, on the JPEG-decoded copy in ../shared: docs/experiments.md §3).
 MIN_EPOCHS = 6
 GOOD_EPOCHS = 10
 # Widths of the speed net's three blocks, cheapest first (the time budget picks one).
