@@ -277,6 +277,20 @@ def test_a_closed_pipe_ends_quietly(tmp_path, argv):
     assert p.returncode in ((0, 141) if argv == ["--help"] else (141,))
 
 
+def test_help_into_a_closed_pipe_with_a_bare_environment():
+    """Under `env -i` the whole help text stays buffered until argparse's SystemExit, and
+    the flush at exit used to print "Exception ignored … BrokenPipeError" (exit 120)."""
+    bare = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ENV["PYTHONPATH"]}
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "neuroflow", "--help"], stdout=w, stderr=subprocess.PIPE, text=True,
+                           env=bare, timeout=120)
+    finally:
+        os.close(w)
+    assert p.stderr == "" and p.returncode in (0, 141), (p.returncode, p.stderr)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipeline")
 def test_info_piped_into_head():
     p = subprocess.run(f"'{sys.executable}' -m neuroflow info | head -1", shell=True, capture_output=True, text=True,

@@ -199,9 +199,13 @@ def _stdout_gone() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        code = _main(argv)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
-        return code
+        try:
+            return _main(argv)
+        finally:
+            # a closed pipe shows here, inside the handler, not at exit; argparse's --help
+            # raises SystemExit with its text still buffered (how much depends on the
+            # environment: with `env -i` all of it, and the flush at exit failed)
+            sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_gone()
 
