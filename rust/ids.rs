@@ -38,6 +38,7 @@ fn enums_match_the_table() {
         Update::Nesterov { mu, weight_decay: wd },
         Update::Adam { beta1: b1, beta2: b2, eps, weight_decay: wd },
         Update::Adamw { beta1: b1, beta2: b2, eps, weight_decay: wd },
+        Update::Muon { mu, fallback_mu: mu, steps: 5, normalize: false, weight_decay: wd },
     ];
     assert_eq!(updates.iter().map(serde_name).collect::<Vec<_>>(), names("updates"));
     assert_eq!([Reduction::Sum, Reduction::Mean].iter().map(serde_name).collect::<Vec<_>>(), names("reductions"));

@@ -52,6 +52,8 @@ pub struct Network<T: Real> {
     /// Targets gathered from a data set.
     targets: Vec<T>,
     row: Vec<T>,
+    /// The update rule's scratch (Muon's), kept between steps.
+    work: Vec<T>,
     /// A data-parallel shard in flight (`backward`): the global batch size the loss is
     /// reduced over (None: the call's own) and the shard's first position in that batch.
     shard: (Option<usize>, usize),
@@ -120,6 +122,7 @@ impl<T: Real> Network<T> {
             input: Vec::new(),
             targets: Vec::new(),
             row,
+            work: Vec::new(),
             shard: (None, 0),
             sync: None,
         })
@@ -290,7 +293,7 @@ impl<T: Real> Network<T> {
         for (i, (w, g)) in self.params.iter_mut().zip(&self.grads).enumerate() {
             let (lr_mult, wd_mult) = self.mults[i];
             if lr_mult != 0.0 {
-                rule.apply(w, &mut self.slots[i * k..(i + 1) * k], g, lr * lr_mult, wd_mult, self.step);
+                rule.apply(w, &self.param_info[i].1, &mut self.slots[i * k..(i + 1) * k], g, lr * lr_mult, wd_mult, self.step, &mut self.work);
             }
         }
     }

@@ -30,7 +30,7 @@ from .nn.layers import AvgPool, BatchNorm, Convolution, Dense, Dropout, GlobalAv
 from .nn.lookahead import Lookahead
 from .nn.losses import AbsCubicError, Loss, SoftmaxLogEntropy, SoftmaxLogMultEntropy, SquaredError
 from .nn.network import Evaluation, Network, TrainingRun
-from .nn.optim import Adam, AdamW, Momentum, Nesterov, UpdateRule, Vanilla
+from .nn.optim import Adam, AdamW, Momentum, Muon, Nesterov, UpdateRule, Vanilla
 from .nn.persist import load
 from .nn.settings import FiniteDifferences, LossFuncOutput, Settings, Waypoint
 
@@ -104,7 +104,7 @@ def num_threads() -> int:
 __all__ = [
     "AbsCubicError", "Activator", "Adam", "AdamW", "Augment", "AvgPool", "BatchNorm", "Convolution", "Dense", "Dropout",
     "Evaluation", "FiniteDifferences", "GELU", "GlobalAvgPool", "Layer", "LeakyReLU", "Linear", "Lookahead", "Loss", "LossFuncOutput",
-    "MaxPool", "Momentum", "Nesterov", "Network", "ReLU", "Residual", "Settings", "Sigmoid", "SoftPlus",
+    "MaxPool", "Momentum", "Muon", "Nesterov", "Network", "ReLU", "Residual", "Settings", "Sigmoid", "SoftPlus",
     "SoftmaxLogEntropy", "SoftmaxLogMultEntropy", "Square", "SquaredError", "Tanh", "TrainingRun", "UpdateRule",
     "Vanilla", "Waypoint", "WeightBreeder", "checkpoint_to", "load", "num_threads", "schedules", "set_num_threads",
 ]

@@ -329,6 +329,14 @@ def _cases() -> list[Case]:
     c.append(Case("upd_adamw", (4, 4, 2), bnnet, update=update("adamw", 0.05, **ADAM), mults=mults, lr=0.01, reduction="mean"))
     c.append(Case("upd_adamw_dropout", (7,), [dense("d0", 6, bias=True, activator=A("gelu")), dropout("p1", 0.3), dense("d2", 3)],
                   update=update("adamw", 0.1, **ADAM), lr=0.01, mults={"d0.bias": (3.0, 1.0)}))
+    # Muon: filters tall (K = 18 > F = 3) and wide (1×1: K = 2 < F = 6), one frozen; biases,
+    # BatchNorm and dense weights by the Nesterov fallback
+    muon = dict(mu=0.6, fallback_mu=0.85)
+    c.append(Case("upd_muon", (4, 4, 2), bnnet, update=update("muon", 1e-2, **muon, steps=3, normalize=True), mults=mults,
+                  lr=0.05, reduction="mean"))
+    c.append(Case("upd_muon_wide", (4, 4, 2), [conv("c0", 6, field=1), conv("c1", 4, padding=1, activator=A("tanh")),
+                                               conv("c2", 3, padding=1, bias=True, activator=A("gelu")), gap("g3"), dense("d4", 3)],
+                  update=update("muon", 1e-2, **muon), mults={"c1.weight": (0.0, 1.0), "c2.weight": (0.5, 3.0)}, lr=0.05))
     # --- frozen parameters (lr_mult 0): no update, slots untouched, no gradient in a
     # training pass; a frozen prefix (here through a residual) is not back-propagated
     frozen = [conv("c0", 3, padding=1, bias=True, activator=A("tanh")),

@@ -13,7 +13,7 @@ import numpy as np
 from cases import CASES, Case, Data, leaves, make_data, resolved
 from registry import ENGINES, EngineKind
 
-SLOTS = {"vanilla": [], "momentum": ["momentum"], "nesterov": ["momentum"], "adam": ["m", "v"], "adamw": ["m", "v"]}
+SLOTS = {"vanilla": [], "momentum": ["momentum"], "nesterov": ["momentum"], "adam": ["m", "v"], "adamw": ["m", "v"], "muon": ["momentum"]}
 FD_K = 32  # rounding allowance of a central difference: FD_K·ε·max(|L|, 1)/δ
 
 

@@ -123,7 +123,44 @@ class AdamW(Adam):
     name = "adamw"
 
 
-RULES = {cls.name: cls for cls in (Vanilla, Momentum, Nesterov, Adam, AdamW)}
+@dataclass(frozen=True, repr=False)
+class Muon(UpdateRule):
+    """Muon (Keller Jordan, 2024) on the convolution filters, Nesterov elsewhere.
+
+    For a filter tensor (fx, fy, Z, F), read as a (fx·fy·Z) × F matrix: M ← μM + ∇W, then
+    W ← W(1 − αλ) − α·√max(1, F/(fx·fy·Z))·O, with O the ``steps``-step Newton–Schulz
+    orthogonalisation of ∇W + μM (about UVᵀ for ∇W + μM = USVᵀ: one step size in every
+    direction). ``normalize`` rescales each filter tensor to the norm √F before its step,
+    as airbench94_muon does for convolutions followed by BatchNorm. Every other parameter
+    (biases, BatchNorm, dense weights) takes ``Nesterov(fallback_mu, weight_decay)``; give
+    those layers their own learning rate with ``lr_mult``. docs/engine.md has the formulas.
+    """
+
+    mu: float = 0.95
+    fallback_mu: float = 0.9
+    steps: int = 5
+    normalize: bool = False
+    weight_decay: float = 0.0
+    name = "muon"
+    slots = ("momentum",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mu", _in(self.mu, "mu", 0.0, 1.0, "a momentum in [0, 1)"))
+        object.__setattr__(self, "fallback_mu", _in(self.fallback_mu, "fallback_mu", 0.0, 1.0, "a momentum in [0, 1)"))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or not 1 <= self.steps <= 100:
+            raise ValueError(f"steps: expected a whole number of Newton–Schulz steps from 1 to 100, got {self.steps!r}")
+        object.__setattr__(self, "steps", int(self.steps))
+        if not isinstance(self.normalize, bool):
+            raise ValueError(f"normalize: expected True or False, got {self.normalize!r}")
+        object.__setattr__(self, "weight_decay", _decay(self.weight_decay))
+
+    def __repr__(self) -> str:
+        return (f"Muon({self.mu:g}, fallback_mu={self.fallback_mu:g}, steps={self.steps}"
+                + (", normalize=True" if self.normalize else "")
+                + (f", weight_decay={self.weight_decay:g}" if self.weight_decay else "") + ")")
+
+
+RULES = {cls.name: cls for cls in (Vanilla, Momentum, Nesterov, Adam, AdamW, Muon)}
 assert list(RULES) == names("updates"), "nn/optim.py and ids.json disagree"
 
 

@@ -8,6 +8,8 @@
 //   adam      g′ = g + λw;  m = β1·m + (1 − β1)·g′; v = β2·v + (1 − β2)·g′²;
 //             w −= α·(m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε)
 //   adamw     as adam with g′ = g, after w −= α·λ·w (decoupled)
+//   muon      nesterov with Muon's fallback μ (its filters are muon.wgsl's; here their
+//             lr_mult is 0)
 // The learning rate and the bias corrections 1 − βᵗ (computed on the host in f64) are a
 // uniform written before each step, so nothing is recreated when they change.
 
@@ -43,7 +45,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
                 s0[i] = m1;
                 wi += m1;
             }
-            case UPDATE_NESTEROV: {
+            case UPDATE_NESTEROV, UPDATE_MUON: {
                 let m0 = s0[i];
                 let m1 = p.mu * m0 - lr * (gi + wd * wi);
                 wi += -p.mu * m0 + (1.0 + p.mu) * m1;

@@ -73,8 +73,13 @@ class GpuEngine:
         self._s = gpu.storage(4 * max(ALIGN, net.state_floats), "state")
         self.set_state([np.full(t.shape, t.init, np.float32) for t in net.state])
         seg = np.zeros((max(1, len(net.params)), 4), np.uint32)
+        # Muon's filters (offset, K, F, lr_mult, wd_mult): their own kernels (ops.muon);
+        # the update kernel, which does every other tensor, sees them as frozen
+        self._muon = [(t.offset, t.size // t.shape[3], t.shape[3], t.lr_mult, t.wd_mult) for t in net.params
+                      if net.update == "muon" and len(t.shape) == 4 and t.lr_mult != 0]
         for i, t in enumerate(net.params):
-            seg[i] = (t.offset, t.size, np.float32(t.lr_mult).view(np.uint32), np.float32(t.wd_mult).view(np.uint32))
+            lr_mult = 0.0 if any(t.offset == mt[0] for mt in self._muon) else t.lr_mult
+            seg[i] = (t.offset, t.size, np.float32(lr_mult).view(np.uint32), np.float32(t.wd_mult).view(np.uint32))
         self._segments = gpu.storage(seg.nbytes, "segments")
         gpu.write(self._segments, seg)
         u = gpu.wgpu.BufferUsage
@@ -322,6 +327,8 @@ class GpuEngine:
         net = self._net
         if not net.params:
             return
+        if self._muon:
+            ops.muon(rec, self._muon, net.hyper, self._rate, self._w, self._g, self._slot_bufs[0])
         ops.update(rec, net.update, net.hyper, len(net.params), max(t.size for t in net.params), self._rate,
                    self._w, self._g, self._slot_bufs[0], self._slot_bufs[1], self._segments)
 

@@ -76,6 +76,11 @@ LAYOUTS = {
     ("residual", "forward"): (U, R, R, W),  # x, inner, a
     ("residual", "backward"): (U, R, R, R, W),  # x, inner, d, g
     ("residual", "add"): (U, R, W),  # dx += g
+    ("muon", "momentum"): (U, R, W, W),  # g, momentum, x
+    ("muon", "sumsq"): (U, R, W),  # v, norms
+    ("muon", "scale"): (U, R, W),  # norms, x
+    ("muon", "axpby"): (U, R, W),  # x, y
+    ("muon", "step"): (U, U, W, R, R),  # rate, w, x, norms
 }
 
 ELEMENTWISE_GROUP = 256  # invocations per workgroup of the element-wise kernels

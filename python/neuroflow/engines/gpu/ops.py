@@ -467,6 +467,52 @@ def update(rec: Recorder, rule: str, hyper: dict, tensors: int, longest: int, ra
     rec.dispatch(k, (p, rate, w, g, slot0, slot1, segments), (x, tensors, 1))
 
 
+NS = (3.4445, -4.7750, 2.0315)  # Muon's Newton–Schulz quintic (rust/optim.rs)
+
+
+def muon(rec: Recorder, tensors: list, hyper: dict, rate, w, g, m) -> None:
+    """Muon's step on each filter tensor (offset, K, F, lr_mult, wd_mult) of the flat
+    parameters `w` (gradients `g`, momentum `m`), as rust/optim.rs: M = μM + g, x = g + μM
+    scaled to unit norm, then `steps` Newton–Schulz steps on its wide side (K×F stored:
+    A = xᵀx and x ← ax + x(bA + cA²) when K ≥ F, else A = xxᵀ and x ← ax + (bA + cA²)x),
+    then w = w·s·(1 − αλ) − α·√max(1, F/K)·x."""
+    longest = max(k * f for _, k, f, _, _ in tensors)
+    side = max(min(k, f) for _, k, f, _, _ in tensors)
+    x, y = rec.cache.scratch("muon-x", 4 * longest), rec.cache.scratch("muon-y", 4 * longest)
+    a, b = rec.cache.scratch("muon-a", 4 * side * side), rec.cache.scratch("muon-b", 4 * side * side)
+    nrm = rec.cache.scratch("muon-norms", 16)
+    ka, kb, kc = NS
+
+    def go(entry: str, buffers: tuple, grid) -> None:
+        rec.dispatch(kernel(rec.gpu, "muon", entry), buffers, grid)
+
+    def axpby(count: int, alpha: float, beta: float, src, dst) -> None:  # dst = α·src + β·dst
+        go("axpby", (rec.params(count, 0, 0, 0, float(alpha), float(beta), 0.0, 0.0), src, dst), groups(rec, count))
+
+    for off, k, f, lr_mult, wd_mult in tensors:
+        n, s = k * f, min(k, f)
+        go("momentum", (rec.params(n, off, 0, 0, float(hyper["muon_mu"]), 0.0, 0.0, 0.0), g, m, x), groups(rec, n))
+        go("sumsq", (rec.params(n, 0, 0, 0, 0.0, 0.0, 0.0, 0.0), x, nrm), (1, 1, 1))
+        if hyper["normalize"]:
+            go("sumsq", (rec.params(n, off, 1, 0, 0.0, 0.0, 0.0, 0.0), w, nrm), (1, 1, 1))
+        go("scale", (rec.params(n, 0, 0, 0, 0.0, 0.0, 0.0, 0.0), nrm, x), groups(rec, n))
+        for _ in range(hyper["steps"]):
+            if k >= f:
+                gemm(rec, x, x, a, f, f, k, trans_a=True)
+            else:
+                gemm(rec, x, x, a, k, k, f, trans_b=True)
+            gemm(rec, a, a, b, s, s, s, alpha=kc)
+            axpby(s * s, kb, 1.0, a, b)
+            if k >= f:
+                gemm(rec, x, b, y, k, f, f)
+            else:
+                gemm(rec, b, x, y, k, f, k)
+            axpby(n, 1.0, ka, y, x)
+        p = rec.params(n, off, 0, int(hyper["normalize"]), float(lr_mult), float(hyper["weight_decay"] * wd_mult),
+                       float(math.sqrt(max(1.0, f / k))), float(math.sqrt(f)))
+        go("step", (p, rate, w, x, nrm), groups(rec, n))
+
+
 def reduce_sum(rec: Recorder, count: int, scale: float, x, out) -> None:
     """out[0] = scale · Σ x[:count]."""
     k = kernel(rec.gpu, "reduce", "sum")

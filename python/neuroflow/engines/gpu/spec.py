@@ -35,7 +35,8 @@ MODES = tuple(IDS["modes"])
 
 SOFTMAX_LOSSES = ("softmax_log_entropy", "softmax_log_mult_entropy")
 # Optimizer slots per update rule (docs/engine.md), in the order get_optimizer_state gives them.
-SLOTS = {"vanilla": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v")}
+SLOTS = {"vanilla": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v"),
+         "muon": ("momentum",)}
 ALIGN = 4  # floats: every tensor in the flat buffers starts 16-byte aligned (gemm's vec4 loads)
 
 
@@ -83,7 +84,7 @@ class Net:
     mult: float  # n of softmax_log_mult_entropy
     smoothing: float  # label smoothing ε
     update: str
-    hyper: dict  # mu, beta1, beta2, eps, weight_decay
+    hyper: dict  # mu, beta1, beta2, eps, weight_decay; Muon's muon_mu, steps, normalize
     mean: bool  # reduction: mean (else sum)
     seed: int
     param_floats: int = 0  # size of the flat parameter buffer (with alignment gaps)
@@ -231,15 +232,25 @@ def parse(spec_json: str) -> Net:
     if not isinstance(upd, dict) or upd.get("name") not in UPDATES:
         raise ValueError(f"spec: update must name one of {', '.join(UPDATES)}, got {upd!r}")
     rule = upd["name"]
-    if rule in ("momentum", "nesterov") and "mu" not in upd:
+    if rule in ("momentum", "nesterov", "muon") and "mu" not in upd:
         raise ValueError(f"spec: update {rule!r} needs 'mu'")
+    if rule == "muon" and "fallback_mu" not in upd:
+        raise ValueError("spec: update 'muon' needs 'fallback_mu'")
     hyper = {
-        "mu": number(upd, "mu", "update", 0.0, lo=0.0, hi=1.0, open_hi=True),
+        # the update kernel's μ: Muon's fallback (its filters' own μ is muon_mu)
+        "mu": number(upd, "fallback_mu" if rule == "muon" else "mu", "update", 0.0, lo=0.0, hi=1.0, open_hi=True),
+        "muon_mu": number(upd, "mu", "update", 0.0, lo=0.0, hi=1.0, open_hi=True),
+        "steps": upd.get("steps", 5),
+        "normalize": upd.get("normalize", False),
         "beta1": number(upd, "beta1", "update", 0.9, lo=0.0, hi=1.0, open_hi=True),
         "beta2": number(upd, "beta2", "update", 0.999, lo=0.0, hi=1.0, open_hi=True),
         "eps": number(upd, "eps", "update", 1e-8, lo=0.0, open_lo=True),
         "weight_decay": number(upd, "weight_decay", "update", 0.0, lo=0.0),
     }
+    if isinstance(hyper["steps"], bool) or not isinstance(hyper["steps"], int) or not 1 <= hyper["steps"] <= 100:
+        raise ValueError(f"spec: update: steps must be an integer from 1 to 100, got {hyper['steps']!r}")
+    if not isinstance(hyper["normalize"], bool):
+        raise ValueError(f"spec: update: normalize must be true or false, got {hyper['normalize']!r}")
     reduction = s.get("reduction", "sum")
     if reduction not in REDUCTIONS:
         raise ValueError(f"spec: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")

@@ -180,4 +180,12 @@ def read_update(d) -> dict:
         rule["beta1"] = number(d, "beta1", "update", lo=0.0, hi=1.0, open_hi=True)
         rule["beta2"] = number(d, "beta2", "update", lo=0.0, hi=1.0, open_hi=True)
         rule["eps"] = number(d, "eps", "update", lo=0.0, open_lo=True)
+    if name == "muon":
+        rule["mu"] = number(d, "mu", "update", lo=0.0, hi=1.0, open_hi=True)
+        rule["fallback_mu"] = number(d, "fallback_mu", "update", lo=0.0, hi=1.0, open_hi=True)
+        steps = d.get("steps", 5)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 100:
+            raise ValueError(f"update: steps must be an integer from 1 to 100, got {steps!r}")
+        rule["steps"] = steps
+        rule["normalize"] = flag({"normalize": d.get("normalize", False)}, "normalize", "update")
     return rule

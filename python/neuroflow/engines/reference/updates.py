@@ -6,11 +6,37 @@ from __future__ import annotations
 
 import numpy as np
 
-SLOTS = {"vanilla": [], "momentum": ["momentum"], "nesterov": ["momentum"], "adam": ["m", "v"], "adamw": ["m", "v"]}
+SLOTS = {"vanilla": [], "momentum": ["momentum"], "nesterov": ["momentum"], "adam": ["m", "v"], "adamw": ["m", "v"],
+         "muon": ["momentum"]}
+NS = (3.4445, -4.7750, 2.0315)  # Muon's Newton–Schulz quintic
+
+
+def orthogonalize(g: np.ndarray, steps: int) -> np.ndarray:
+    """Muon's iteration on a matrix: X = g/(‖g‖ + 1e-7) on its wide side, then
+    X ← aX + (bA + cA²)X with A = XXᵀ, `steps` times."""
+    tall = g.shape[0] > g.shape[1]
+    x = (g.T if tall else g) / (np.linalg.norm(g) + 1e-7)
+    a, b, c = NS
+    for _ in range(steps):
+        A = x @ x.T
+        x = a * x + (b * A + c * A @ A) @ x
+    return x.T if tall else x
 
 
 def apply(rule: dict, w: np.ndarray, g: np.ndarray, slots: list, a: float, lam: float, t: int) -> None:
     name = rule["name"]
+    if name == "muon" and w.ndim == 4:  # filters (fx, fy, Z, F) as a (fx·fy·Z) × F matrix
+        (M,) = slots
+        k, f = w.size // w.shape[3], w.shape[3]
+        M[...] = rule["mu"] * M + g
+        u = (g + rule["mu"] * M).reshape(k, f)
+        if rule["normalize"] and np.linalg.norm(w):
+            w *= np.sqrt(f) / np.linalg.norm(w)
+        o = orthogonalize(u, rule["steps"]).reshape(w.shape)
+        w[...] = w * (1 - a * lam) - a * np.sqrt(max(1.0, f / k)) * o
+        return
+    if name == "muon":  # every other parameter: Nesterov
+        name, rule = "nesterov", {**rule, "mu": rule["fallback_mu"]}
     if name == "vanilla":  # w −= a(g + λw)
         w -= a * (g + lam * w)
     elif name == "momentum":  # M = μM − a(g + λw); w += M
