@@ -3,7 +3,7 @@ PyTorch on this CPU at a width and epoch count of our choosing, to tell whether 
 recipe loses accuracy to its recipe (then it would trail this at equal widths and epochs)
 or only to the compute a budget buys.
 
-    python benchmarks/airbench_calibration.py [--data PATH] [--epochs 8] [--widths 48 96 192]
+    python benchmarks/airbench_calibration.py [--data PATH] [--epochs 8] [--widths 48 96 192] [--muon]
 
 What it takes from airbench94 (Keller Jordan, legacy/airbench94.py; facts, not code):
 batch 1024; Nesterov SGD with momentum 0.85, learning rate 11.5 and weight decay 0.0153
@@ -15,6 +15,13 @@ BN → GELU blocks with BN weights fixed at 1, BN momentum 0.6 (PyTorch's 0.4), 
 Dirac-initialised convs; the read-out scaled by 1/9; airbench's lookahead; translation
 by ±2 px (reflected) and the alternating flip; the test accuracy plain, with flips and
 with flips of ±1-px shifts (airbench's tta_level 2). CPU float32, 2 threads.
+
+With ``--muon``, airbench94_muon.py's optimizer instead (pass ``--batch 2000``, its batch):
+Muon on the 3×3 filters (lr 0.24, momentum 0.6 Nesterov, each filter tensor rescaled to
+norm √F before its step, 3 Newton–Schulz steps, here in float32), Nesterov SGD 0.85 on the
+BatchNorm shifts and the whitening bias (lr 0.053) and the read-out (lr 0.67), decay
+2e-6·batch per step; every rate linear to 0 (the whitening bias's over its 3 epochs); the
+read-out's output ×1/W3 on weights of std 1; no lookahead.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--muon", action="store_true")
     a = ap.parse_args()
 
     import torch
@@ -89,18 +97,66 @@ def main() -> None:
 
     steps_per_epoch = len(train) // a.batch
     total = math.ceil(steps_per_epoch * a.epochs)
-    momentum = 0.85
-    per_kilo = 1024 * (1 + 1 / (1 - momentum))
-    lr = 11.5 / per_kilo * 1024 / a.batch
-    wd = 0.0153 * a.batch / per_kilo
-    shifts = [p for n, p in net.named_parameters() if p.requires_grad and p.ndim == 1 and "bias" in n and n != "0.bias"]
-    rest = [p for n, p in net.named_parameters() if p.requires_grad and all(p is not s for s in shifts)]
-    opt = torch.optim.SGD([{"params": shifts, "lr": 64 * lr, "weight_decay": wd / (64 * lr)},
-                           {"params": rest, "lr": lr, "weight_decay": wd / lr}], momentum=momentum, nesterov=True)
-    warm = int(total * 0.23)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.2 + 0.8 * s / warm if s < warm else 1.0 - 0.93 * (s - warm) / (total - warm))
-    alpha = 0.95**5 * (torch.arange(total + 1) / total) ** 3
+    if a.muon:
+        # airbench94_muon.py's choices
+        scale = 1 / w3
+        head = net[-1]
+        head.weight.data *= 1 / head.weight.data.std()
+        wd = 2e-6 * a.batch
+        bias_lr, head_lr = 0.053, 0.67
+        norm_biases = [p for n, p in net.named_parameters() if p.requires_grad and p.ndim == 1 and n != "0.bias"]
+        filters = [p for p in net.parameters() if p.ndim == 4 and p.requires_grad]
+        opt = torch.optim.SGD([{"params": [white.bias], "lr": bias_lr, "weight_decay": wd / bias_lr},
+                               {"params": norm_biases, "lr": bias_lr, "weight_decay": wd / bias_lr},
+                               {"params": [head.weight], "lr": head_lr, "weight_decay": wd / head_lr}], momentum=0.85, nesterov=True)
+        bufs = [torch.zeros_like(p) for p in filters]
+        wb_steps = math.ceil(3 * steps_per_epoch)
+
+        def ns(G, steps=3, eps=1e-7):  # Newton–Schulz: ≈ UVᵀ for G = USVᵀ
+            a_, b_, c_ = (3.4445, -4.7750, 2.0315)
+            X = G / (G.norm() + eps)
+            tr = G.size(0) > G.size(1)
+            if tr:
+                X = X.T
+            for _ in range(steps):
+                A = X @ X.T
+                B = b_ * A + c_ * A @ A
+                X = a_ * X + B @ X
+            return X.T if tr else X
+
+        for g in opt.param_groups:
+            g["initial_lr"] = g["lr"]
+
+        class Sched:  # airbench94_muon sets the rates for step `step` before stepping
+            def step(self) -> None:
+                for gi, g in enumerate(opt.param_groups):
+                    g["lr"] = g["initial_lr"] * (max(0.0, 1 - step / wb_steps) if gi == 0 else 1 - step / total)
+
+        sched = Sched()
+
+        def muon_step() -> None:
+            lr_m = 0.24 * (1 - step / total)
+            with torch.no_grad():
+                for p, buf in zip(filters, bufs):
+                    buf.mul_(0.6).add_(p.grad)
+                    g = p.grad.add(buf, alpha=0.6)
+                    p.data.mul_(len(p.data) ** 0.5 / p.data.norm())
+                    p.data.add_(ns(g.reshape(len(g), -1)).view(g.shape), alpha=-lr_m)
+
+        alpha = torch.zeros(total + 1)
+    else:
+        momentum = 0.85
+        per_kilo = 1024 * (1 + 1 / (1 - momentum))
+        lr = 11.5 / per_kilo * 1024 / a.batch
+        wd = 0.0153 * a.batch / per_kilo
+        shifts = [p for n, p in net.named_parameters() if p.requires_grad and p.ndim == 1 and "bias" in n and n != "0.bias"]
+        rest = [p for n, p in net.named_parameters() if p.requires_grad and all(p is not s for s in shifts)]
+        opt = torch.optim.SGD([{"params": shifts, "lr": 64 * lr, "weight_decay": wd / (64 * lr)},
+                               {"params": rest, "lr": lr, "weight_decay": wd / lr}], momentum=momentum, nesterov=True)
+        warm = int(total * 0.23)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.2 + 0.8 * s / warm if s < warm else 1.0 - 0.93 * (s - warm) / (total - warm))
+        alpha = 0.95**5 * (torch.arange(total + 1) / total) ** 3
     slow = {k: v.clone() for k, v in net.state_dict().items()}
 
     def pull(decay: float) -> None:
@@ -131,7 +187,7 @@ def main() -> None:
     padded = F.pad(train, (2,) * 4, "reflect")
     flips = torch.rand(len(train)) < 0.5
     step, start = 0, time.perf_counter()
-    print(f"airbench94's choices on the CPU: widths {tuple(a.widths)}, {a.epochs:g} epochs of batch {a.batch}", flush=True)
+    print(f"airbench94{'_muon' if a.muon else ''}'s choices on the CPU: widths {tuple(a.widths)}, {a.epochs:g} epochs of batch {a.batch}", flush=True)
     for epoch in range(math.ceil(a.epochs)):
         white.bias.requires_grad_(epoch < 3)
         moves = torch.randint(0, 5, (len(train), 2))
@@ -144,13 +200,19 @@ def main() -> None:
             loss = loss_fn(net(x) * scale, labels[b]).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            if a.muon:
+                sched.step()
+                opt.step()
+                muon_step()
+            else:
+                opt.step()
+                sched.step()
             step += 1
-            if step % 5 == 0:
+            if step % 5 == 0 and not a.muon:
                 pull(alpha[step].item())
             if step >= total:
-                pull(1.0)
+                if not a.muon:
+                    pull(1.0)
                 break
         print(f"epoch {epoch + 1}: test accuracy {accuracy(0):.2%} ({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"final: {accuracy(0):.2%} plain, {accuracy(1):.2%} with flips, {accuracy(2):.2%} with flips and shifts "

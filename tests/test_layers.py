@@ -302,3 +302,41 @@ def test_validation_each_epoch_and_early_stopping(rng):
     assert hist[0]["accuracy"] == net.evaluate(vx, vy).accuracy
     with pytest.raises(ValueError, match="patience: early stopping needs validation"):
         net.train(x, y, patience=2)
+
+
+def test_muon_is_checked_saved_and_resumed(rng, tmp_path):
+    """Muon's settings are refused with their name; a model file keeps the rule and its
+    momentum, so that training on from it equals training straight through."""
+    from dataclasses import replace
+
+    from neuroflow.nn.optim import update_from_spec
+
+    for bad, msg in [(dict(mu=1.0), r"mu: expected a momentum in \[0, 1\)"),
+                     (dict(fallback_mu=-0.1), r"fallback_mu: expected a momentum"),
+                     (dict(steps=0), "steps: expected a whole number"), (dict(steps=2.5), "steps: expected a whole number"),
+                     (dict(normalize=1), "normalize: expected True or False"),
+                     (dict(weight_decay=-1), "weight_decay: expected a number ≥ 0")]:
+        with pytest.raises(ValueError, match=msg):
+            nf.Muon(**bad)
+    rule = nf.Muon(0.6, fallback_mu=0.85, steps=3, normalize=True, weight_decay=1e-3)
+    assert update_from_spec(rule.to_spec()) == rule
+    x, y = rng.uniform(0, 1, (24, 6, 6, 2)), np.eye(3)[rng.integers(0, 3, 24)]
+
+    def net(iterations):
+        return Network([Convolution((6, 6, 2), padding=1, field=3, filters=5, activator=Linear), BatchNorm(activator=ReLU),
+                        MaxPool(2), Dense(3, Linear), SoftmaxLogEntropy()],
+                       Settings(verbose=False, update_rule=rule, learning_rate=0.05, iterations=iterations, batch_size=8,
+                                seed=4, reduction="mean"), weights=nf.WeightBreeder.he(seed=2))
+
+    straight = net(6)
+    straight.train(x, y)
+    first = net(3)
+    first.train(x, y)
+    assert np.abs(first.optimizer_state[0]).max() > 0  # c0.weight's momentum
+    first.save(tmp_path / "m.safetensors")
+    again = Network.load(tmp_path / "m.safetensors")
+    assert again.settings.update_rule == rule
+    again.settings = replace(again.settings, iterations=6)
+    again.train(x, y, resume=True)
+    for k, v in straight.parameters.items():
+        np.testing.assert_array_equal(again.parameters[k], v, err_msg=k)

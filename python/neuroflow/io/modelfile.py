@@ -99,8 +99,9 @@ def spec_tensors(spec: dict) -> tuple[list[tuple[str, tuple]], list[tuple[str, t
 
 
 def _slots(spec: dict) -> list[str]:
-    return {"vanilla": [], "momentum": ["momentum"], "nesterov": ["momentum"], "adam": ["m", "v"], "adamw": ["m", "v"]}[
-        spec["update"]["name"]]
+    from ..nn.optim import RULES  # (nn imports this module)
+
+    return list(RULES[spec["update"]["name"]].slots)
 
 
 def _checksum(a: np.ndarray) -> str:
