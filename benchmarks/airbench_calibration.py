@@ -198,7 +198,7 @@ def main() -> None:
             flip = flips[b] ^ (epoch % 2 == 1)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).contiguous(memory_format=torch.channels_last)
             loss = loss_fn(net(x) * scale, labels[b]).sum()
-            opt.zero_grad(set_to_none=True)
+            net.zero_grad(set_to_none=True)  # (every parameter: Muon's filters are not in opt)
             loss.backward()
             if a.muon:
                 sched.step()
