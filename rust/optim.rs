@@ -179,48 +179,43 @@ fn norm<T: Real>(x: &[T]) -> f64 {
 
 /// Scratch values `orthogonalize` needs for an r × c matrix.
 pub fn orthogonalize_len(r: usize, c: usize) -> usize {
-    let (s, l) = (r.min(c), r.max(c));
-    2 * s * l + 2 * s * s
+    let s = r.min(c);
+    r * c + 2 * s * s
 }
 
 /// g (r × c, row-major) ← its `steps`-step Newton–Schulz orthogonalisation: with
-/// X = g / (‖g‖ + 1e-7), on its wide side (s × l, s ≤ l), X ← aX + (bA + cA²)X with
-/// A = XXᵀ. This takes every singular value of X towards 1 at once (a quintic in them),
-/// so that the result is about UVᵀ for g = USVᵀ: every direction of the update gets a
-/// step of one size, however unequal the gradient's. `scratch`: orthogonalize_len(r, c).
+/// X = g / (‖g‖ + 1e-7), X ← aX + X(bA + cA²) with A = XᵀX when r ≥ c, else
+/// X ← aX + (bA + cA²)X with A = XXᵀ (A is the Gram matrix of the short side). This takes
+/// every singular value of X towards 1 at once (a quintic in them), so that the result is
+/// about UVᵀ for g = USVᵀ: every direction of the update gets a step of one size, however
+/// unequal the gradient's. `scratch`: orthogonalize_len(r, c).
 pub fn orthogonalize<T: Real>(g: &mut [T], r: usize, c: usize, steps: u32, scratch: &mut [T]) {
-    let (s, l, tall) = (r.min(c), r.max(c), r > c);
-    let (x, rest) = scratch.split_at_mut(s * l);
-    let (y, rest) = rest.split_at_mut(s * l);
+    let (s, tall) = (r.min(c), r >= c);
+    let (y, rest) = scratch.split_at_mut(r * c);
     let (a, aa) = rest.split_at_mut(s * s);
     let scale = T::of(1.0 / (norm(g) + 1e-7));
-    // x = the wide view of g, scaled
-    for i in 0..r {
-        for j in 0..c {
-            let v = g[i * c + j] * scale;
-            if tall {
-                x[j * l + i] = v;
-            } else {
-                x[i * l + j] = v;
-            }
-        }
-    }
+    g.iter_mut().for_each(|v| *v *= scale);
     let threads = rayon::current_num_threads();
     let (ka, kb, kc) = (T::of(NS.0), T::of(NS.1), T::of(NS.2));
     for _ in 0..steps {
-        matmul(Mat::new(x, s, l), Mat::new(x, s, l).t(), a, false, threads);
+        let x = Mat::new(&*g, r, c);
+        if tall {
+            matmul(x.t(), x, a, false, threads);
+        } else {
+            matmul(x, x.t(), a, false, threads);
+        }
         matmul(Mat::new(a, s, s), Mat::new(a, s, s), aa, false, threads);
         for (ai, &q) in a.iter_mut().zip(aa.iter()) {
             *ai = kb * *ai + kc * q;
         }
-        matmul(Mat::new(a, s, s), Mat::new(x, s, l), y, false, threads);
-        for (xi, &yi) in x.iter_mut().zip(y.iter()) {
-            *xi = ka * *xi + yi;
+        let b = Mat::new(&*a, s, s);
+        if tall {
+            matmul(x, b, y, false, threads); // = (B·Xᵀ)ᵀ, B = bA + cA² being symmetric
+        } else {
+            matmul(b, x, y, false, threads);
         }
-    }
-    for i in 0..r {
-        for j in 0..c {
-            g[i * c + j] = if tall { x[j * l + i] } else { x[i * l + j] };
+        for (xi, &yi) in g.iter_mut().zip(y.iter()) {
+            *xi = ka * *xi + yi;
         }
     }
 }

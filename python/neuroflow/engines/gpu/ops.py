@@ -490,20 +490,20 @@ def muon(rec: Recorder, tensors: list, hyper: dict, rate, w, g, m) -> None:
         go("axpby", (rec.params(count, 0, 0, 0, float(alpha), float(beta), 0.0, 0.0), src, dst), groups(rec, count))
 
     for off, k, f, lr_mult, wd_mult in tensors:
-        n, s = k * f, min(k, f)
+        n, s, tall = k * f, min(k, f), k >= f
         go("momentum", (rec.params(n, off, 0, 0, float(hyper["muon_mu"]), 0.0, 0.0, 0.0), g, m, x), groups(rec, n))
         go("sumsq", (rec.params(n, 0, 0, 0, 0.0, 0.0, 0.0, 0.0), x, nrm), (1, 1, 1))
         if hyper["normalize"]:
             go("sumsq", (rec.params(n, off, 1, 0, 0.0, 0.0, 0.0, 0.0), w, nrm), (1, 1, 1))
         go("scale", (rec.params(n, 0, 0, 0, 0.0, 0.0, 0.0, 0.0), nrm, x), groups(rec, n))
         for _ in range(hyper["steps"]):
-            if k >= f:
+            if tall:
                 gemm(rec, x, x, a, f, f, k, trans_a=True)
             else:
                 gemm(rec, x, x, a, k, k, f, trans_b=True)
             gemm(rec, a, a, b, s, s, s, alpha=kc)
             axpby(s * s, kb, 1.0, a, b)
-            if k >= f:
+            if tall:
                 gemm(rec, x, b, y, k, f, f)
             else:
                 gemm(rec, b, x, y, k, f, k)
