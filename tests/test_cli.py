@@ -86,6 +86,20 @@ def test_missing_data_exits_1_with_a_message(tmp_path, capsys):
     assert "CIFAR-10 not found" in err and "--data PATH" in err and "Traceback" not in err
 
 
+def test_presets_come_from_one_table(tmp_path, capsys):
+    """The command line's --preset choices are the PRESETS table's keys; --width is refused by
+    name for the presets without the speed net's widths, before any work."""
+    from neuroflow.apps.cifar import PRESETS
+    from neuroflow.apps.cli import PRESET_NAMES
+
+    assert sorted(PRESET_NAMES) == sorted(PRESETS)
+    assert [n for n, p in PRESETS.items() if p.speed_layout] == ["speed", "muon"]
+    out = tmp_path / "o"
+    assert main(["train", "cifar10", "--preset", "dense", "--width", "2", "--data", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--width: only the presets of the speed net have widths (speed, muon), not dense" in err and not out.exists()
+
+
 def test_module_entry_point_info_and_exit_codes():
     # the neuroflow these tests import: the installed one, or a source tree on PYTHONPATH
     here = str(Path(nf.__file__).resolve().parent.parent)
@@ -99,7 +113,7 @@ def test_module_entry_point_info_and_exit_codes():
     assert bad.returncode == 2 and "expected a positive whole number" in bad.stderr
 
 
-@pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "dense"])
+@pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "muon", "dense"])
 def test_train_cifar10_quickly(preset, tmp_path, capsys):
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
@@ -118,7 +132,7 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 6 and summary["train_images"] == summary["test_images"] == 24
     assert [e["epoch"] for e in summary["epochs_done"]] == [1, 2]
-    assert summary["widths"] == ([32, 64, 128] if preset == "speed" else None)  # the default, named
+    assert summary["widths"] == ([32, 64, 128] if preset in ("speed", "muon") else None)  # the default, named
     net = nf.load(out / "model.safetensors", learning_rate=0.01)
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
@@ -149,10 +163,11 @@ def test_augmentation_flags_reach_the_training(tmp_path, capsys):
     assert nf.load(out / "model.safetensors").settings.augment == Augment(translate=3, flip="random", cutout=4)
 
 
-def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):
-    """--backend gpu runs the speed recipe (frozen whitening conv, BatchNorm, GELU, pooling,
-    label smoothing, Nesterov with decay, flip TTA) to the CPU's numbers: a tiny run on
-    whatever adapter there is."""
+@pytest.mark.parametrize("preset", ["speed", "muon"])
+def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
+    """--backend gpu runs the speed recipes (frozen whitening conv, BatchNorm, GELU, pooling,
+    label smoothing, Nesterov with decay or Muon with normalised filters, flip TTA) to the
+    CPU's numbers: a tiny run on whatever adapter there is."""
     from gpu_parity import require_gpu
 
     require_gpu()
@@ -162,7 +177,7 @@ def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):
     nets = {}
     for backend in ("gpu", "cpu"):
         out = tmp_path / backend
-        assert main(["train", "cifar10", "--data", str(archive), "--preset", "speed", "--width", "0", "--limit", "16",
+        assert main(["train", "cifar10", "--data", str(archive), "--preset", preset, "--width", "0", "--limit", "16",
                      "--batch-size", "8", "--epochs", "1", "--backend", backend, "--out", str(out)]) == 0
         assert "with flip TTA" in capsys.readouterr().out
         summary = json.loads((out / "summary.json").read_text())
@@ -175,16 +190,18 @@ def test_the_speed_recipe_trains_on_the_gpu(tmp_path, capsys):
         assert err < 1e-3, f"weights[{i}] {g.shape}: GPU and CPU differ by {err:.2g} of the largest value"
 
 
-def test_a_time_budget_is_honoured(tmp_path):
+@pytest.mark.parametrize("preset", ["speed", "muon"])
+def test_a_time_budget_is_honoured(preset, tmp_path):
     """--time-budget counts from the process start: the whole command (start-up, data, the
-    measured warm-up, training and the final evaluation) ends within it."""
+    measured warm-up, training and the final evaluation) ends within it; muon's batches (600
+    of the 600 images here) are timed on steps of PROBE_BATCH and scaled."""
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
     out = tmp_path / "budget"
     budget = 25
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "neuroflow", "train", "cifar10", "--data", str(archive), "--preset", "speed",
+    r = subprocess.run([sys.executable, "-m", "neuroflow", "train", "cifar10", "--data", str(archive), "--preset", preset,
                         "--limit", "600", "--time-budget", str(budget), "--out", str(out), "--threads", "2"],
                        capture_output=True, text=True, env=ENV, timeout=120)
     took = time.monotonic() - t0
@@ -193,6 +210,7 @@ def test_a_time_budget_is_honoured(tmp_path):
     assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
     assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
     assert tuple(summary["widths"]) in SPEED_WIDTHS, "the summary names the width the budget chose"
+    assert summary["batch_size"] == {"speed": 64, "muon": 600}[preset]
     assert "fitted to 25 s" in r.stdout
     assert " of 25 s" in r.stdout, "a progress line after each segment of a budgeted run"
 
