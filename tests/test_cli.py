@@ -193,8 +193,8 @@ def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
 @pytest.mark.parametrize("preset", ["speed", "muon"])
 def test_a_time_budget_is_honoured(preset, tmp_path):
     """--time-budget counts from the process start: the whole command (start-up, data, the
-    measured warm-up, training and the final evaluation) ends within it; muon's batches (600
-    of the 600 images here) are timed on steps of PROBE_BATCH and scaled."""
+    measured warm-up, training and the final evaluation) ends within it; muon's batches are
+    timed on steps of PROBE_BATCH images and scaled."""
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
@@ -210,7 +210,8 @@ def test_a_time_budget_is_honoured(preset, tmp_path):
     assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
     assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
     assert tuple(summary["widths"]) in SPEED_WIDTHS, "the summary names the width the budget chose"
-    assert summary["batch_size"] == {"speed": 64, "muon": 600}[preset]
+    # muon: the largest of its batches (at most the 600 images) that leaves 150 steps, else 250
+    assert summary["batch_size"] in {"speed": (64,), "muon": (250, 500, 600)}[preset]
     assert "fitted to 25 s" in r.stdout
     assert " of 25 s" in r.stdout, "a progress line after each segment of a budgeted run"
 
@@ -415,6 +416,20 @@ def test_time_budget_width_choice():
     assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 12.0, w[3]: 10.0, w[4]: 5.0}) == w[3]  # the widest fits 10
     assert choose_width({w[0]: 3.0}) == w[0] and choose_width({w[0]: 5.0, w[1]: 2.0}) == w[0]
     assert choose_width({None: 1.0}) is None  # presets without widths
+
+
+def test_time_budget_batch_choice():
+    """Muon's budget takes the largest batch that leaves MIN_STEPS steps, else the smallest."""
+    from neuroflow.apps.cifar import MIN_STEPS, PRESETS, choose_batch
+
+    batches = PRESETS["muon"].budget_batches
+    assert batches == (2000, 1000, 500, 250) and MIN_STEPS == 150
+    images = {60: 110_000, 600: 650_000, 1: 1000}  # what a budget trains here, roughly
+    steps = {s: (lambda b, n=n: n // b) for s, n in images.items()}
+    assert choose_batch(steps[600], batches) == 2000  # 325 steps
+    assert choose_batch(steps[60], batches) == 500  # 55 of 2000, 110 of 1000, 220 of 500
+    assert choose_batch(steps[1], batches) == 250  # none leaves 150: the smallest
+    assert choose_batch(lambda b: MIN_STEPS if b == 1000 else 0, batches) == 1000  # the bound counts
 
 
 def test_a_budget_refits_the_one_cycle_schedule_whole():

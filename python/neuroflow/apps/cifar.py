@@ -73,6 +73,10 @@ GOOD_EPOCHS = 10
 SPEED_WIDTHS = [(16, 32, 64), (32, 64, 128), (48, 96, 192), (64, 128, 256), (64, 256, 256)]
 DEFAULT_WIDTH = 1  # the speed net's widths without --width or --time-budget
 PROBE_BATCH = 512  # the time budget's timed steps take at most this many images
+# Muon under a budget takes the largest of its batches that leaves this many steps
+# (airbench94_muon trains 200 of 2000). 60 s here, width (16, 32, 64), 2026-12-03: 59 steps
+# of 2000 gave 61.3 %, 196 of 500 77.7 %; 600 s: ~330 steps of 2000, 87.6 and 87.8 %.
+MIN_STEPS = 150
 
 
 def neuroflow_rate(iteration: int, alpha: float) -> float:
@@ -254,6 +258,7 @@ class Preset:
     tta: str | None
     schedule_follows_steps: bool  # the learning-rate schedule spans the run (rebuilt for a budget)
     speed_layout: bool = False  # the speed net: --width and the budget's width choice apply, and SPEED_AUGMENT
+    budget_batches: tuple = ()  # batches a time budget may take (largest first; without --batch-size)
 
 
 PRESETS = {
@@ -261,7 +266,7 @@ PRESETS = {
     "dense": Preset(dense_net, 256, 30, None, True),
     "fast": Preset(fast_net, 64, 4, None, False),
     "speed": Preset(speed_net, 64, 10, "flip", True, speed_layout=True),
-    "muon": Preset(muon_net, 2000, 8, "flip", True, speed_layout=True),
+    "muon": Preset(muon_net, 2000, 8, "flip", True, speed_layout=True, budget_batches=(2000, 1000, 500, 250)),
 }
 
 
@@ -339,27 +344,33 @@ def choose_width(epochs: dict):
     return tried[i]
 
 
+def choose_batch(steps_of: Callable[[int], int], batches) -> int:
+    """The largest of `batches` (largest first) of which the budget fits MIN_STEPS steps
+    (`steps_of(batch)`), else the smallest."""
+    return next((b for b in batches if steps_of(b) >= MIN_STEPS), batches[-1])
+
+
 def _evaluation_seconds(step: float, n_eval: int, batch: int) -> float:
     """The final evaluation's expected time: `n_eval` forward passes of an image, each about
     a 2.5th of its share of a training step of `batch` images that takes `step` s."""
     return step * n_eval / batch / 2.5
 
 
-def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, batch: int) -> dict:
-    """For --time-budget: the width (speed) and the number of steps that fit, from measured
-    steps. Returns the build keywords and the step count."""
+def _plan(args, preset: Preset, data: Data, start: float, batch: int) -> dict:
+    """For --time-budget: the width (speed, muon), the batch (muon) and the number of steps
+    that fit, from measured steps. Returns the build keywords, the batch and the step count."""
     budget = args.time_budget
     n_eval = len(data.tx) * VIEWS[tta_of(args, preset)]
     candidates = SPEED_WIDTHS if preset.speed_layout and args.width is None else [None]
     measured: dict = {}
     augment = augment_of(args, args.preset)  # steps timed with the run's augmentation
 
-    def fit(step: float) -> tuple[int, float]:
-        """The steps (and epochs) that fit what is left, with the final evaluation and saving
-        set aside."""
+    def fit(step: float, batch: int = batch) -> tuple[int, float]:
+        """The steps (and epochs) of `batch` images, `step` s each, that fit what is left, with
+        the final evaluation and saving set aside."""
         left = budget - (time.monotonic() - start)
         steps = int((left - 3.0 - _evaluation_seconds(step, n_eval, batch)) / step)
-        return steps, steps / steps_per_epoch
+        return steps, steps / math.ceil(len(data.xs) / batch)
 
     for widths in candidates:  # cheapest first, until one fits too few epochs (wider ones fit fewer)
         kw = {} if widths is None else {"widths": widths}
@@ -382,11 +393,15 @@ def _plan(args, preset: Preset, data: Data, start: float, steps_per_epoch: int, 
     pick = choose_width({w: fit(v)[1] for w, v in measured.items()})
     kw = {} if pick is None else {"widths": pick}
     step = measured[pick]
-    steps, epochs = fit(step)
+    if preset.budget_batches and not args.batch_size:
+        per_image = step / batch
+        batch = choose_batch(lambda b: fit(per_image * b, b)[0], [min(b, len(data.xs)) for b in preset.budget_batches])
+        step = per_image * batch
+    steps, epochs = fit(step, batch)
     if steps < 1:
         raise ValueError(f"--time-budget {budget:g} s: {time.monotonic() - start:.0f} s are gone already and a step takes "
                          f"{step:.2f} s; give a larger budget")
-    return {"kw": kw, "steps": steps, "step_seconds": step, "epochs": epochs, "budget": budget,
+    return {"kw": kw, "steps": steps, "batch": batch, "step_seconds": step, "epochs": epochs, "budget": budget,
             "measured": {w: round(v, 4) for w, v in measured.items()}}
 
 
@@ -424,8 +439,9 @@ def run_cifar10(args) -> dict:
     kw: dict[str, Any] = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
     plan = None
     if args.time_budget:
-        plan = _plan(args, preset, data, start, steps_per_epoch, batch)
-        total = plan["steps"]
+        plan = _plan(args, preset, data, start, batch)
+        total, batch = plan["steps"], plan["batch"]
+        steps_per_epoch = math.ceil(len(data.xs) / batch)
         kw = plan["kw"] or kw
     else:
         total = steps_per_epoch * (args.epochs or preset.epochs)
