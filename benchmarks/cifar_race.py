@@ -4,7 +4,8 @@ test accuracy against training time, and the time each needs to reach each accur
     python benchmarks/cifar_race.py [--data PATH] [--epochs 8] [--width 1] [--threads 2]
                                     [--limit N] [--json out.json]
 
-The same recipe in both (neuroflow's `--preset speed`, python/neuroflow/apps/cifar.py):
+The same recipe in both (neuroflow's `--preset speed-sgd`, python/neuroflow/apps/cifar.py; the
+Muon recipe of `--preset speed` is raced by airbench_calibration.py --muon):
 the same net (frozen 2×2 whitening conv, three blocks of conv → max-pool →
 BatchNorm(GELU) → conv → BatchNorm(GELU) with BN shifts only, max-pool, a linear read-out),
 the same initial weights (PyTorch's are copied from neuroflow's), per-channel input

@@ -93,11 +93,11 @@ def test_presets_come_from_one_table(tmp_path, capsys):
     from neuroflow.apps.cli import PRESET_NAMES
 
     assert sorted(PRESET_NAMES) == sorted(PRESETS)
-    assert [n for n, p in PRESETS.items() if p.speed_layout] == ["speed", "muon"]
+    assert sorted(n for n, p in PRESETS.items() if p.speed_layout) == ["speed", "speed-sgd"]
     out = tmp_path / "o"
     assert main(["train", "cifar10", "--preset", "dense", "--width", "2", "--data", str(tmp_path), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "--width: only the presets of the speed net have widths (speed, muon), not dense" in err and not out.exists()
+    assert "--width: only the presets of the speed net have widths (speed, speed-sgd), not dense" in err and not out.exists()
 
 
 def test_module_entry_point_info_and_exit_codes():
@@ -113,7 +113,7 @@ def test_module_entry_point_info_and_exit_codes():
     assert bad.returncode == 2 and "expected a positive whole number" in bad.stderr
 
 
-@pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "muon", "dense"])
+@pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "speed-sgd", "dense"])
 def test_train_cifar10_quickly(preset, tmp_path, capsys):
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
@@ -132,7 +132,7 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 6 and summary["train_images"] == summary["test_images"] == 24
     assert [e["epoch"] for e in summary["epochs_done"]] == [1, 2]
-    assert summary["widths"] == ([32, 64, 128] if preset in ("speed", "muon") else None)  # the default, named
+    assert summary["widths"] == ([32, 64, 128] if preset.startswith("speed") else None)  # the default, named
     net = nf.load(out / "model.safetensors", learning_rate=0.01)
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)
     assert nf.load(out / "checkpoint.safetensors", learning_rate=0.01).iteration == 6
@@ -163,7 +163,7 @@ def test_augmentation_flags_reach_the_training(tmp_path, capsys):
     assert nf.load(out / "model.safetensors").settings.augment == Augment(translate=3, flip="random", cutout=4)
 
 
-@pytest.mark.parametrize("preset", ["speed", "muon"])
+@pytest.mark.parametrize("preset", ["speed", "speed-sgd"])
 def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
     """--backend gpu runs the speed recipes (frozen whitening conv, BatchNorm, GELU, pooling,
     label smoothing, Nesterov with decay or Muon with normalised filters, flip TTA) to the
@@ -190,10 +190,10 @@ def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
         assert err < 1e-3, f"weights[{i}] {g.shape}: GPU and CPU differ by {err:.2g} of the largest value"
 
 
-@pytest.mark.parametrize("preset", ["speed", "muon"])
+@pytest.mark.parametrize("preset", ["speed", "speed-sgd"])
 def test_a_time_budget_is_honoured(preset, tmp_path):
     """--time-budget counts from the process start: the whole command (start-up, data, the
-    measured warm-up, training and the final evaluation) ends within it; muon's batches are
+    measured warm-up, training and the final evaluation) ends within it; speed's batches are
     timed on steps of PROBE_BATCH images and scaled."""
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
@@ -210,8 +210,8 @@ def test_a_time_budget_is_honoured(preset, tmp_path):
     assert took <= budget + 1.0, f"the command took {took:.1f} s for a budget of {budget} s"
     assert summary["seconds"] <= budget and summary["iterations"] >= 1 and summary["time_budget"] == budget
     assert tuple(summary["widths"]) in SPEED_WIDTHS, "the summary names the width the budget chose"
-    # muon: the largest of its batches (at most the 600 images) that leaves 150 steps, else 250
-    assert summary["batch_size"] in {"speed": (64,), "muon": (250, 500, 600)}[preset]
+    # speed: the largest of its batches (at most the 600 images) that leaves 150 steps, else 250
+    assert summary["batch_size"] in {"speed": (250, 500, 600), "speed-sgd": (64,)}[preset]
     assert "fitted to 25 s" in r.stdout
     assert " of 25 s" in r.stdout, "a progress line after each segment of a budgeted run"
 
@@ -419,10 +419,11 @@ def test_time_budget_width_choice():
 
 
 def test_time_budget_batch_choice():
-    """Muon's budget takes the largest batch that leaves MIN_STEPS steps, else the smallest."""
+    """The speed recipe's budget takes the largest batch that leaves MIN_STEPS steps, else the
+    smallest."""
     from neuroflow.apps.cifar import MIN_STEPS, PRESETS, choose_batch
 
-    batches = PRESETS["muon"].budget_batches
+    batches = PRESETS["speed"].budget_batches
     assert batches == (2000, 1000, 500, 250) and MIN_STEPS == 150
     images = {60: 110_000, 600: 650_000, 1: 1000}  # what a budget trains here, roughly
     steps = {s: (lambda b, n=n: n // b) for s, n in images.items()}

@@ -9,17 +9,20 @@ Presets (``--preset``):
 - ``dense``: the article's counter-example, a pure dense net of a similar weight count
   (3072 → 400 → 400 → 10): it learns the training set but stays below 50 % on the test set.
 - ``fast``: five small convolutions and a linear read-out, He init, mean gradients.
-- ``speed``: the fastest recipe here, after airbench: a frozen 2×2 whitening convolution (from
-  the training images' patch covariance), three blocks of conv → max-pool → BatchNorm(GELU)
-  → conv → BatchNorm(GELU), a max-pool and a linear read-out; per-channel input
-  normalisation, label smoothing 0.2, Nesterov SGD on a one-cycle schedule with airbench's
-  lookahead, random translation by 2 px and alternating flips, test-time flips.
-- ``muon``: the same net trained as airbench94_muon trains it: Muon on the 3×3 filters (and
-  Nesterov on the rest) at batch 2000, rates linear to 0, no lookahead (``muon_net``).
+- ``speed``: the fastest recipe here, after airbench94_muon: a frozen 2×2 whitening
+  convolution (from the training images' patch covariance), three blocks of conv → max-pool
+  → BatchNorm(GELU) → conv → BatchNorm(GELU), a max-pool and a linear read-out; per-channel
+  input normalisation, label smoothing 0.2, Muon on the 3×3 filters and Nesterov on the rest
+  at batches of 2000 (a time budget takes smaller ones when 2000 leave too few steps), rates
+  linear to 0, random translation by 2 px and alternating flips, test-time flips
+  (``muon_net``).
+- ``speed-sgd``: the same net as the speed recipe had it until 2026-12-03: Nesterov SGD at
+  batch 64 on a one-cycle schedule with airbench's lookahead (``speed_net``; the PyTorch
+  race in benchmarks/ runs it).
 
 ``--time-budget SECONDS`` (any preset) fits the run to the budget, counted from the
 command's start (imports, loading the data, training and the final evaluation are all
-inside it): after a short measured warm-up it picks the width (``speed``, ``muon``) and the number of
+inside it): after a short measured warm-up it picks the width (``speed``, ``speed-sgd``), the batch (``speed``) and the number of
 steps, fits the learning-rate schedule to them, checks its pace as it goes, and stops.
 
 Each run writes to ``--out``: the model, a checkpoint per epoch, the per-iteration losses,
@@ -73,7 +76,7 @@ GOOD_EPOCHS = 10
 SPEED_WIDTHS = [(16, 32, 64), (32, 64, 128), (48, 96, 192), (64, 128, 256), (64, 256, 256)]
 DEFAULT_WIDTH = 1  # the speed net's widths without --width or --time-budget
 PROBE_BATCH = 512  # the time budget's timed steps take at most this many images
-# Muon under a budget takes the largest of its batches that leaves this many steps
+# The speed recipe (Muon) under a budget takes the largest of its batches that leaves this many steps
 # (airbench94_muon trains 200 of 2000). 60 s here, width (16, 32, 64), 2026-12-03: 59 steps
 # of 2000 gave 61.3 %, 196 of 500 77.7 %; 600 s: ~330 steps of 2000, 87.6 and 87.8 %.
 MIN_STEPS = 150
@@ -185,7 +188,7 @@ def _speed_layout(widths, conv: dict, bn: dict, out: dict) -> list:
 
 def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: str, widths=SPEED_WIDTHS[DEFAULT_WIDTH],
               peak: float | None = None, augment: Augment = SPEED_AUGMENT, **kw) -> Network:
-    """The speed recipe (module doc). ``peak``: the one-cycle schedule's top learning rate
+    """The speed-sgd recipe (module doc). ``peak``: the one-cycle schedule's top learning rate
     (default 0.2 at batch 64, growing with the square root of the batch: measured on CIFAR
     subsets, 2026-12-02)."""
     peak = 0.2 * math.sqrt(batch_size / 64) if peak is None else peak
@@ -265,8 +268,8 @@ PRESETS = {
     "neuroflow": Preset(neuroflow_net, 250, 1, None, False),
     "dense": Preset(dense_net, 256, 30, None, True),
     "fast": Preset(fast_net, 64, 4, None, False),
-    "speed": Preset(speed_net, 64, 10, "flip", True, speed_layout=True),
-    "muon": Preset(muon_net, 2000, 8, "flip", True, speed_layout=True, budget_batches=(2000, 1000, 500, 250)),
+    "speed": Preset(muon_net, 2000, 8, "flip", True, speed_layout=True, budget_batches=(2000, 1000, 500, 250)),
+    "speed-sgd": Preset(speed_net, 64, 10, "flip", True, speed_layout=True),
 }
 
 
@@ -357,7 +360,7 @@ def _evaluation_seconds(step: float, n_eval: int, batch: int) -> float:
 
 
 def _plan(args, preset: Preset, data: Data, start: float, batch: int) -> dict:
-    """For --time-budget: the width (speed, muon), the batch (muon) and the number of steps
+    """For --time-budget: the width (speed, speed-sgd), the batch (speed) and the number of steps
     that fit, from measured steps. Returns the build keywords, the batch and the step count."""
     budget = args.time_budget
     n_eval = len(data.tx) * VIEWS[tta_of(args, preset)]

@@ -1,7 +1,7 @@
 """The ``neuroflow`` command: the article's two experiments and a look at the machine.
 
     neuroflow demo [--data DIR] [--out DIR] [--iterations N] [--seed S] [--backend cpu|gpu|auto]
-    neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset speed|muon|neuroflow|dense|fast]
+    neuroflow train cifar10 [--data PATH] [--backend cpu|gpu|auto] [--epochs N] [--preset speed|speed-sgd|neuroflow|dense|fast]
                             [--time-budget SECONDS] ...
     neuroflow train cifar10 --workers 4 ...     (4 local processes through MPI; or mpirun -n 4 neuroflow train ...)
     neuroflow info
@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 # `neuroflow train cifar10 --preset`: the keys of apps/cifar.py's PRESETS (a test keeps them
 # equal; named here so that parsing the command line does not import the engine)
-PRESET_NAMES = ["speed", "muon", "neuroflow", "dense", "fast"]
+PRESET_NAMES = ["speed", "speed-sgd", "neuroflow", "dense", "fast"]
 
 
 def _int_at_least(minimum: int, what: str):
@@ -103,23 +103,23 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
                    help="fit the run (width, steps, schedule) so that the whole command ends within this many seconds")
     c.add_argument("--width", type=_int_at_least(0, "a width index 0..4"), metavar="I",
-                   help="the speed net's widths (presets speed, muon), 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or "
+                   help="the speed net's widths (presets speed, speed-sgd), 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or "
                         "chosen by --time-budget)")
     c.add_argument("--tta", choices=["none", "flip", "flip_translate"],
                    help="test-time views averaged in the final evaluation: none, flips, or flips of the image and of its "
-                        "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed, muon: flip)")
+                        "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed: flip)")
     c.add_argument("--no-tta", action="store_true", help="the same as --tta none")
     c.add_argument("--flip", choices=["none", "random", "alternate"],
                    help="training augmentation, any preset: mirror images along X at random, or every other "
-                        "epoch (default: the preset's: alternate for speed and muon, none for the others)")
+                        "epoch (default: the preset's: alternate for speed and speed-sgd, none for the others)")
     c.add_argument("--translate", type=_int_at_least(0, "a shift in pixels ≥ 0"), metavar="PX",
-                   help="training augmentation: shift images by up to ± PX pixels (reflected edges) (default: the preset's: 2 for speed and muon, 0)")
+                   help="training augmentation: shift images by up to ± PX pixels (reflected edges) (default: the preset's: 2 for speed and speed-sgd, 0)")
     c.add_argument("--cutout", type=_int_at_least(0, "a square's side in pixels ≥ 0"), metavar="PX",
                    help="training augmentation: zero a PX×PX square at a random place (default: 0)")
     c.add_argument("--preset", choices=PRESET_NAMES, default="speed",
-                   help="speed: the fastest recipe; muon: the speed net trained as airbench94_muon (Muon, batches of "
-                        "2000); neuroflow: the article's layout and settings (hours on a CPU); dense: a dense net of a "
-                        "similar weight count; fast: a small net (default: %(default)s)")
+                   help="speed: the fastest recipe (Muon, batches of 2000); speed-sgd: the same net by Nesterov SGD at "
+                        "batch 64 (the recipe before Muon); neuroflow: the article's layout and settings (hours on a CPU); "
+                        "dense: a dense net of a similar weight count; fast: a small net (default: %(default)s)")
     c.add_argument("--out", metavar="DIR", default="neuroflow-cifar10", help="where to write the results (default: %(default)s)")
     c.add_argument("--limit", type=_positive, metavar="N", help="use only the first N training and test images (a quick run)")
     c.add_argument("--batch-size", type=_positive, metavar="N", help="samples per weight update (default: the preset's)")
