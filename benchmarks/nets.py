@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import neuroflow as nf
+from neuroflow.apps.cifar import speed_layout
 
 # (filters, field, stride, padding) per conv layer
 GLASSES = [(1, 3, 1, 1), (1, 3, 1, 1), (1, 4, 2, 1), (1, 3, 1, 1)]
@@ -40,16 +41,6 @@ NETS = [
     # biases, BatchNorm, GELU, max-pooling, label smoothing, Nesterov with weight decay
     Net("speed-cifar train b64", (32, 32, 3), [], [(10, "linear")], 64, speed=(32, 64, 128)),
 ]
-
-
-def speed_layout(widths):
-    layout = [nf.Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=nf.GELU, lr_mult=0.0)]  # frozen
-    for c in widths:
-        layout += [nf.Convolution(padding=1, field=3, filters=c, activator=nf.Linear), nf.MaxPool(2),
-                   nf.BatchNorm(momentum=0.4, activator=nf.GELU, scale=False),
-                   nf.Convolution(padding=1, field=3, filters=c, activator=nf.Linear),
-                   nf.BatchNorm(momentum=0.4, activator=nf.GELU, scale=False)]
-    return layout + [nf.MaxPool(3), nf.Dense(10, nf.Linear), nf.SoftmaxLogEntropy(label_smoothing=0.2)]
 
 
 def neuroflow_net(spec: Net, lr: float) -> nf.Network:

@@ -93,7 +93,7 @@ def test_presets_come_from_one_table(tmp_path, capsys):
     from neuroflow.apps.cli import PRESET_NAMES
 
     assert sorted(PRESET_NAMES) == sorted(PRESETS)
-    assert sorted(n for n, p in PRESETS.items() if p.speed_layout) == ["speed", "speed-sgd"]
+    assert sorted(n for n, p in PRESETS.items() if p.has_widths) == ["speed", "speed-sgd"]
     out = tmp_path / "o"
     assert main(["train", "cifar10", "--preset", "dense", "--width", "2", "--data", str(tmp_path), "--out", str(out)]) == 1
     err = capsys.readouterr().err

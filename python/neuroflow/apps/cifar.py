@@ -58,7 +58,8 @@ from ..nn.network import Network
 from ..nn.optim import Momentum, Muon, Nesterov
 from ..nn.settings import LossFuncOutput, Settings, Waypoint
 
-__all__ = ["NEUROFLOW_INIT", "PRESETS", "muon_net", "neuroflow_net", "neuroflow_rate", "run_cifar10", "speed_net", "whitening"]
+__all__ = ["NEUROFLOW_INIT", "PRESETS", "muon_net", "neuroflow_net", "neuroflow_rate", "run_cifar10", "speed_layout", "speed_net",
+           "whitening"]
 
 # The article's init: normal (mean, σ) per layout index.
 NEUROFLOW_INIT = {0: (0, 0.1), 1: (0, 0.1), 2: (0, 0.1), 3: (0, 0.01), 4: (0, 0.1), 5: (0, 0.01), 6: (0, 0.01),
@@ -167,15 +168,16 @@ def augment_of(args, preset_name: str) -> Augment | None:
     flags = {k: getattr(args, k, None) for k in ("flip", "translate", "cutout")}
     if all(v is None for v in flags.values()):
         return None
-    base = SPEED_AUGMENT if PRESETS[preset_name].speed_layout else Augment()
+    base = SPEED_AUGMENT if PRESETS[preset_name].has_widths else Augment()
     return replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
-def _speed_layout(widths, conv: dict, bn: dict, out: dict) -> list:
+def speed_layout(widths, conv: dict | None = None, bn: dict | None = None, out: dict | None = None) -> list:
     """The speed net's layers (module doc), with per-recipe keywords for its 3×3 convolutions,
-    BatchNorms and read-out. The whitening conv is frozen (lr_mult 0) and has no bias: the
+    BatchNorms and read-out (benchmarks/nets.py builds its "speed" net from it). The whitening conv is frozen (lr_mult 0) and has no bias: the
     engine then skips the backward below b0c0 (1.12–1.17× a step; a trained bias as
     airbench's gave 87.60 % against 87.89 % frozen, width 2, 8 epochs, 2026-12-03)."""
+    conv, bn, out = conv or {}, bn or {}, out or {}
     layout: list = [Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=GELU, name="white", lr_mult=0.0)]
     for i, c in enumerate(widths):
         layout += [Convolution(padding=1, field=3, filters=c, activator=Linear, name=f"b{i}c0", **conv),
@@ -193,7 +195,7 @@ def speed_net(data: Data, batch_size: int, iterations: int, seed: int, backend: 
     subsets, 2026-12-02)."""
     peak = 0.2 * math.sqrt(batch_size / 64) if peak is None else peak
     norm = _channel_stats(data.xs)
-    layout = _speed_layout(widths, conv={}, bn=dict(eps=1e-5, wd_mult=0.0), out={})
+    layout = speed_layout(widths, bn=dict(eps=1e-5, wd_mult=0.0))
     steps = max(iterations, 1)
     settings = Settings(learning_rate=schedules.triangular(peak, steps, warmup=0.2, start=0.1 * peak, end=0.02 * peak),
                         update_rule=Nesterov(0.9, weight_decay=5e-4), batch_size=batch_size, iterations=iterations,
@@ -228,7 +230,7 @@ def muon_net(data: Data, batch_size: int, iterations: int, seed: int, backend: s
     bn_mult, head_mult = MUON_BN_LR * B / lr, MUON_HEAD_LR * B * S * S / lr
     bn_decay, head_decay = MUON_DECAY / MUON_BN_LR, MUON_DECAY / (MUON_HEAD_LR * S * S)
     norm = _channel_stats(data.xs)
-    layout = _speed_layout(widths, conv=dict(wd_mult=0.0), bn=dict(eps=1e-12, lr_mult=bn_mult, wd_mult=1.0),
+    layout = speed_layout(widths, conv=dict(wd_mult=0.0), bn=dict(eps=1e-12, lr_mult=bn_mult, wd_mult=1.0),
                            out=dict(lr_mult=head_mult, wd_mult=head_decay / bn_decay))
     steps = max(iterations, 1)
     settings = Settings(learning_rate=schedules.triangular(lr, steps, warmup=0.0, end=0.0),
@@ -237,7 +239,7 @@ def muon_net(data: Data, batch_size: int, iterations: int, seed: int, backend: s
                         augment=augment, **kw)
     net = Network(layout, settings, backend=backend, input_norm=norm)
     rng = np.random.default_rng(seed + 1)
-    new = {"white.weight": whitening(data.xs, norm).astype(net.dtype)}
+    new: dict[str, np.ndarray] = {"white.weight": whitening(data.xs, norm).astype(net.dtype)}
     for name, w in net.parameters.items():
         if not name.endswith(".weight") or name == "white.weight":
             continue
@@ -260,7 +262,7 @@ class Preset:
     epochs: int
     tta: str | None
     schedule_follows_steps: bool  # the learning-rate schedule spans the run (rebuilt for a budget)
-    speed_layout: bool = False  # the speed net: --width and the budget's width choice apply, and SPEED_AUGMENT
+    has_widths: bool = False  # the speed net: --width and the budget's width choice apply, and SPEED_AUGMENT
     budget_batches: tuple = ()  # batches a time budget may take (largest first; without --batch-size)
 
 
@@ -268,8 +270,8 @@ PRESETS = {
     "neuroflow": Preset(neuroflow_net, 250, 1, None, False),
     "dense": Preset(dense_net, 256, 30, None, True),
     "fast": Preset(fast_net, 64, 4, None, False),
-    "speed": Preset(muon_net, 2000, 8, "flip", True, speed_layout=True, budget_batches=(2000, 1000, 500, 250)),
-    "speed-sgd": Preset(speed_net, 64, 10, "flip", True, speed_layout=True),
+    "speed": Preset(muon_net, 2000, 8, "flip", True, has_widths=True, budget_batches=(2000, 1000, 500, 250)),
+    "speed-sgd": Preset(speed_net, 64, 10, "flip", True, has_widths=True),
 }
 
 
@@ -364,7 +366,7 @@ def _plan(args, preset: Preset, data: Data, start: float, batch: int) -> dict:
     that fit, from measured steps. Returns the build keywords, the batch and the step count."""
     budget = args.time_budget
     n_eval = len(data.tx) * VIEWS[tta_of(args, preset)]
-    candidates = SPEED_WIDTHS if preset.speed_layout and args.width is None else [None]
+    candidates = SPEED_WIDTHS if preset.has_widths and args.width is None else [None]
     measured: dict = {}
     augment = augment_of(args, args.preset)  # steps timed with the run's augmentation
 
@@ -424,9 +426,9 @@ def run_cifar10(args) -> dict:
         raise ValueError("--time-budget: not with several processes yet (each would fit its own plan); use --epochs")
     preset = PRESETS[args.preset]
     tta = tta_of(args, preset)  # a conflict in the flags is refused before any work
-    if args.width is not None and not preset.speed_layout:
+    if args.width is not None and not preset.has_widths:
         raise ValueError(f"--width: only the presets of the speed net have widths "
-                         f"({', '.join(n for n, p in PRESETS.items() if p.speed_layout)}), not {args.preset}")
+                         f"({', '.join(n for n, p in PRESETS.items() if p.has_widths)}), not {args.preset}")
     batch = args.batch_size or preset.batch
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -438,7 +440,7 @@ def run_cifar10(args) -> dict:
     data = _load(args)
     batch = min(batch, len(data.xs))
     steps_per_epoch = math.ceil(len(data.xs) / batch)
-    width = DEFAULT_WIDTH if args.width is None and preset.speed_layout else args.width
+    width = DEFAULT_WIDTH if args.width is None and preset.has_widths else args.width
     kw: dict[str, Any] = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
     plan = None
     if args.time_budget:
