@@ -174,9 +174,10 @@ def augment_of(args, preset_name: str) -> Augment | None:
 
 def speed_layout(widths, conv: dict | None = None, bn: dict | None = None, out: dict | None = None) -> list:
     """The speed net's layers (module doc), with per-recipe keywords for its 3×3 convolutions,
-    BatchNorms and read-out (benchmarks/nets.py builds its "speed" net from it). The whitening conv is frozen (lr_mult 0) and has no bias: the
-    engine then skips the backward below b0c0 (1.12–1.17× a step; a trained bias as
-    airbench's gave 87.60 % against 87.89 % frozen, width 2, 8 epochs, 2026-12-03)."""
+    BatchNorms and read-out (benchmarks/nets.py builds its "speed" net from it). The
+    whitening conv is frozen (lr_mult 0) and has no bias: the engine then skips the backward
+    below b0c0 (1.12–1.17× a step; a trained bias as airbench's gave 87.60 % against
+    87.89 % frozen, width 2, 8 epochs, 2026-12-03)."""
     conv, bn, out = conv or {}, bn or {}, out or {}
     layout: list = [Convolution((32, 32, 3), padding=0, field=2, filters=24, activator=GELU, name="white", lr_mult=0.0)]
     for i, c in enumerate(widths):
@@ -439,17 +440,13 @@ def run_cifar10(args) -> dict:
         dist.barrier("making the output folder")
     data = _load(args)
     batch = min(batch, len(data.xs))
-    steps_per_epoch = math.ceil(len(data.xs) / batch)
     width = DEFAULT_WIDTH if args.width is None and preset.has_widths else args.width
     kw: dict[str, Any] = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
-    plan = None
-    if args.time_budget:
-        plan = _plan(args, preset, data, start, batch)
-        total, batch = plan["steps"], plan["batch"]
-        steps_per_epoch = math.ceil(len(data.xs) / batch)
-        kw = plan["kw"] or kw
-    else:
-        total = steps_per_epoch * (args.epochs or preset.epochs)
+    plan = _plan(args, preset, data, start, batch) if args.time_budget else None
+    if plan is not None:
+        batch, kw = plan["batch"], plan["kw"] or kw
+    steps_per_epoch = math.ceil(len(data.xs) / batch)
+    total = plan["steps"] if plan is not None else steps_per_epoch * (args.epochs or preset.epochs)
     augment = augment_of(args, args.preset)
     if augment is not None:
         kw = {**kw, "augment": augment}
