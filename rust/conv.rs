@@ -42,7 +42,7 @@ pub struct Conv {
 }
 
 /// The algorithms a layer can be asked for (docs/engine.md); "auto" picks by shape.
-pub const ALGORITHMS: [&str; 5] = ["auto", "im2col", "im2col_t", "winograd", "direct"];
+pub const ALGORITHMS: [&str; 6] = ["auto", "im2col", "im2col_t", "winograd", "winograd4", "direct"];
 
 impl Conv {
     /// The layer with the algorithm chosen by shape.
@@ -63,21 +63,22 @@ impl Conv {
                 if !direct_ok && transposable {
                     c.transposed = transposed();
                 }
-                if !direct_ok && winograd::pays(&g) {
-                    c.wino = Some(Wino::new(g));
-                    c.wino_t = c.transposed.filter(winograd::pays).map(Wino::new);
+                if let Some(m) = winograd::auto_tile(&g).filter(|_| !direct_ok) {
+                    c.wino = Some(Wino::new(g, m));
+                    c.wino_t = c.transposed.and_then(|gt| winograd::auto_tile(&gt).map(|mt| Wino::new(gt, mt)));
                 }
             }
             "im2col" => {}
             "im2col_t" if transposable => c.transposed = transposed(),
-            "winograd" if winograd::applies(&g) && transposable => {
+            "winograd" | "winograd4" if winograd::applies(&g) && transposable => {
+                let m = if algorithm == "winograd" { 2 } else { 4 };
                 c.transposed = transposed();
-                c.wino = Some(Wino::new(g));
-                c.wino_t = c.transposed.filter(winograd::applies).map(Wino::new);
+                c.wino = Some(Wino::new(g, m));
+                c.wino_t = c.transposed.filter(winograd::applies).map(|gt| Wino::new(gt, m));
             }
             "direct" if direct_ok => c.use_direct = true,
             "im2col_t" => crate::bail!("algorithm im2col_t needs stride 1, padding below the field and not a 1×1 convolution"),
-            "winograd" => crate::bail!("algorithm winograd needs a 3×3 stride-1 convolution with ≥ 8 channels in and out and padding ≤ 2"),
+            "winograd" | "winograd4" => crate::bail!("algorithm {algorithm} needs a 3×3 stride-1 convolution with ≥ 8 channels in and out and padding ≤ 2"),
             "direct" => crate::bail!("algorithm direct needs at most {DIRECT_MAX_FILTERS} filters and not a 1×1 stride-1 convolution"),
             other => crate::bail!("algorithm: expected one of {ALGORITHMS:?}, got {other:?}"),
         }
@@ -90,16 +91,16 @@ impl Conv {
 
     /// Values of the transformed-weights buffer (`forward`'s `wbuf`, `input_grad`'s `wt`).
     pub fn wt_len(&self) -> usize {
-        let (g, wino) = (&self.g, 16 * self.g.z * self.g.filters);
-        let fwd = if self.wino.is_some() { wino } else { 0 };
-        let back = self.transposed.map_or(0, |gt| gt.k() * g.z + if self.wino_t.is_some() { wino } else { 0 });
+        let (g, zf) = (&self.g, self.g.z * self.g.filters);
+        let fwd = self.wino.map_or(0, |wg| wg.positions() * zf);
+        let back = self.transposed.map_or(0, |gt| gt.k() * g.z + self.wino_t.map_or(0, |wg| wg.positions() * zf));
         fwd.max(back)
     }
 
     /// Values of `weight_grad`'s partial sums for `n` samples.
     pub fn partials_len(&self, n: usize) -> usize {
         match &self.wino {
-            Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * 16 * self.g.z * self.g.filters,
+            Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * wg.positions() * self.g.z * self.g.filters,
             None => (n * self.units().0).min(MAX_GROUPS) * self.g.k() * self.g.filters,
         }
     }
@@ -146,7 +147,7 @@ impl Conv {
             }
         };
         if let Some(wg) = &self.wino {
-            let u = &mut workspace(wbuf, self.wt_len())[..16 * g.z * g.filters];
+            let u = &mut workspace(wbuf, self.wt_len())[..wg.positions() * g.z * g.filters];
             wg.weights(w, u);
             let u = &*u;
             if self.act.from_output() {
@@ -236,7 +237,7 @@ impl Conv {
     /// weight_grad through Winograd: ∂U summed per group of units in a fixed order (as
     /// the im2col path), then dw = Gᵀ ∂U G.
     fn weight_grad_wino<T: Real>(&self, wg: &Wino, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
-        let pz = 16 * self.g.z * self.g.filters;
+        let pz = wg.positions() * self.g.z * self.g.filters;
         let jobs = wg.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
         // the groups' partial sums, then their total in one more slot
@@ -315,7 +316,7 @@ impl Conv {
         let g = &self.g;
         let (f, z) = (g.filters, g.z);
         let kt = gt.k();
-        let wino_len = if self.wino_t.is_some() { 16 * f * z } else { 0 };
+        let wino_len = self.wino_t.map_or(0, |wg| wg.positions() * f * z);
         let (wt, u) = workspace(wt, self.wt_len())[..kt * z + wino_len].split_at_mut(kt * z);
         wt.par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
             let (kx, ky) = (g.fx - 1 - kk / g.fy, g.fy - 1 - kk % g.fy);
@@ -469,22 +470,28 @@ mod tests {
     /// padding, f64 and f32; outputs poisoned.
     #[test]
     fn winograd_matches_im2col() {
-        let big = ConvGeom::new([8, 8, 64], [1, 1], [3, 3], [1, 1], 64).unwrap();
-        let small = ConvGeom::new([31, 31, 24], [1, 1], [3, 3], [1, 1], 32).unwrap();
-        assert!(winograd::pays(&big) && !winograd::pays(&small) && winograd::applies(&small));
+        // auto's rule: F(4×4) from 16 channels and 7×7 outputs; not on 3×3 maps or 8 channels
+        let big = ConvGeom::new([31, 31, 24], [1, 1], [3, 3], [1, 1], 32).unwrap();
+        let small = ConvGeom::new([3, 3, 128], [1, 1], [3, 3], [1, 1], 128).unwrap();
+        let thin = ConvGeom::new([16, 16, 8], [1, 1], [3, 3], [1, 1], 64).unwrap();
+        assert_eq!(winograd::auto_tile(&big), Some(4));
+        assert!(winograd::auto_tile(&small).is_none() && winograd::applies(&small));
+        assert!(winograd::auto_tile(&thin).is_none() && winograd::applies(&thin));
         let act = Activator { name: ActKind::Relu, alpha: 0.0, bias: 0.0 };
         assert!(Conv::new(big, act).wino.is_some() && Conv::new(small, act).wino.is_none());
-        fn check<T: Real>(tol: f64) {
+        fn check<T: Real>(algorithm: &str, tol: f64) {
             for &(dim, pad, filters, n) in &[
                 ([6, 5, 8], [1, 1], 9, 3usize),
                 ([7, 9, 10], [0, 2], 8, 2),
                 ([30, 26, 8], [1, 1], 12, 2),
                 ([9, 8, 16], [2, 0], 16, 5),
+                ([47, 50, 8], [1, 1], 10, 2),
             ] {
                 let g = ConvGeom::new(dim, pad, [3, 3], [1, 1], filters).unwrap();
                 let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.05 };
-                let wino = Conv::with_algorithm(g, act, "winograd").unwrap();
+                let wino = Conv::with_algorithm(g, act, algorithm).unwrap();
                 assert!(wino.wino.is_some() && wino.wino_t.is_some(), "{dim:?}");
+                assert_eq!(wino.wino.unwrap().tile(), if algorithm == "winograd" { 2 } else { 4 });
                 let plain = Conv { wino: None, wino_t: None, ..wino.clone() };
                 let (inp, out) = (g.in_size(), g.out_size());
                 let val = |i: usize, m: usize, q: usize| T::of(((i * m) % q) as f64 / (q as f64 / 2.0) - 1.0);
@@ -494,7 +501,7 @@ mod tests {
                 let close = |a: &[T], b: &[T], what: &str| {
                     assert!(b.iter().all(|v| v.is_finite()), "{what} reference");
                     let worst = a.iter().zip(b).map(|(p, q)| (p.f64() - q.f64()).abs() / (1.0 + q.f64().abs())).fold(0.0, f64::max);
-                    assert!(worst < tol, "{what} {dim:?} {pad:?} {}: {worst:e}", T::NAME);
+                    assert!(worst < tol, "{algorithm} {what} {dim:?} {pad:?} {}: {worst:e}", T::NAME);
                 };
                 let nan = T::of(f64::NAN);
                 let (mut s1, mut a1, mut s2, mut a2) = (vec![nan; n * out], vec![nan; n * out], vec![nan; n * out], vec![nan; n * out]);
@@ -514,7 +521,11 @@ mod tests {
                 }
             }
         }
-        check::<f64>(1e-12);
-        check::<f32>(1e-4);
+        check::<f64>("winograd", 1e-12);
+        check::<f32>("winograd", 1e-4);
+        check::<f64>("winograd4", 1e-12);
+        // F(4×4)'s larger constants: ~10× the rounding error of F(2×2) (2e-5 measured here;
+        // its weight gradient, a sum over ~1500 tiles, 1.3e-4 against 6e-5)
+        check::<f32>("winograd4", 5e-4);
     }
 }

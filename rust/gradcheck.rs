@@ -61,10 +61,11 @@ fn nets() -> Vec<(&'static str, Vec<usize>, Vec<String>)> {
             ],
         ),
         (
-            "winograd and direct",
+            "winograd, winograd4 and direct",
             vec![6, 6, 8],
             vec![
                 conv("w", [1, 1], [3, 3], [1, 1], 8, "tanh", true, "winograd"),
+                conv("w4", [1, 1], [3, 3], [1, 1], 9, "gelu", true, "winograd4"),
                 conv("d1", [1, 1], [3, 3], [1, 1], 1, "sigmoid", false, "direct"),
                 conv("d2", [1, 1], [4, 4], [2, 2], 2, "square", true, "direct"),
                 r#"{"kind": "dense", "name": "o", "neurons": 4, "activator": {"name": "linear"}}"#.into(),

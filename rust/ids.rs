@@ -42,6 +42,7 @@ fn enums_match_the_table() {
     ];
     assert_eq!(updates.iter().map(serde_name).collect::<Vec<_>>(), names("updates"));
     assert_eq!([Reduction::Sum, Reduction::Mean].iter().map(serde_name).collect::<Vec<_>>(), names("reductions"));
+    assert_eq!(crate::conv::ALGORITHMS.to_vec(), names("conv_algorithms"));
 }
 
 #[test]

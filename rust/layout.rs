@@ -123,8 +123,8 @@ pub fn resolve_layer(l: &mut LayerSpec, dim_in: &[usize], what: &str) -> Result<
             if *filters == 0 {
                 crate::bail!("{what}: filters must be ≥ 1");
             }
-            if !["auto", "im2col", "im2col_t", "winograd", "direct"].contains(&algorithm.as_str()) {
-                crate::bail!("{what}: algorithm must be auto, im2col, im2col_t, winograd or direct, got {algorithm:?}");
+            if !crate::conv::ALGORITHMS.contains(&algorithm.as_str()) {
+                crate::bail!("{what}: algorithm must be one of {:?}, got {algorithm:?}", crate::conv::ALGORITHMS);
             }
             let [ox, oy] = windows(d, *padding, *field, *stride, true, what)?;
             let w = vec![field[0], field[1], d[2], *filters];

@@ -26,6 +26,26 @@ macro_rules! simd_fn {
             imp($($arg),*)
         }
     };
+    // the same with a second type parameter (a Winograd tiling), passed explicitly
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Real, $w:ident: $wb:path>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<T: Real, $w: $wb>($($arg: $ty),*) {
+            #[inline(always)]
+            fn imp<T: Real, $w: $wb>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide<T: Real, $w: $wb>($($arg: $ty),*) {
+                    imp::<T, $w>($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: this CPU has the features `wide` was compiled for.
+                    return unsafe { wide::<T, $w>($($arg),*) };
+                }
+            }
+            imp::<T, $w>($($arg),*)
+        }
+    };
 }
 
 pub(crate) use simd_fn;

@@ -1,16 +1,17 @@
-//! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions with many channels: each 2×2 block
-//! of outputs ("tile") comes from a 4×4 input patch with 16 multiplies per channel pair
-//! instead of 36, so the gemm work of these layers falls by 2.25×.
+//! Winograd F(M×M, 3×3), M = 2 or 4, for 3×3 stride-1 convolutions with many channels:
+//! each M×M block of outputs ("tile") comes from an (M+2)×(M+2) input patch with (M+2)²
+//! multiplies per channel pair instead of 9M², so the gemm work of these layers falls by
+//! 2.25× (M = 2) or 4× (M = 4).
 //!
 //!   forward:          Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
 //!   weight gradient:  ∂g = Gᵀ [ Σ_tiles (Bᵀ d B) ⊙ (A δ Aᵀ) ] G
 //!
-//! Per block of tiles, the 16 transformed positions ξ are 16 independent matrix products
+//! Per block of tiles, the (M+2)² transformed positions ξ are independent matrix products
 //! over channels: M_ξ (tiles × F) = V_ξ (tiles × Z) · U_ξ (Z × F), and the weight
 //! gradient's ∂U_ξ (Z × F) += V_ξᵀ · Q_ξ. Channels last makes every transform a loop over
 //! contiguous channels. The input gradient of a stride-1 layer is itself a 3×3 stride-1
-//! convolution (conv.rs, `input_grad_transposed`), so it runs here too. The transforms'
-//! constants are 0, ±1 and ½: the results differ from direct summation by rounding only.
+//! convolution (conv.rs, `input_grad_transposed`), so it runs here too. The tilings
+//! differ only in their five small transforms (`Tiling`); the rest is shared.
 
 // The transforms are small matrix formulas: index loops read closer to the maths.
 #![allow(clippy::needless_range_loop)]
@@ -22,33 +23,49 @@ use crate::scratch::with_scratch;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 
-/// Tiles per work unit: enough rows for each of the 16 products to run gemm near peak.
-const TARGET_TILES: usize = 256;
+/// Tiles per work unit of F(2×2, 3×3): enough rows for each of the 16 products to run
+/// gemm near peak. F(4×4, 3×3) tiles hold 4× the outputs and 2.25× the transformed
+/// values, so its units hold fewer tiles: 32–96 measured alike on the speed net (Zen 4,
+/// 2026-12-03), 128 and 256 slower by 5–10 % (the 36 products' operands leave L2).
+const TARGET_TILES_2: usize = 256;
+const TARGET_TILES_4: usize = 64;
+/// Units of whole samples are made smaller where a batch would give fewer than this many:
+/// the units are the parallel tasks (a batch of 64 maps of 3×3 is 64 tiles, one unit of
+/// the target). A constant, not the thread count, so that the weight gradient's sums and
+/// so the results do not depend on the number of threads.
+const MIN_UNITS: usize = 4;
 
 /// Does this layer run through Winograd? 3×3, stride 1, and enough channels on both sides
-/// for the 16 products to be real matrix products.
+/// for the products to be real matrix products.
 pub fn applies(g: &ConvGeom) -> bool {
     g.fx == 3 && g.fy == 3 && g.sx == 1 && g.sy == 1 && g.z >= 8 && g.filters >= 8
 }
 
-/// Does Winograd pay over im2col for this layer, so that `auto` picks it? Only with ≥ 64
-/// channels on both sides and an output of at least 8×8: below that the transforms
-/// (memory-bound, 16 streams) cost more than the multiplications they save. Measured
-/// 2026-12-02 on a 2-core Xeon (AVX-512): the speed recipe's net (24–128 channels, maps
-/// 31 down to 3) 1.21× faster a step with this rule, NeuroFlow's CIFAR net (128 channels)
-/// unchanged, the small CIFAR net 1.03×.
-pub fn pays(g: &ConvGeom) -> bool {
-    applies(g) && g.z >= 64 && g.filters >= 64 && g.ox >= 8 && g.oy >= 8
+/// The output tile side `auto` picks for this layer, or None where im2col is faster.
+/// F(4×4) from 16 channels on both sides and outputs of 7×7 up. Measured 2026-12-03 on a
+/// 2-core Zen 4 (AVX-512), whole train steps in one process against the previous rule
+/// (F(2×2) from 64 channels and 8×8 outputs, im2col below): the speed net at batch 500
+/// 1.18× (widths 32–128) and 1.24× (64–256), small CIFAR 1.14×, NeuroFlow's CIFAR net
+/// 1.13×, even the 24-channel 31×31 layer gains. On 3×3 maps a tile is mostly padding and
+/// the (M+2)²·Z·F weight-sized passes (transforms, per-group sums) outweigh the 576
+/// outputs of a batch of 64: 5–10 ms a step slower there. F(2×2) never wins over F(4×4)
+/// here; it stays for `algorithm="winograd"`.
+pub fn auto_tile(g: &ConvGeom) -> Option<usize> {
+    (applies(g) && g.z >= 16 && g.filters >= 16 && g.ox >= 7 && g.oy >= 7).then_some(4)
 }
 
-/// A layer's tiling: tiles in ⌈OX/2⌉ rows of ⌈OY/2⌉, grouped into work units of whole
-/// samples (small images) or of tile rows within one sample (large images).
+/// A layer's tiling F(M×M, 3×3) (M = 2 or 4): tiles in ⌈OX/M⌉ rows of ⌈OY/M⌉, grouped
+/// into work units of whole samples (small images) or of tile rows within one sample
+/// (large images).
 #[derive(Clone, Copy, Debug)]
 pub struct Wino {
     pub g: ConvGeom,
+    /// Outputs per tile side.
+    m: usize,
     ntx: usize,
     nty: usize,
-    /// Samples per unit (> 1 only when one sample has fewer than TARGET_TILES tiles).
+    /// Samples per unit at most (> 1 only when one sample has fewer tiles than the target;
+    /// `samples_for` makes it smaller for small batches).
     samples: usize,
     /// Tile rows per unit (all of them when samples > 1).
     rows: usize,
@@ -63,12 +80,35 @@ pub struct Unit {
     pub tx1: usize,
 }
 
+/// Call `$f::<T, F2>` or `$f::<T, F4>` by the tiling's tile side.
+macro_rules! by_tile {
+    ($m:expr, $f:ident::<$t:ty>($($arg:expr),* $(,)?)) => {
+        match $m {
+            2 => $f::<$t, F2>($($arg),*),
+            _ => $f::<$t, F4>($($arg),*),
+        }
+    };
+}
+
 impl Wino {
-    pub fn new(g: ConvGeom) -> Wino {
-        let (ntx, nty) = (g.ox.div_ceil(2), g.oy.div_ceil(2));
+    /// The tiling F(m×m, 3×3) of a layer, m = 2 or 4.
+    pub fn new(g: ConvGeom, m: usize) -> Wino {
+        assert!(m == 2 || m == 4, "Winograd tiles are 2×2 or 4×4");
+        let target = if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 };
+        let (ntx, nty) = (g.ox.div_ceil(m), g.oy.div_ceil(m));
         let per_sample = ntx * nty;
-        let (samples, rows) = if per_sample >= TARGET_TILES { (1, TARGET_TILES.div_ceil(nty).min(ntx)) } else { (TARGET_TILES.div_ceil(per_sample), ntx) };
-        Wino { g, ntx, nty, samples, rows }
+        let (samples, rows) = if per_sample >= target { (1, target.div_ceil(nty).min(ntx)) } else { (target.div_ceil(per_sample), ntx) };
+        Wino { g, m, ntx, nty, samples, rows }
+    }
+
+    /// Outputs per tile side.
+    pub fn tile(&self) -> usize {
+        self.m
+    }
+
+    /// Transformed positions ξ per tile, (m + 2)²: the number of channel products.
+    pub fn positions(&self) -> usize {
+        (self.m + 2) * (self.m + 2)
     }
 
     /// Run `f(unit, its output chunk)` for every unit of a batch of n samples, in parallel;
@@ -77,21 +117,21 @@ impl Wino {
         let osz = self.g.out_size();
         let out = &mut out[..n * osz];
         match self.units_per_sample() {
-            0 => out.par_chunks_mut(self.samples * osz).enumerate().for_each(|(i, c)| f(&self.unit(i, n), c)),
+            0 => out.par_chunks_mut(self.samples_for(n) * osz).enumerate().for_each(|(i, c)| f(&self.unit(i, n), c)),
             ups => out.par_chunks_mut(osz).enumerate().for_each(|(ni, o)| {
                 o.par_chunks_mut(self.unit_len()).enumerate().for_each(|(ui, c)| f(&self.unit(ni * ups + ui, n), c));
             }),
         }
     }
 
-    /// Output elements of a unit (the last unit of a sample or batch may be shorter).
+    /// Output elements of a unit of tile rows (the last unit of a sample may be shorter).
     fn unit_len(&self) -> usize {
-        let g = &self.g;
-        if self.samples > 1 {
-            self.samples * g.out_size()
-        } else {
-            (2 * self.rows).min(g.ox) * g.oy * g.filters
-        }
+        (self.m * self.rows).min(self.g.ox) * self.g.oy * self.g.filters
+    }
+
+    /// Samples per unit for a batch of n, where units hold whole samples.
+    fn samples_for(&self, n: usize) -> usize {
+        self.samples.min(n.div_ceil(MIN_UNITS)).max(1)
     }
 
     /// Units per sample when units split samples (0 when a unit holds whole samples).
@@ -106,7 +146,7 @@ impl Wino {
     /// Units for a batch of n samples.
     pub fn unit_count(&self, n: usize) -> usize {
         match self.units_per_sample() {
-            0 => n.div_ceil(self.samples),
+            0 => n.div_ceil(self.samples_for(n)),
             u => n * u,
         }
     }
@@ -115,8 +155,9 @@ impl Wino {
     pub fn unit(&self, i: usize, n: usize) -> Unit {
         match self.units_per_sample() {
             0 => {
-                let n0 = i * self.samples;
-                Unit { n0, ns: self.samples.min(n - n0), tx0: 0, tx1: self.ntx }
+                let per = self.samples_for(n);
+                let n0 = i * per;
+                Unit { n0, ns: per.min(n - n0), tx0: 0, tx1: self.ntx }
             }
             u => {
                 let tx0 = (i % u) * self.rows;
@@ -146,39 +187,39 @@ impl Wino {
 
     /// U = G g Gᵀ for every (c, f): u[ξ][c][f] from w[(kx·3 + ky)·Z + c][f].
     pub fn weights<T: Real>(&self, w: &[T], u: &mut [T]) {
-        weight_transform(&self.g, w, u);
+        by_tile!(self.m, weight_transform::<T>(&self.g, w, u))
     }
 
     /// out = the convolution for unit `un` (out is that unit's chunk of the batch output,
     /// x the whole batch's input), given U from `weights`.
     pub fn forward_unit<T: Real>(&self, x: &[T], u: &[T], un: &Unit, out: &mut [T]) {
         let g = &self.g;
-        let (z, f, t) = (g.z, g.filters, self.tiles(un));
-        with_scratch(16 * t * (z + f) + z, |buf: &mut [T]| {
-            let (v, rest) = buf.split_at_mut(16 * t * z);
-            let (m, zeros) = rest.split_at_mut(16 * t * f);
+        let (z, f, t, pp) = (g.z, g.filters, self.tiles(un), self.positions());
+        with_scratch(pp * t * (z + f) + z, |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(pp * t * z);
+            let (m, zeros) = rest.split_at_mut(pp * t * f);
             zeros.iter_mut().for_each(|v| *v = T::zero());
-            input_transform(self, x, un, v, zeros);
-            for xi in 0..16 {
+            by_tile!(self.m, input_transform::<T>(self, x, un, v, zeros));
+            for xi in 0..pp {
                 let (vx, mx) = (&v[xi * t * z..(xi + 1) * t * z], &mut m[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z), Mat::new(&u[xi * z * f..(xi + 1) * z * f], z, f), mx, false, 1);
             }
-            output_transform(self, m, un, out);
+            by_tile!(self.m, output_transform::<T>(self, m, un, out));
         });
     }
 
-    /// du (16·Z·F) += Σ over the unit's tiles of V_ξᵀ · Q_ξ, with x and delta the whole
+    /// du ((m+2)²·Z·F) += Σ over the unit's tiles of V_ξᵀ · Q_ξ, with x and delta the whole
     /// batch's input and output gradient.
     pub fn weight_grad_unit<T: Real>(&self, x: &[T], delta: &[T], un: &Unit, du: &mut [T]) {
         let g = &self.g;
-        let (z, f, t) = (g.z, g.filters, self.tiles(un));
-        with_scratch(16 * t * (z + f) + z.max(f), |buf: &mut [T]| {
-            let (v, rest) = buf.split_at_mut(16 * t * z);
-            let (q, zeros) = rest.split_at_mut(16 * t * f);
+        let (z, f, t, pp) = (g.z, g.filters, self.tiles(un), self.positions());
+        with_scratch(pp * t * (z + f) + z.max(f), |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(pp * t * z);
+            let (q, zeros) = rest.split_at_mut(pp * t * f);
             zeros.iter_mut().for_each(|v| *v = T::zero());
-            input_transform(self, x, un, v, zeros);
-            delta_transform(self, delta, un, q, zeros);
-            for xi in 0..16 {
+            by_tile!(self.m, input_transform::<T>(self, x, un, v, zeros));
+            by_tile!(self.m, delta_transform::<T>(self, delta, un, q, zeros));
+            for xi in 0..pp {
                 let (vx, qx) = (&v[xi * t * z..(xi + 1) * t * z], &q[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], true, 1);
             }
@@ -187,32 +228,125 @@ impl Wino {
 
     /// dw[(kx·3 + ky)·Z + c][f] = (Gᵀ ∂U G)[kx][ky].
     pub fn weight_grad_finish<T: Real>(&self, du: &[T], dw: &mut [T]) {
-        weight_grad_back(&self.g, du, dw);
+        by_tile!(self.m, weight_grad_back::<T>(&self.g, du, dw))
+    }
+}
+
+/// A tiling F(M×M, 3×3) as its five transforms on one column of values (arrays hold up
+/// to 6; only the first P = M + 2, or M, or 3, are read and written).
+trait Tiling: 'static {
+    const M: usize;
+    const P: usize;
+    /// Bᵀ d: the patch (P values) into transformed positions (P).
+    fn bt<T: Real>(d: &[T; 6]) -> [T; 6];
+    /// Aᵀ m: positions (P) into outputs (M).
+    fn at<T: Real>(m: &[T; 6]) -> [T; 4];
+    /// A δ: output gradients (M) into positions (P).
+    fn a<T: Real>(d: &[T; 4]) -> [T; 6];
+    /// G k: a filter column (3) into positions (P).
+    fn g<T: Real>(k: &[T; 3]) -> [T; 6];
+    /// Gᵀ p: positions (P) back into a filter column (3).
+    fn gt<T: Real>(p: &[T; 6]) -> [T; 3];
+}
+
+/// F(2×2, 3×3): Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]],
+/// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]], Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]].
+/// Constants 0, ±1 and ½: results differ from direct summation by rounding only.
+struct F2;
+
+impl Tiling for F2 {
+    const M: usize = 2;
+    const P: usize = 4;
+    #[inline(always)]
+    fn bt<T: Real>(d: &[T; 6]) -> [T; 6] {
+        let z = T::zero();
+        [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3], z, z]
+    }
+    #[inline(always)]
+    fn at<T: Real>(m: &[T; 6]) -> [T; 4] {
+        let z = T::zero();
+        [m[0] + m[1] + m[2], m[1] - m[2] - m[3], z, z]
+    }
+    #[inline(always)]
+    fn a<T: Real>(d: &[T; 4]) -> [T; 6] {
+        let z = T::zero();
+        [d[0], d[0] + d[1], d[0] - d[1], -d[1], z, z]
+    }
+    #[inline(always)]
+    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
+        let (h, z) = (T::of(0.5), T::zero());
+        [k[0], (k[0] + k[1] + k[2]) * h, (k[0] - k[1] + k[2]) * h, k[2], z, z]
+    }
+    #[inline(always)]
+    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+        let h = T::of(0.5);
+        [p[0] + (p[1] + p[2]) * h, (p[1] - p[2]) * h, (p[1] + p[2]) * h + p[3]]
+    }
+}
+
+/// F(4×4, 3×3) on the points 0, ±1, ±2, ∞ (Lavin & Gray 2016): 36 products per 16
+/// outputs instead of 144. Bᵀ has entries up to 5 and Aᵀ up to 8, G has sixths: the
+/// results carry a few times the rounding error of direct summation (tested in f32).
+struct F4;
+
+impl Tiling for F4 {
+    const M: usize = 4;
+    const P: usize = 6;
+    #[inline(always)]
+    fn bt<T: Real>(d: &[T; 6]) -> [T; 6] {
+        let (two, four, five) = (T::of(2.0), T::of(4.0), T::of(5.0));
+        let (a, b) = (d[4] - four * d[2], d[3] - four * d[1]);
+        let (c, e) = (d[4] - d[2], two * (d[3] - d[1]));
+        [four * d[0] - five * d[2] + d[4], a + b, a - b, c + e, c - e, four * d[1] - five * d[3] + d[5]]
+    }
+    #[inline(always)]
+    fn at<T: Real>(m: &[T; 6]) -> [T; 4] {
+        let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+        let (sp, sm, tp, tm) = (m[1] + m[2], m[1] - m[2], m[3] + m[4], m[3] - m[4]);
+        [m[0] + sp + tp, sm + two * tm, sp + four * tp, sm + eight * tm + m[5]]
+    }
+    #[inline(always)]
+    fn a<T: Real>(d: &[T; 4]) -> [T; 6] {
+        let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+        let (even, odd) = (d[0] + d[2], d[1] + d[3]);
+        let (even2, odd2) = (d[0] + four * d[2], two * d[1] + eight * d[3]);
+        [d[0], even + odd, even - odd, even2 + odd2, even2 - odd2, d[3]]
+    }
+    #[inline(always)]
+    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
+        let (sixth, twelfth) = (T::of(1.0 / 6.0), T::of(1.0 / 12.0));
+        let (even, odd) = (k[0] + k[2], k[1]);
+        let (even2, odd2) = (k[0] * T::of(1.0 / 24.0) + k[2] * sixth, k[1] * twelfth);
+        [k[0] * T::of(0.25), -(even + odd) * sixth, -(even - odd) * sixth, even2 + odd2, even2 - odd2, k[2]]
+    }
+    #[inline(always)]
+    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+        let (sixth, twelfth) = (T::of(1.0 / 6.0), T::of(1.0 / 12.0));
+        let (sp, sm, tp, tm) = (p[1] + p[2], p[2] - p[1], p[3] + p[4], p[3] - p[4]);
+        [p[0] * T::of(0.25) - sp * sixth + tp * T::of(1.0 / 24.0), sm * sixth + tm * twelfth, (tp - sp) * sixth + p[5]]
     }
 }
 
 simd_fn! {
-    /// U[ξ][c][f] = (G g Gᵀ)[ξ], G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
-    fn weight_transform<T: Real>(g: &ConvGeom, w: &[T], u: &mut [T]) {
-        let (z, f) = (g.z, g.filters);
-        let (zf, half) = (z * f, T::of(0.5));
+    /// U[ξ][c][f] = (G g Gᵀ)[ξ] for every channel c and filter f.
+    fn weight_transform<T: Real, W: Tiling>(g: &ConvGeom, w: &[T], u: &mut [T]) {
+        let (z, f, p) = (g.z, g.filters, W::P);
+        let zf = z * f;
         for c in 0..z {
             for fi in 0..f {
                 let k = |kx: usize, ky: usize| w[((kx * 3 + ky) * z + c) * f + fi];
-                // rows: (G g)[i][ky]
-                let mut r = [[T::zero(); 3]; 4];
+                // (G g)[i][ky], column by column
+                let mut r = [[T::zero(); 3]; 6];
                 for ky in 0..3 {
-                    let (a, b, d) = (k(0, ky), k(1, ky), k(2, ky));
-                    r[0][ky] = a;
-                    r[1][ky] = (a + b + d) * half;
-                    r[2][ky] = (a - b + d) * half;
-                    r[3][ky] = d;
+                    let col = W::g(&[k(0, ky), k(1, ky), k(2, ky)]);
+                    for i in 0..p {
+                        r[i][ky] = col[i];
+                    }
                 }
-                for (i, ri) in r.iter().enumerate() {
-                    let (a, b, d) = (ri[0], ri[1], ri[2]);
-                    let cols = [a, (a + b + d) * half, (a - b + d) * half, d];
-                    for (j, &val) in cols.iter().enumerate() {
-                        u[(i * 4 + j) * zf + c * f + fi] = val;
+                for i in 0..p {
+                    let row = W::g(&r[i]);
+                    for j in 0..p {
+                        u[(i * p + j) * zf + c * f + fi] = row[j];
                     }
                 }
             }
@@ -221,22 +355,25 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// dw = Gᵀ ∂U G per (c, f): Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]].
-    fn weight_grad_back<T: Real>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
-        let (z, f) = (g.z, g.filters);
-        let (zf, half) = (z * f, T::of(0.5));
-        let back = |p: [T; 4]| [p[0] + (p[1] + p[2]) * half, (p[1] - p[2]) * half, (p[1] + p[2]) * half + p[3]];
+    /// dw = Gᵀ ∂U G for every channel c and filter f.
+    fn weight_grad_back<T: Real, W: Tiling>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
+        let (z, f, p) = (g.z, g.filters, W::P);
+        let zf = z * f;
         for c in 0..z {
             for fi in 0..f {
-                let mut rows = [[T::zero(); 4]; 3];
-                for j in 0..4 {
-                    let col = back([du[j * zf + c * f + fi], du[(4 + j) * zf + c * f + fi], du[(8 + j) * zf + c * f + fi], du[(12 + j) * zf + c * f + fi]]);
+                let mut rows = [[T::zero(); 6]; 3];
+                for j in 0..p {
+                    let mut col = [T::zero(); 6];
+                    for i in 0..p {
+                        col[i] = du[(i * p + j) * zf + c * f + fi];
+                    }
+                    let back = W::gt(&col);
                     for kx in 0..3 {
-                        rows[kx][j] = col[kx];
+                        rows[kx][j] = back[kx];
                     }
                 }
                 for (kx, row) in rows.iter().enumerate() {
-                    for (ky, &val) in back(*row).iter().enumerate() {
+                    for (ky, &val) in W::gt(row).iter().enumerate() {
                         dw[((kx * 3 + ky) * z + c) * f + fi] = val;
                     }
                 }
@@ -259,113 +396,129 @@ fn store<T: Real, const N: usize>(d: &mut [T], at: usize, v: Lanes<T, N>) {
     d[at..at + N].copy_from_slice(&v);
 }
 
-/// [e(0), …, e(N−1)], as a plain loop (std::array::from_fn's closure was not always
-/// inlined into the vector code).
-macro_rules! lanes {
-    ($n:expr, |$i:ident| $e:expr) => {{
-        let mut r = [T::zero(); $n];
-        for $i in 0..$n {
-            r[$i] = $e;
+/// A column transform applied to each lane: out[k][i] = f(column i of v)[k]. Plain loops
+/// over the lanes, which the compiler turns into vector instructions.
+macro_rules! lanewise {
+    ($v:expr, $n:expr, $len_in:expr, $len_out:expr, $f:expr) => {{
+        let v = $v;
+        let mut r = [[T::zero(); $n]; $len_out];
+        for i in 0..$n {
+            let mut col = [T::zero(); $len_in];
+            for k in 0..$len_in {
+                col[k] = v[k][i];
+            }
+            let out = $f(&col);
+            for k in 0..$len_out {
+                r[k][i] = out[k];
+            }
         }
         r
     }};
 }
 
-/// Bᵀ · (four values) for each lane: [a − e, b + e, e − b, b − h].
-#[inline(always)]
-fn bt<T: Real, const N: usize>(a: Lanes<T, N>, b: Lanes<T, N>, e: Lanes<T, N>, h: Lanes<T, N>) -> [Lanes<T, N>; 4] {
-    [lanes!(N, |i| a[i] - e[i]), lanes!(N, |i| b[i] + e[i]), lanes!(N, |i| e[i] - b[i]), lanes!(N, |i| b[i] - h[i])]
-}
-
 /// V for channels c..c+N of one tile: d[i][j] are the patch's rows (zeros in the padding).
 #[inline(always)]
-fn input_lanes<T: Real, const N: usize>(d: &[[&[T]; 4]; 4], c: usize, v: &mut [T], tz: usize, at: usize) {
-    let ld = |i: usize, j: usize| -> Lanes<T, N> { load(d[i][j], c) };
+fn input_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, v: &mut [T], tz: usize, at: usize) {
+    let p = W::P;
     // columns j of Bᵀ d, then each row of that through B
-    let mut cols = [[[T::zero(); N]; 4]; 4];
-    for (j, col) in cols.iter_mut().enumerate() {
-        *col = bt(ld(0, j), ld(1, j), ld(2, j), ld(3, j));
+    let mut cols = [[[T::zero(); N]; 6]; 6];
+    for j in 0..p {
+        let mut col = [[T::zero(); N]; 6];
+        for i in 0..p {
+            col[i] = load(d[i][j], c);
+        }
+        cols[j] = lanewise!(&col, N, 6, 6, W::bt::<T>);
     }
-    for i in 0..4 {
-        let row = bt(cols[0][i], cols[1][i], cols[2][i], cols[3][i]);
-        for (j, val) in row.into_iter().enumerate() {
-            store(v, (i * 4 + j) * tz + at + c, val);
+    for i in 0..p {
+        let mut row = [[T::zero(); N]; 6];
+        for j in 0..p {
+            row[j] = cols[j][i];
+        }
+        let row = lanewise!(&row, N, 6, 6, W::bt::<T>);
+        for j in 0..p {
+            store(v, (i * p + j) * tz + at + c, row[j]);
         }
     }
 }
 
 simd_fn! {
-    /// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t, Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0],
-    /// [0, −1, 1, 0], [0, 1, 0, −1]]; patch values outside the input are zero (padding).
-    fn input_transform<T: Real>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
+    /// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t; patch values outside the input
+    /// are zero (padding).
+    fn input_transform<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
         let g = &wg.g;
-        let z = g.z;
+        let (z, m, p) = (g.z, W::M, W::P);
         let tz = wg.tiles(un) * z;
         wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
-            let (ix0, iy0) = ((2 * tx) as isize - g.px as isize, (2 * ty) as isize - g.py as isize);
-            let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
-            for (i, row) in d.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
+            let (ix0, iy0) = ((m * tx) as isize - g.px as isize, (m * ty) as isize - g.py as isize);
+            let mut d: [[&[T]; 6]; 6] = [[zeros; 6]; 6];
+            for i in 0..p {
+                for j in 0..p {
                     let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
                     if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
-                        *v = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
+                        d[i][j] = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
                     }
                 }
             }
             let mut c = 0;
             while c + 8 <= z {
-                input_lanes::<T, 8>(&d, c, v, tz, t * z);
+                input_lanes::<T, W, 8>(&d, c, v, tz, t * z);
                 c += 8;
             }
             while c < z {
-                input_lanes::<T, 1>(&d, c, v, tz, t * z);
+                input_lanes::<T, W, 1>(&d, c, v, tz, t * z);
                 c += 1;
             }
         });
     }
 }
 
-/// Aᵀ · (four values) for each lane: [a + b + c, b − c − d].
+/// The M×M outputs Aᵀ M A for filters f..f+N of one tile (m row ξ at ξ·tf + at).
 #[inline(always)]
-fn at2<T: Real, const N: usize>(a: Lanes<T, N>, b: Lanes<T, N>, c: Lanes<T, N>, d: Lanes<T, N>) -> [Lanes<T, N>; 2] {
-    [lanes!(N, |i| a[i] + b[i] + c[i]), lanes!(N, |i| b[i] - c[i] - d[i])]
-}
-
-/// The 2×2 outputs Aᵀ M A for filters f..f+N of one tile (m row ξ at ξ·tf + at).
-#[inline(always)]
-fn output_lanes<T: Real, const N: usize>(m: &[T], tf: usize, at: usize, f: usize) -> [[Lanes<T, N>; 2]; 2] {
-    let ld = |xi: usize| -> Lanes<T, N> { load(m, xi * tf + at + f) };
-    let mut cols = [[[T::zero(); N]; 2]; 4];
-    for (j, col) in cols.iter_mut().enumerate() {
-        *col = at2(ld(j), ld(4 + j), ld(8 + j), ld(12 + j));
+fn output_lanes<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, f: usize) -> [[Lanes<T, N>; 4]; 4] {
+    let p = W::P;
+    let mut cols = [[[T::zero(); N]; 4]; 6];
+    for j in 0..p {
+        let mut col = [[T::zero(); N]; 6];
+        for i in 0..p {
+            col[i] = load(m, (i * p + j) * tf + at + f);
+        }
+        cols[j] = lanewise!(&col, N, 6, 4, W::at::<T>);
     }
-    [at2(cols[0][0], cols[1][0], cols[2][0], cols[3][0]), at2(cols[0][1], cols[1][1], cols[2][1], cols[3][1])]
+    let mut y = [[[T::zero(); N]; 4]; 4];
+    for i in 0..W::M {
+        let mut row = [[T::zero(); N]; 6];
+        for j in 0..p {
+            row[j] = cols[j][i];
+        }
+        y[i] = lanewise!(&row, N, 6, 4, W::at::<T>);
+    }
+    y
 }
 
 simd_fn! {
-    /// out[s][2tx + i][2ty + j][f] = (Aᵀ M A)[i][j], Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]],
-    /// for the outputs that exist (the last tile row or column may be half outside).
-    fn output_transform<T: Real>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
+    /// out[s][M·tx + i][M·ty + j][f] = (Aᵀ M A)[i][j] for the outputs that exist (the
+    /// last tile row or column may be partly outside).
+    fn output_transform<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
         let g = &wg.g;
-        let nf = g.filters;
+        let (nf, mm) = (g.filters, W::M);
         let tf = wg.tiles(un) * nf;
         wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             // where output (i, j) of this tile goes, if it exists
-            let mut dst: [[Option<usize>; 2]; 2] = [[None; 2]; 2];
-            for (i, row) in dst.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    let (ox, oy) = (2 * tx + i, 2 * ty + j);
+            let mut dst: [[Option<usize>; 4]; 4] = [[None; 4]; 4];
+            for i in 0..mm {
+                for j in 0..mm {
+                    let (ox, oy) = (mm * tx + i, mm * ty + j);
                     if ox < g.ox && oy < g.oy {
-                        *v = Some(s * g.out_size() + ((ox - 2 * un.tx0) * g.oy + oy) * nf);
+                        dst[i][j] = Some(s * g.out_size() + ((ox - mm * un.tx0) * g.oy + oy) * nf);
                     }
                 }
             }
             let mut f = 0;
             while f + 8 <= nf {
-                let y = output_lanes::<T, 8>(m, tf, t * nf, f);
-                for i in 0..2 {
-                    for j in 0..2 {
+                let y = output_lanes::<T, W, 8>(m, tf, t * nf, f);
+                for i in 0..mm {
+                    for j in 0..mm {
                         if let Some(o) = dst[i][j] {
                             store(out, o + f, y[i][j]);
                         }
@@ -374,9 +527,9 @@ simd_fn! {
                 f += 8;
             }
             while f < nf {
-                let y = output_lanes::<T, 1>(m, tf, t * nf, f);
-                for i in 0..2 {
-                    for j in 0..2 {
+                let y = output_lanes::<T, W, 1>(m, tf, t * nf, f);
+                for i in 0..mm {
+                    for j in 0..mm {
                         if let Some(o) = dst[i][j] {
                             store(out, o + f, y[i][j]);
                         }
@@ -388,50 +541,56 @@ simd_fn! {
     }
 }
 
-/// A · (two values) for each lane: [a, a + b, a − b, −b].
-#[inline(always)]
-fn a4<T: Real, const N: usize>(a: Lanes<T, N>, b: Lanes<T, N>) -> [Lanes<T, N>; 4] {
-    [a, lanes!(N, |i| a[i] + b[i]), lanes!(N, |i| a[i] - b[i]), lanes!(N, |i| -b[i])]
-}
-
 /// Q = A δ Aᵀ for filters f..f+N of one tile: d[i][j] the tile's delta rows (zeros where
 /// there is no such output).
 #[inline(always)]
-fn delta_lanes<T: Real, const N: usize>(d: &[[&[T]; 2]; 2], f: usize, q: &mut [T], tf: usize, at: usize) {
-    let ld = |i: usize, j: usize| -> Lanes<T, N> { load(d[i][j], f) };
-    let cols = [a4(ld(0, 0), ld(1, 0)), a4(ld(0, 1), ld(1, 1))];
-    for i in 0..4 {
-        for (j, val) in a4(cols[0][i], cols[1][i]).into_iter().enumerate() {
-            store(q, (i * 4 + j) * tf + at + f, val);
+fn delta_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, q: &mut [T], tf: usize, at: usize) {
+    let (m, p) = (W::M, W::P);
+    let mut cols = [[[T::zero(); N]; 6]; 4];
+    for j in 0..m {
+        let mut col = [[T::zero(); N]; 4];
+        for i in 0..m {
+            col[i] = load(d[i][j], f);
+        }
+        cols[j] = lanewise!(&col, N, 4, 6, W::a::<T>);
+    }
+    for i in 0..p {
+        let mut row = [[T::zero(); N]; 4];
+        for j in 0..m {
+            row[j] = cols[j][i];
+        }
+        let row = lanewise!(&row, N, 4, 6, W::a::<T>);
+        for j in 0..p {
+            store(q, (i * p + j) * tf + at + f, row[j]);
         }
     }
 }
 
 simd_fn! {
-    /// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles, A = [[1, 0], [1, 1], [1, −1], [0, −1]];
-    /// deltas of outputs that do not exist are zero.
-    fn delta_transform<T: Real>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
+    /// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles; deltas of outputs that do not exist
+    /// are zero.
+    fn delta_transform<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
         let g = &wg.g;
-        let nf = g.filters;
+        let (nf, m) = (g.filters, W::M);
         let tf = wg.tiles(un) * nf;
         wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
-            let mut d: [[&[T]; 2]; 2] = [[zeros; 2]; 2];
-            for (i, row) in d.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    let (ox, oy) = (2 * tx + i, 2 * ty + j);
+            let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
+            for i in 0..m {
+                for j in 0..m {
+                    let (ox, oy) = (m * tx + i, m * ty + j);
                     if ox < g.ox && oy < g.oy {
-                        *v = &ds[(ox * g.oy + oy) * nf..][..nf];
+                        d[i][j] = &ds[(ox * g.oy + oy) * nf..][..nf];
                     }
                 }
             }
             let mut f = 0;
             while f + 8 <= nf {
-                delta_lanes::<T, 8>(&d, f, q, tf, t * nf);
+                delta_lanes::<T, W, 8>(&d, f, q, tf, t * nf);
                 f += 8;
             }
             while f < nf {
-                delta_lanes::<T, 1>(&d, f, q, tf, t * nf);
+                delta_lanes::<T, W, 1>(&d, f, q, tf, t * nf);
                 f += 1;
             }
         });

@@ -15,7 +15,8 @@ def table() -> dict[str, list[str]]:
 
 
 def names(kind: str) -> list[str]:
-    """The names of one list: "activators", "losses", "updates", "layers", "reductions", "modes"."""
+    """The names of one list: "activators", "losses", "updates", "layers", "reductions", "modes",
+    "conv_algorithms"."""
     return list(table()[kind])
 
 

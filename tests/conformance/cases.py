@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-ALGORITHMS = ("im2col", "im2col_t", "winograd", "direct")
+ALGORITHMS = ("im2col", "im2col_t", "winograd", "winograd4", "direct")
 STEPS = 3  # training steps compared per case
 
 
@@ -242,6 +242,10 @@ def _cases() -> list[Case]:
     c.append(Case("alg_winograd_odd", (5, 6, 8), [conv("c0", 8, activator=A("softplus"), algorithm="winograd"),
                                                   conv("c1", 9, padding=1, bias=True, activator=A("tanh"), algorithm="winograd"),
                                                   gap("g2"), dense("d3", 2)], n=2, loss=loss("squared_error")))
+    # F(4×4): a 9×7 map is 3×2 tiles with partial ones on both sides; padding 2 in y
+    c.append(Case("alg_winograd4", (9, 7, 8), [conv("c0", 8, padding=1, bias=True, activator=A("gelu"), algorithm="winograd4"),
+                                               conv("c1", 9, padding=(0, 2), activator=A("tanh"), algorithm="winograd4"),
+                                               gap("g2"), dense("d3", 3)], n=2))
     # activators whose f′ needs the pre-activations, on every conv path: training keeps f′
     # itself for the backward pass (Activator::forward_keep_fprime)
     c.append(Case("kept_fprime", (4, 4, 8), [conv("c0", 8, padding=1, bias=True, activator=A("gelu", bias=0.1), algorithm="winograd"),

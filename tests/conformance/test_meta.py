@@ -44,8 +44,9 @@ def test_every_loss_update_and_reduction_has_a_case():
 def test_every_conv_algorithm_has_a_case():
     used = {d["algorithm"] for _, d in LAYERS if d["kind"] == "conv"}
     assert set(ALGORITHMS) | {"auto"} <= used
+    assert set(ALGORITHMS) | {"auto"} == set(IDS["conv_algorithms"])
     for case, d in LAYERS:
-        if d["kind"] == "conv" and d["algorithm"] == "winograd":
+        if d["kind"] == "conv" and d["algorithm"] in ("winograd", "winograd4"):
             assert d["field"] == [3, 3] and d["stride"] == [1, 1] and d["filters"] >= 8, case.name
         if d["kind"] == "conv" and d["algorithm"] == "direct":
             assert d["filters"] <= 4, case.name

@@ -35,6 +35,8 @@ ID_PREFIXES = {
     "layers": "LAYER",
     "reductions": "REDUCTION",
     "modes": "MODE",
+    # no shader reads these (the GPU engine has one convolution), but every table is one
+    "conv_algorithms": "ALG",
 }
 
 U, R, W = "uniform", "read", "rw"

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .updates import SLOTS
 
 IDS = json.loads((Path(__file__).resolve().parent.parent.parent / "ids.json").read_text())
-ALGORITHMS = ("auto", "im2col", "im2col_t", "winograd", "direct")
+ALGORITHMS = tuple(IDS["conv_algorithms"])
 ACTIVATED = ("conv", "dense", "batchnorm", "residual")  # the kinds with an activator
 WINDOWED = ("conv", "maxpool", "avgpool")
 

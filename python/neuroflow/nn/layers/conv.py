@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ...ids import names
 from ..activators import Activator, check_activator
 from .base import Layer, pair, positive_int, shape_text
 
-ALGORITHMS = ("auto", "im2col", "im2col_t", "winograd", "direct")
+ALGORITHMS = tuple(names("conv_algorithms"))
 
 
 class Convolution(Layer):
@@ -20,7 +21,7 @@ class Convolution(Layer):
     fy)/sy + 1, filters)``, which must be whole (NeuroFlow's rule; the error suggests a
     padding or stride that fits). ``bias=True`` adds a learnable bias per filter.
     ``algorithm`` picks the CPU engine's implementation (results differ by rounding only):
-    auto, im2col, im2col_t, winograd, direct.
+    auto, im2col, im2col_t, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3)), direct.
     """
 
     kind = "conv"
