@@ -22,6 +22,7 @@ use crate::real::Real;
 use crate::scratch::with_scratch;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
+use std::ops::{Add, Mul, Neg, Sub};
 
 /// Tiles per work unit of F(2×2, 3×3): enough rows for each of the 16 products to run
 /// gemm near peak. F(4×4, 3×3) tiles hold 4× the outputs and 2.25× the transformed
@@ -93,8 +94,11 @@ macro_rules! by_tile {
 impl Wino {
     /// The tiling F(m×m, 3×3) of a layer, m = 2 or 4.
     pub fn new(g: ConvGeom, m: usize) -> Wino {
+        Wino::with_target(g, m, if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 })
+    }
+
+    fn with_target(g: ConvGeom, m: usize, target: usize) -> Wino {
         assert!(m == 2 || m == 4, "Winograd tiles are 2×2 or 4×4");
-        let target = if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 };
         let (ntx, nty) = (g.ox.div_ceil(m), g.oy.div_ceil(m));
         let per_sample = ntx * nty;
         let (samples, rows) = if per_sample >= target { (1, target.div_ceil(nty).min(ntx)) } else { (target.div_ceil(per_sample), ntx) };
@@ -232,17 +236,96 @@ impl Wino {
     }
 }
 
+/// What the transforms combine: one value (the weights' transforms), or N lanes of
+/// consecutive channels or filters (the data's), where each operation below is one loop
+/// over the lanes, i.e. one vector instruction. (Scalar formulas mapped over the lanes
+/// afterwards were left unvectorised by the compiler for F(4×4).)
+trait Val<T: Real>: Copy + Add<Output = Self> + Sub<Output = Self> + Neg<Output = Self> + Mul<T, Output = Self> {
+    fn zero() -> Self;
+}
+
+impl<T: Real> Val<T> for T {
+    #[inline(always)]
+    fn zero() -> T {
+        T::zero()
+    }
+}
+
+/// N lanes.
+#[derive(Clone, Copy)]
+struct L<T, const N: usize>([T; N]);
+
+/// Each operator of L as a plain loop over the lanes.
+macro_rules! lane_op {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<T: Real, const N: usize> $tr for L<T, N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, o: Self) -> Self {
+                let mut r = self.0;
+                for i in 0..N {
+                    r[i] = self.0[i] $op o.0[i];
+                }
+                L(r)
+            }
+        }
+    };
+}
+lane_op!(Add, add, +);
+lane_op!(Sub, sub, -);
+
+impl<T: Real, const N: usize> Neg for L<T, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        let mut r = self.0;
+        for v in r.iter_mut() {
+            *v = -*v;
+        }
+        L(r)
+    }
+}
+
+impl<T: Real, const N: usize> Mul<T> for L<T, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, k: T) -> Self {
+        let mut r = self.0;
+        for v in r.iter_mut() {
+            *v *= k;
+        }
+        L(r)
+    }
+}
+
+impl<T: Real, const N: usize> Val<T> for L<T, N> {
+    #[inline(always)]
+    fn zero() -> Self {
+        L([T::zero(); N])
+    }
+}
+
+#[inline(always)]
+fn load<T: Real, const N: usize>(s: &[T], at: usize) -> L<T, N> {
+    L(s[at..at + N].try_into().unwrap())
+}
+
+#[inline(always)]
+fn store<T: Real, const N: usize>(d: &mut [T], at: usize, v: L<T, N>) {
+    d[at..at + N].copy_from_slice(&v.0);
+}
+
 /// A tiling F(M×M, 3×3) as its five transforms on one column of values (arrays hold up
 /// to 6; only the first P = M + 2, or M, or 3, are read and written).
 trait Tiling: 'static {
     const M: usize;
     const P: usize;
     /// Bᵀ d: the patch (P values) into transformed positions (P).
-    fn bt<T: Real>(d: &[T; 6]) -> [T; 6];
+    fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6];
     /// Aᵀ m: positions (P) into outputs (M).
-    fn at<T: Real>(m: &[T; 6]) -> [T; 4];
+    fn at<T: Real, V: Val<T>>(m: &[V; 6]) -> [V; 4];
     /// A δ: output gradients (M) into positions (P).
-    fn a<T: Real>(d: &[T; 4]) -> [T; 6];
+    fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6];
     /// G k: a filter column (3) into positions (P).
     fn g<T: Real>(k: &[T; 3]) -> [T; 6];
     /// Gᵀ p: positions (P) back into a filter column (3).
@@ -258,18 +341,18 @@ impl Tiling for F2 {
     const M: usize = 2;
     const P: usize = 4;
     #[inline(always)]
-    fn bt<T: Real>(d: &[T; 6]) -> [T; 6] {
-        let z = T::zero();
+    fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6] {
+        let z = V::zero();
         [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3], z, z]
     }
     #[inline(always)]
-    fn at<T: Real>(m: &[T; 6]) -> [T; 4] {
-        let z = T::zero();
+    fn at<T: Real, V: Val<T>>(m: &[V; 6]) -> [V; 4] {
+        let z = V::zero();
         [m[0] + m[1] + m[2], m[1] - m[2] - m[3], z, z]
     }
     #[inline(always)]
-    fn a<T: Real>(d: &[T; 4]) -> [T; 6] {
-        let z = T::zero();
+    fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6] {
+        let z = V::zero();
         [d[0], d[0] + d[1], d[0] - d[1], -d[1], z, z]
     }
     #[inline(always)]
@@ -286,30 +369,30 @@ impl Tiling for F2 {
 
 /// F(4×4, 3×3) on the points 0, ±1, ±2, ∞ (Lavin & Gray 2016): 36 products per 16
 /// outputs instead of 144. Bᵀ has entries up to 5 and Aᵀ up to 8, G has sixths: the
-/// results carry a few times the rounding error of direct summation (tested in f32).
+/// results carry ~10× the rounding error of F(2×2) (tested in f32).
 struct F4;
 
 impl Tiling for F4 {
     const M: usize = 4;
     const P: usize = 6;
     #[inline(always)]
-    fn bt<T: Real>(d: &[T; 6]) -> [T; 6] {
+    fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6] {
         let (two, four, five) = (T::of(2.0), T::of(4.0), T::of(5.0));
-        let (a, b) = (d[4] - four * d[2], d[3] - four * d[1]);
-        let (c, e) = (d[4] - d[2], two * (d[3] - d[1]));
-        [four * d[0] - five * d[2] + d[4], a + b, a - b, c + e, c - e, four * d[1] - five * d[3] + d[5]]
+        let (a, b) = (d[4] - d[2] * four, d[3] - d[1] * four);
+        let (c, e) = (d[4] - d[2], (d[3] - d[1]) * two);
+        [d[0] * four - d[2] * five + d[4], a + b, a - b, c + e, c - e, d[1] * four - d[3] * five + d[5]]
     }
     #[inline(always)]
-    fn at<T: Real>(m: &[T; 6]) -> [T; 4] {
+    fn at<T: Real, V: Val<T>>(m: &[V; 6]) -> [V; 4] {
         let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
         let (sp, sm, tp, tm) = (m[1] + m[2], m[1] - m[2], m[3] + m[4], m[3] - m[4]);
-        [m[0] + sp + tp, sm + two * tm, sp + four * tp, sm + eight * tm + m[5]]
+        [m[0] + sp + tp, sm + tm * two, sp + tp * four, sm + tm * eight + m[5]]
     }
     #[inline(always)]
-    fn a<T: Real>(d: &[T; 4]) -> [T; 6] {
+    fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6] {
         let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
         let (even, odd) = (d[0] + d[2], d[1] + d[3]);
-        let (even2, odd2) = (d[0] + four * d[2], two * d[1] + eight * d[3]);
+        let (even2, odd2) = (d[0] + d[2] * four, d[1] * two + d[3] * eight);
         [d[0], even + odd, even - odd, even2 + odd2, even2 - odd2, d[3]]
     }
     #[inline(always)]
@@ -382,59 +465,36 @@ simd_fn! {
     }
 }
 
-/// N lanes of consecutive channels (or filters): the transforms work on these, so that
-/// each line below becomes one vector instruction.
-type Lanes<T, const N: usize> = [T; N];
+// The per-tile helpers below keep their intermediates in a small buffer that lives across
+// tiles (input, delta) or build them as arrays of results (output). A zeroed array of 36
+// lanes per tile became a memset call per tile, and with the columns held in an array of
+// lanes the compiler left the second pass scalar (checked in the disassembly).
 
+/// Bᵀ d for column j of the patch, channels c..c+N (zeros beyond the tiling's P).
 #[inline(always)]
-fn load<T: Real, const N: usize>(s: &[T], at: usize) -> Lanes<T, N> {
-    s[at..at + N].try_into().unwrap()
-}
-
-#[inline(always)]
-fn store<T: Real, const N: usize>(d: &mut [T], at: usize, v: Lanes<T, N>) {
-    d[at..at + N].copy_from_slice(&v);
-}
-
-/// A column transform applied to each lane: out[k][i] = f(column i of v)[k]. Plain loops
-/// over the lanes, which the compiler turns into vector instructions.
-macro_rules! lanewise {
-    ($v:expr, $n:expr, $len_in:expr, $len_out:expr, $f:expr) => {{
-        let v = $v;
-        let mut r = [[T::zero(); $n]; $len_out];
-        for i in 0..$n {
-            let mut col = [T::zero(); $len_in];
-            for k in 0..$len_in {
-                col[k] = v[k][i];
-            }
-            let out = $f(&col);
-            for k in 0..$len_out {
-                r[k][i] = out[k];
-            }
-        }
-        r
-    }};
+fn input_col<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, j: usize) -> [L<T, N>; 6] {
+    if j >= W::P {
+        return [L::zero(); 6];
+    }
+    let ld = |i: usize| if i < W::P { load(d[i][j], c) } else { L::zero() };
+    W::bt::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)])
 }
 
 /// V for channels c..c+N of one tile: d[i][j] are the patch's rows (zeros in the padding).
 #[inline(always)]
-fn input_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, v: &mut [T], tz: usize, at: usize) {
+fn input_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, v: &mut [T], tz: usize, at: usize, tmp: &mut [T]) {
     let p = W::P;
-    // columns j of Bᵀ d, then each row of that through B
-    let mut cols = [[[T::zero(); N]; 6]; 6];
+    // columns j of Bᵀ d into tmp, then each row of that through B. (With the columns
+    // kept in an array of lanes instead of tmp, the compiler left the row pass scalar.)
     for j in 0..p {
-        let mut col = [[T::zero(); N]; 6];
+        let col = input_col::<T, W, N>(d, c, j);
         for i in 0..p {
-            col[i] = load(d[i][j], c);
+            store(tmp, (i * 6 + j) * N, col[i]);
         }
-        cols[j] = lanewise!(&col, N, 6, 6, W::bt::<T>);
     }
     for i in 0..p {
-        let mut row = [[T::zero(); N]; 6];
-        for j in 0..p {
-            row[j] = cols[j][i];
-        }
-        let row = lanewise!(&row, N, 6, 6, W::bt::<T>);
+        let ld = |j: usize| if j < p { load(tmp, (i * 6 + j) * N) } else { L::zero() };
+        let row = W::bt::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
         for j in 0..p {
             store(v, (i * p + j) * tz + at + c, row[j]);
         }
@@ -448,6 +508,7 @@ simd_fn! {
         let g = &wg.g;
         let (z, m, p) = (g.z, W::M, W::P);
         let tz = wg.tiles(un) * z;
+        let mut tmp = [T::zero(); 36 * 8];
         wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
             let (ix0, iy0) = ((m * tx) as isize - g.px as isize, (m * ty) as isize - g.py as isize);
@@ -462,38 +523,35 @@ simd_fn! {
             }
             let mut c = 0;
             while c + 8 <= z {
-                input_lanes::<T, W, 8>(&d, c, v, tz, t * z);
+                input_lanes::<T, W, 8>(&d, c, v, tz, t * z, &mut tmp);
                 c += 8;
             }
             while c < z {
-                input_lanes::<T, W, 1>(&d, c, v, tz, t * z);
+                input_lanes::<T, W, 1>(&d, c, v, tz, t * z, &mut tmp);
                 c += 1;
             }
         });
     }
 }
 
+/// Aᵀ m for column j of a tile's transformed outputs (m row ξ at ξ·tf + at).
+#[inline(always)]
+fn output_col<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, j: usize) -> [L<T, N>; 4] {
+    if j >= W::P {
+        return [L::zero(); 4];
+    }
+    let ld = |i: usize| if i < W::P { load(m, (i * W::P + j) * tf + at) } else { L::zero() };
+    W::at::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)])
+}
+
 /// The M×M outputs Aᵀ M A for filters f..f+N of one tile (m row ξ at ξ·tf + at).
 #[inline(always)]
-fn output_lanes<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, f: usize) -> [[Lanes<T, N>; 4]; 4] {
-    let p = W::P;
-    let mut cols = [[[T::zero(); N]; 4]; 6];
-    for j in 0..p {
-        let mut col = [[T::zero(); N]; 6];
-        for i in 0..p {
-            col[i] = load(m, (i * p + j) * tf + at + f);
-        }
-        cols[j] = lanewise!(&col, N, 6, 4, W::at::<T>);
-    }
-    let mut y = [[[T::zero(); N]; 4]; 4];
-    for i in 0..W::M {
-        let mut row = [[T::zero(); N]; 6];
-        for j in 0..p {
-            row[j] = cols[j][i];
-        }
-        y[i] = lanewise!(&row, N, 6, 4, W::at::<T>);
-    }
-    y
+fn output_lanes<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, f: usize) -> [[L<T, N>; 4]; 4] {
+    let at = at + f;
+    let col = output_col::<T, W, N>;
+    let c = [col(m, tf, at, 0), col(m, tf, at, 1), col(m, tf, at, 2), col(m, tf, at, 3), col(m, tf, at, 4), col(m, tf, at, 5)];
+    let row = |i: usize| W::at::<T, L<T, N>>(&[c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i]]);
+    [row(0), row(1), row(2), row(3)]
 }
 
 simd_fn! {
@@ -541,25 +599,31 @@ simd_fn! {
     }
 }
 
+/// A δ for column j of a tile's deltas, filters f..f+N (zeros beyond the tiling's M).
+#[inline(always)]
+fn delta_col<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, j: usize) -> [L<T, N>; 6] {
+    if j >= W::M {
+        return [L::zero(); 6];
+    }
+    let ld = |i: usize| if i < W::M { load(d[i][j], f) } else { L::zero() };
+    W::a::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3)])
+}
+
 /// Q = A δ Aᵀ for filters f..f+N of one tile: d[i][j] the tile's delta rows (zeros where
 /// there is no such output).
 #[inline(always)]
-fn delta_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, q: &mut [T], tf: usize, at: usize) {
+fn delta_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, q: &mut [T], tf: usize, at: usize, tmp: &mut [T]) {
     let (m, p) = (W::M, W::P);
-    let mut cols = [[[T::zero(); N]; 6]; 4];
+    // as input_lanes: the columns through tmp
     for j in 0..m {
-        let mut col = [[T::zero(); N]; 4];
-        for i in 0..m {
-            col[i] = load(d[i][j], f);
+        let col = delta_col::<T, W, N>(d, f, j);
+        for i in 0..p {
+            store(tmp, (i * 4 + j) * N, col[i]);
         }
-        cols[j] = lanewise!(&col, N, 4, 6, W::a::<T>);
     }
     for i in 0..p {
-        let mut row = [[T::zero(); N]; 4];
-        for j in 0..m {
-            row[j] = cols[j][i];
-        }
-        let row = lanewise!(&row, N, 4, 6, W::a::<T>);
+        let ld = |j: usize| if j < m { load(tmp, (i * 4 + j) * N) } else { L::zero() };
+        let row = W::a::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3)]);
         for j in 0..p {
             store(q, (i * p + j) * tf + at + f, row[j]);
         }
@@ -573,6 +637,7 @@ simd_fn! {
         let g = &wg.g;
         let (nf, m) = (g.filters, W::M);
         let tf = wg.tiles(un) * nf;
+        let mut tmp = [T::zero(); 24 * 8];
         wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
             let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
             let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
@@ -586,11 +651,11 @@ simd_fn! {
             }
             let mut f = 0;
             while f + 8 <= nf {
-                delta_lanes::<T, W, 8>(&d, f, q, tf, t * nf);
+                delta_lanes::<T, W, 8>(&d, f, q, tf, t * nf, &mut tmp);
                 f += 8;
             }
             while f < nf {
-                delta_lanes::<T, W, 1>(&d, f, q, tf, t * nf);
+                delta_lanes::<T, W, 1>(&d, f, q, tf, t * nf, &mut tmp);
                 f += 1;
             }
         });
