@@ -183,6 +183,9 @@ class Distributed:
     def abort(self, why: str, code: int = 1) -> None:
         """Say why on stderr and stop every rank of the job (MPI_Abort)."""
         print(f"neuroflow: error: rank {self.rank} of {self.size}: {why}; stopping every rank", file=sys.stderr, flush=True)
+        # MPI_Abort makes the launcher kill every process, and output it has not yet
+        # forwarded is lost with them: once in a CI run the message above never arrived
+        time.sleep(0.5)
         self.comm.Abort(code)
         os._exit(code)  # not reached: Abort ends the process
 
