@@ -91,16 +91,15 @@ impl Conv {
 
     /// Values of the transformed-weights buffer (`forward`'s `wbuf`, `input_grad`'s `wt`).
     pub fn wt_len(&self) -> usize {
-        let (g, zf) = (&self.g, self.g.z * self.g.filters);
-        let fwd = self.wino.map_or(0, |wg| wg.positions() * zf);
-        let back = self.transposed.map_or(0, |gt| gt.k() * g.z + self.wino_t.map_or(0, |wg| wg.positions() * zf));
+        let fwd = self.wino.map_or(0, |wg| wg.u_len());
+        let back = self.transposed.map_or(0, |gt| gt.k() * self.g.z + self.wino_t.map_or(0, |wg| wg.u_len()));
         fwd.max(back)
     }
 
     /// Values of `weight_grad`'s partial sums for `n` samples.
     pub fn partials_len(&self, n: usize) -> usize {
         match &self.wino {
-            Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * wg.positions() * self.g.z * self.g.filters,
+            Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * wg.u_len(),
             None => (n * self.units().0).min(MAX_GROUPS) * self.g.k() * self.g.filters,
         }
     }
@@ -147,7 +146,7 @@ impl Conv {
             }
         };
         if let Some(wg) = &self.wino {
-            let u = &mut workspace(wbuf, self.wt_len())[..wg.positions() * g.z * g.filters];
+            let u = &mut workspace(wbuf, self.wt_len())[..wg.u_len()];
             wg.weights(w, u);
             let u = &*u;
             if self.act.from_output() {
@@ -237,7 +236,7 @@ impl Conv {
     /// weight_grad through Winograd: ∂U summed per group of units in a fixed order (as
     /// the im2col path), then dw = Gᵀ ∂U G.
     fn weight_grad_wino<T: Real>(&self, wg: &Wino, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
-        let pz = wg.positions() * self.g.z * self.g.filters;
+        let pz = wg.u_len();
         let jobs = wg.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
         // the groups' partial sums, then their total in one more slot
@@ -316,7 +315,7 @@ impl Conv {
         let g = &self.g;
         let (f, z) = (g.filters, g.z);
         let kt = gt.k();
-        let wino_len = self.wino_t.map_or(0, |wg| wg.positions() * f * z);
+        let wino_len = self.wino_t.map_or(0, |wg| wg.u_len());
         let (wt, u) = workspace(wt, self.wt_len())[..kt * z + wino_len].split_at_mut(kt * z);
         wt.par_chunks_mut(f * z).enumerate().for_each(|(kk, block)| {
             let (kx, ky) = (g.fx - 1 - kk / g.fy, g.fy - 1 - kk % g.fy);

@@ -94,11 +94,8 @@ macro_rules! by_tile {
 impl Wino {
     /// The tiling F(m×m, 3×3) of a layer, m = 2 or 4.
     pub fn new(g: ConvGeom, m: usize) -> Wino {
-        Wino::with_target(g, m, if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 })
-    }
-
-    fn with_target(g: ConvGeom, m: usize, target: usize) -> Wino {
         assert!(m == 2 || m == 4, "Winograd tiles are 2×2 or 4×4");
+        let target = if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 };
         let (ntx, nty) = (g.ox.div_ceil(m), g.oy.div_ceil(m));
         let per_sample = ntx * nty;
         let (samples, rows) = if per_sample >= target { (1, target.div_ceil(nty).min(ntx)) } else { (target.div_ceil(per_sample), ntx) };
@@ -113,6 +110,12 @@ impl Wino {
     /// Transformed positions ξ per tile, (m + 2)²: the number of channel products.
     pub fn positions(&self) -> usize {
         (self.m + 2) * (self.m + 2)
+    }
+
+    /// Values of the transformed weights U (and of one weight-gradient sum ∂U): Z·F per
+    /// position.
+    pub fn u_len(&self) -> usize {
+        self.positions() * self.g.z * self.g.filters
     }
 
     /// Run `f(unit, its output chunk)` for every unit of a batch of n samples, in parallel;
