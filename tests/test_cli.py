@@ -380,7 +380,7 @@ def test_tta_flag_chooses_the_final_views(tmp_path, capsys):
     def args(**kw):
         return argparse.Namespace(**{"tta": None, "no_tta": False, **kw})
 
-    assert tta_of(args(), PRESETS["speed"]) == "flip" and tta_of(args(), PRESETS["fast"]) is None
+    assert tta_of(args(), PRESETS["speed"]) == "flip_translate" and tta_of(args(), PRESETS["fast"]) is None
     assert tta_of(args(tta="flip_translate"), PRESETS["fast"]) == "flip_translate"
     assert tta_of(args(tta="none"), PRESETS["speed"]) is None and tta_of(args(no_tta=True), PRESETS["speed"]) is None
     assert VIEWS == {None: 1, "flip": 2, "flip_translate": 6}
@@ -403,18 +403,18 @@ def test_tta_flag_chooses_the_final_views(tmp_path, capsys):
 
 
 def test_time_budget_width_choice():
-    """The widest width that fits 6 epochs (else the cheapest), or the next narrower one
-    when that fits 10 and the widest does not (the epochs each width tried fits, cheapest
-    first)."""
-    from neuroflow.apps.cifar import GOOD_EPOCHS, MIN_EPOCHS, SPEED_WIDTHS, choose_width
+    """The width whose epochs are nearest TARGET_EPOCHS on a log scale, the cheaper on a tie
+    (the epochs each width tried fits, cheapest first)."""
+    from neuroflow.apps.cifar import SPEED_WIDTHS, TARGET_EPOCHS, choose_width
 
     w = SPEED_WIDTHS
-    assert (MIN_EPOCHS, GOOD_EPOCHS) == (6, 10)
-    assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 16.0, w[3]: 11.0, w[4]: 6.5}) == w[3]  # 30 min here
-    assert choose_width({w[0]: 30.0, w[1]: 13.0, w[2]: 6.5, w[3]: 4.3}) == w[1]  # 600 s here: 13 epochs over 6.5
-    assert choose_width({w[0]: 30.0, w[1]: 9.0, w[2]: 6.5, w[3]: 4.3}) == w[2]  # one step narrower only
-    assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 12.0, w[3]: 10.0, w[4]: 5.0}) == w[3]  # the widest fits 10
+    assert TARGET_EPOCHS == 10
+    assert choose_width({w[0]: 40.0, w[1]: 16.0, w[2]: 10.5, w[3]: 6.8}) == w[2]  # 600 s here
+    assert choose_width({w[0]: 60.0, w[1]: 30.0, w[2]: 19.0, w[3]: 13.0, w[4]: 8.5}) == w[4]  # 8.5 is nearer than 13
+    assert choose_width({w[0]: 30.0, w[1]: 12.4, w[2]: 6.7}) == w[1]  # 12.4 is nearer than 6.7
+    assert choose_width({w[0]: 20.0, w[1]: 5.0}) == w[0]  # ×2 either way: the cheaper
     assert choose_width({w[0]: 3.0}) == w[0] and choose_width({w[0]: 5.0, w[1]: 2.0}) == w[0]
+    assert choose_width({w[0]: 0.0, w[1]: -1.0}) == w[0], "nothing fits: the cheapest (the plan then refuses the budget)"
     assert choose_width({None: 1.0}) is None  # presets without widths
 
 
@@ -431,6 +431,55 @@ def test_time_budget_batch_choice():
     assert choose_batch(steps[60], batches) == 500  # 55 of 2000, 110 of 1000, 220 of 500
     assert choose_batch(steps[1], batches) == 250  # none leaves 150: the smallest
     assert choose_batch(lambda b: MIN_STEPS if b == 1000 else 0, batches) == 1000  # the bound counts
+
+
+def test_a_budget_times_its_pick_at_the_batch_and_chooses_the_views(monkeypatch):
+    """The budget screens the widths on steps of PROBE_BATCH scaled to the batch; when it
+    takes a larger batch it times the pick at that batch and corrects every width by the
+    same ratio before choosing again; the speed preset's six test views become flips where
+    the four more would cost over EXTRA_VIEWS_SHARE of the budget. Step times here follow
+    a + b·batch per width, made from 2026-12-03's 600 s run (scaled steps of 2000 were
+    10–20 % too slow), so no clock decides the test."""
+    from neuroflow.apps import cifar
+
+    w = cifar.SPEED_WIDTHS
+    screened = dict(zip(w, (0.804, 1.436, 2.394, 3.633, 5.589)))  # steps of 512 scaled to 2000, as logged
+    true = dict(zip(w, (0.70, 1.25, 1.95, 3.15, 4.90)))  # steps of 2000
+    calls = []
+
+    def step_seconds(preset, args, data, batch, kw, augment, timed):
+        widths = kw["widths"]
+        k = (true[widths] - screened[widths] * 512 / 2000) / (2000 - 512)
+        calls.append((widths, batch))
+        return true[widths] + k * (batch - 2000)
+
+    monkeypatch.setattr(cifar, "_step_seconds", step_seconds)
+    data = cifar.Data(np.empty((50_000, 1)), np.empty(50_000), np.empty((10_000, 1)), np.empty(10_000), [])
+
+    def plan(budget, **kw):
+        calls.clear()
+        args = argparse.Namespace(**{"time_budget": budget, "width": None, "batch_size": None, "tta": None, "no_tta": False,
+                                     "flip": None, "translate": None, "cutout": None, "preset": "speed", "seed": 0,
+                                     "backend": "cpu", **kw})
+        return cifar._plan(args, cifar.PRESETS["speed"], data, time.monotonic(), 2000)
+
+    p = plan(600)  # screened: 29, 16 and 9.5 epochs (then stop: wider ones fit fewer still)
+    assert [c for c in calls if c[1] == 512] == [(w[0], 512), (w[1], 512), (w[2], 512)]
+    assert p["batch"] == 2000 and p["timed_at"] == (w[2], 2000) and calls[-1] == (w[2], 2000)
+    assert p["kw"] == {"widths": w[2]} and p["step_seconds"] == pytest.approx(1.95)
+    assert p["measured"][w[1]] == pytest.approx(1.436 * 1.95 / 2.394, abs=1e-4), "every width corrected by the pick's ratio"
+    assert 11 <= p["epochs"] <= 12 and p["tta"] == "flip_translate"
+    assert plan(600, tta="flip")["tta"] == "flip", "a given --tta stands"
+    assert plan(600, no_tta=True)["tta"] is None
+    assert plan(600, batch_size=2000)["timed_at"] == (w[2], 2000), "a given batch is timed too"
+    p = plan(60)
+    assert p["batch"] == 500 and p["timed_at"] is None and all(b == 512 for _, b in calls), "500 ≤ PROBE_BATCH: no timing at 500"
+    assert p["kw"] == {"widths": w[0]} and p["tta"] == "flip", "6 s more of evaluation in 60 s: flips only"
+    # where the scaled steps put (32, 64, 128) nearest 10 epochs and the timed ones (48, 96, 192)
+    screened.update(zip(w, (0.98, 2.15, 2.9, 4.4, 6.5)))
+    true.update(zip(w, (0.75, 1.65, 2.23, 3.4, 5.0)))
+    p = plan(600)
+    assert p["timed_at"] == (w[1], 2000) and p["kw"] == {"widths": w[2]}, "corrected, one width wider"
 
 
 def test_a_budget_refits_the_one_cycle_schedule_whole():

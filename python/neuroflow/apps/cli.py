@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                         "chosen by --time-budget)")
     c.add_argument("--tta", choices=["none", "flip", "flip_translate"],
                    help="test-time views averaged in the final evaluation: none, flips, or flips of the image and of its "
-                        "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed: flip)")
+                        "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed: flip_translate, or flip where a time budget would give the "
+                        "four more views over 5 %% of it)")
     c.add_argument("--no-tta", action="store_true", help="the same as --tta none")
     c.add_argument("--flip", choices=["none", "random", "alternate"],
                    help="training augmentation, any preset: mirror images along X at random, or every other "
