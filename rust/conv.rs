@@ -8,6 +8,7 @@ use crate::direct;
 use crate::planar;
 use crate::im2col::ConvGeom;
 use crate::matmul::{matmul, Mat};
+use crate::phases;
 use crate::real::Real;
 use crate::scratch::{with_scratch, with_window};
 use crate::winograd::{self, Wino};
@@ -39,6 +40,15 @@ pub struct Conv {
     /// Winograd tilings of 3×3 stride-1 layers: the layer's, and its input gradient's.
     wino: Option<Wino>,
     wino_t: Option<Wino>,
+    /// Strided layers computed as a stride-1 layer over the input's phases (phases.rs).
+    phased: Option<Box<Phased>>,
+}
+
+/// The stride-1 geometry over a strided layer's phases, and the layer on it.
+#[derive(Clone, Debug)]
+struct Phased {
+    v: ConvGeom,
+    inner: Conv,
 }
 
 /// The algorithms a layer can be asked for (docs/engine.md); "auto" picks by shape.
@@ -56,7 +66,11 @@ impl Conv {
         let direct_ok = g.filters <= DIRECT_MAX_FILTERS && !g.pointwise();
         let transposable = !g.pointwise() && g.sx == 1 && g.sy == 1 && g.px < g.fx && g.py < g.fy;
         let transposed = || ConvGeom::new([g.ox, g.oy, g.filters], [g.fx - 1 - g.px, g.fy - 1 - g.py], [g.fx, g.fy], [1, 1], g.z).ok();
-        let mut c = Conv { g, act, plan: direct::Plan::new(g), use_direct: false, transposed: None, wino: None, wino_t: None };
+        let mut c = Conv { g, act, plan: direct::Plan::new(g), use_direct: false, transposed: None, wino: None, wino_t: None, phased: None };
+        let phased = |algorithm: &str| -> crate::Result<Option<Box<Phased>>> {
+            let Some(v) = phases::geometry(&g) else { return Ok(None) };
+            Ok(Some(Box::new(Phased { v, inner: Conv::with_algorithm(v, act, algorithm)? })))
+        };
         match algorithm {
             "auto" => {
                 c.use_direct = direct_ok;
@@ -67,18 +81,23 @@ impl Conv {
                     c.wino = Some(Wino::new(g, m));
                     c.wino_t = c.transposed.and_then(|gt| winograd::auto_tile(&gt).map(|mt| Wino::new(gt, mt)));
                 }
+                if !direct_ok && phases::geometry(&g).is_some_and(|v| winograd::auto_tile(&v).is_some()) {
+                    c.phased = phased("auto")?;
+                }
             }
             "im2col" => {}
             "im2col_t" if transposable => c.transposed = transposed(),
-            "winograd" | "winograd4" if winograd::applies(&g) && transposable => {
+            "winograd" | "winograd4" if winograd::has_tiling(&g, if algorithm == "winograd" { 2 } else { 4 }) && transposable => {
                 let m = if algorithm == "winograd" { 2 } else { 4 };
                 c.transposed = transposed();
                 c.wino = Some(Wino::new(g, m));
-                c.wino_t = c.transposed.filter(winograd::applies).map(|gt| Wino::new(gt, m));
+                c.wino_t = c.transposed.filter(|gt| winograd::has_tiling(gt, m)).map(|gt| Wino::new(gt, m));
             }
+            "winograd4" if phases::geometry(&g).is_some_and(|v| winograd::has_tiling(&v, 4)) => c.phased = phased("winograd4")?,
             "direct" if direct_ok => c.use_direct = true,
             "im2col_t" => crate::bail!("algorithm im2col_t needs stride 1, padding below the field and not a 1×1 convolution"),
-            "winograd" | "winograd4" => crate::bail!("algorithm {algorithm} needs a 3×3 stride-1 convolution with ≥ 8 channels in and out and padding ≤ 2"),
+            "winograd" => crate::bail!("algorithm winograd needs a 3×3 stride-1 convolution with ≥ 8 channels in and out and padding ≤ 2"),
+            "winograd4" => crate::bail!("algorithm winograd4 needs ≥ 8 channels in and out and a 3×3 or 2×2 stride-1 convolution with padding below the field, or a strided one whose field is 2 or 3 strides on each axis"),
             "direct" => crate::bail!("algorithm direct needs at most {DIRECT_MAX_FILTERS} filters and not a 1×1 stride-1 convolution"),
             other => crate::bail!("algorithm: expected one of {ALGORITHMS:?}, got {other:?}"),
         }
@@ -91,6 +110,9 @@ impl Conv {
 
     /// Values of the transformed-weights buffer (`forward`'s `wbuf`, `input_grad`'s `wt`).
     pub fn wt_len(&self) -> usize {
+        if let Some(ph) = &self.phased {
+            return ph.inner.wt_len();
+        }
         let fwd = self.wino.map_or(0, |wg| wg.u_len());
         let back = self.transposed.map_or(0, |gt| gt.k() * self.g.z + self.wino_t.map_or(0, |wg| wg.u_len()));
         fwd.max(back)
@@ -98,6 +120,9 @@ impl Conv {
 
     /// Values of `weight_grad`'s partial sums for `n` samples.
     pub fn partials_len(&self, n: usize) -> usize {
+        if let Some(ph) = &self.phased {
+            return ph.inner.partials_len(n);
+        }
         match &self.wino {
             Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * wg.u_len(),
             None => (n * self.units().0).min(MAX_GROUPS) * self.g.k() * self.g.filters,
@@ -135,11 +160,18 @@ impl Conv {
     /// s = conv(input, w) (+ bias), a = act(s), for `n` samples; only a when the
     /// activator's derivative follows from a (then `s` is not touched); with `keep_fprime`,
     /// f′(s) in place of s (Activator::forward_keep_fprime). `wbuf` holds transformed
-    /// weights (Winograd layers). The bias and the activation are applied to each work
-    /// unit while it is in cache.
+    /// weights (Winograd layers); `extra` the input's phases and their weights (strided
+    /// layers over phases). The bias and the activation are applied to each work unit
+    /// while it is in cache.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>, keep_fprime: bool) {
+    pub fn forward<T: Real>(&self, input: &[T], w: &[T], bias: Option<&[T]>, s: &mut [T], a: &mut [T], n: usize, wbuf: &mut Vec<T>, extra: &mut Vec<T>, keep_fprime: bool) {
         let g = &self.g;
+        if let Some(ph) = &self.phased {
+            let (wp, sb) = self.phase_buffers(ph, extra, n);
+            phases::weights_to_phases(g, &ph.v, w, wp);
+            phases::space_to_depth(g, &ph.v, input, n, sb);
+            return ph.inner.forward(sb, wp, bias, s, a, n, wbuf, &mut Vec::new(), keep_fprime);
+        }
         let add = |v: &mut [T]| {
             if let Some(b) = bias {
                 crate::layers::add_bias(v, b);
@@ -208,9 +240,22 @@ impl Conv {
         conv_tile(g, x, w, ui * self.tile_rows(), su);
     }
 
-    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples.
-    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>) {
+    /// The phases' weights (or their gradient) and the n samples' phases (or their
+    /// gradient), in `extra`.
+    fn phase_buffers<'b, T: Real>(&self, ph: &Phased, extra: &'b mut Vec<T>, n: usize) -> (&'b mut [T], &'b mut [T]) {
+        let kf = self.g.k() * self.g.filters;
+        workspace(extra, kf + n * ph.v.in_size()).split_at_mut(kf)
+    }
+
+    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples (`extra` as in `forward`).
+    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>, extra: &mut Vec<T>) {
         let g = &self.g;
+        if let Some(ph) = &self.phased {
+            let (dwp, sb) = self.phase_buffers(ph, extra, n);
+            phases::space_to_depth(g, &ph.v, input, n, sb);
+            ph.inner.weight_grad(sb, delta, n, dwp, partials, &mut Vec::new());
+            return phases::phases_to_weights(g, &ph.v, dwp, dw);
+        }
         if let Some(wg) = &self.wino {
             return self.weight_grad_wino(wg, input, delta, n, dw, partials);
         }
@@ -278,9 +323,16 @@ impl Conv {
 
     /// dinput = ∂L/∂input given delta = ∂L/∂s for `n` samples. With `mask` (the previous
     /// layer's activator), `dinput` holds that layer's activations on entry and receives
-    /// ∂L/∂input ⊙ f'(a): its delta.
-    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>, wt: &mut Vec<T>) {
+    /// ∂L/∂input ⊙ f'(a): its delta. (`extra` as in `forward`.)
+    #[allow(clippy::too_many_arguments)]
+    pub fn input_grad<T: Real>(&self, w: &[T], delta: &[T], n: usize, dinput: &mut [T], mask: Option<&Activator>, wt: &mut Vec<T>, extra: &mut Vec<T>) {
         let g = &self.g;
+        if let Some(ph) = &self.phased {
+            let (wp, dsb) = self.phase_buffers(ph, extra, n);
+            phases::weights_to_phases(g, &ph.v, w, wp);
+            ph.inner.input_grad(wp, delta, n, dsb, None, wt, &mut Vec::new());
+            return phases::depth_to_space(g, &ph.v, dsb, n, dinput, mask);
+        }
         if let Some(gt) = &self.transposed {
             return self.input_grad_transposed(gt, w, delta, n, dinput, mask, wt);
         }
@@ -456,8 +508,8 @@ mod tests {
             for mask in [None, Some(&act)] {
                 let start = if mask.is_some() { a.clone() } else { vec![f64::NAN; n * g.in_size()] };
                 let (mut want, mut got) = (start.clone(), start);
-                plain.input_grad(&w, &d, n, &mut want, mask, &mut Vec::new());
-                fast.input_grad(&w, &d, n, &mut got, mask, &mut Vec::new());
+                plain.input_grad(&w, &d, n, &mut want, mask, &mut Vec::new(), &mut Vec::new());
+                fast.input_grad(&w, &d, n, &mut got, mask, &mut Vec::new(), &mut Vec::new());
                 assert!(want.iter().all(|v| v.is_finite()));
                 assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "{dim:?} {pad:?} {field:?} mask {}", mask.is_some());
             }
@@ -479,19 +531,33 @@ mod tests {
         let act = Activator { name: ActKind::Relu, alpha: 0.0, bias: 0.0 };
         assert!(Conv::new(big, act).wino.is_some() && Conv::new(small, act).wino.is_none());
         fn check<T: Real>(algorithm: &str, tol: f64) {
-            for &(dim, pad, filters, n) in &[
-                ([6, 5, 8], [1, 1], 9, 3usize),
-                ([7, 9, 10], [0, 2], 8, 2),
-                ([30, 26, 8], [1, 1], 12, 2),
-                ([9, 8, 16], [2, 0], 16, 5),
-                ([47, 50, 8], [1, 1], 10, 2),
-            ] {
-                let g = ConvGeom::new(dim, pad, [3, 3], [1, 1], filters).unwrap();
+            // (dim, padding, field, stride, filters, n); strided ones run over their phases
+            let mut cases = vec![
+                ([6, 5, 8], [1, 1], [3, 3], [1, 1], 9, 3usize),
+                ([7, 9, 10], [0, 2], [3, 3], [1, 1], 8, 2),
+                ([30, 26, 8], [1, 1], [3, 3], [1, 1], 12, 2),
+                ([9, 8, 16], [2, 0], [3, 3], [1, 1], 16, 5),
+                ([47, 50, 8], [1, 1], [3, 3], [1, 1], 10, 2),
+            ];
+            if algorithm == "winograd4" {
+                cases.extend([
+                    ([9, 8, 16], [1, 0], [2, 2], [1, 1], 12, 3), // F(4×4, 2×2)
+                    ([12, 10, 8], [1, 1], [4, 4], [2, 2], 9, 3), // its phases
+                    ([10, 12, 4], [0, 1], [4, 4], [2, 2], 16, 2),
+                    ([34, 30, 8], [1, 1], [4, 4], [2, 2], 8, 2),
+                    ([11, 11, 2], [2, 2], [6, 6], [3, 3], 8, 2), // phases of 18 channels, 2×2
+                    ([14, 14, 4], [2, 2], [6, 6], [2, 2], 8, 2), // phases 3×3: F(4×4, 3×3)
+                ]);
+            }
+            for &(dim, pad, field, stride, filters, n) in &cases {
+                let g = ConvGeom::new(dim, pad, field, stride, filters).unwrap();
                 let act = Activator { name: ActKind::LeakyRelu, alpha: 0.1, bias: 0.05 };
                 let wino = Conv::with_algorithm(g, act, algorithm).unwrap();
-                assert!(wino.wino.is_some() && wino.wino_t.is_some(), "{dim:?}");
-                assert_eq!(wino.wino.unwrap().tile(), if algorithm == "winograd" { 2 } else { 4 });
-                let plain = Conv { wino: None, wino_t: None, ..wino.clone() };
+                let tiled = wino.phased.as_ref().map_or(&wino, |ph| &ph.inner);
+                assert_eq!(wino.phased.is_some(), stride[0] > 1, "{dim:?} {field:?}");
+                assert!(tiled.wino.is_some() && tiled.wino_t.is_some(), "{dim:?}");
+                assert_eq!(tiled.wino.unwrap().tile(), if algorithm == "winograd" { 2 } else { 4 });
+                let plain = Conv::with_algorithm(g, act, "im2col").unwrap();
                 let (inp, out) = (g.in_size(), g.out_size());
                 let val = |i: usize, m: usize, q: usize| T::of(((i * m) % q) as f64 / (q as f64 / 2.0) - 1.0);
                 let x: Vec<T> = (0..n * inp).map(|i| val(i, 37, 41)).collect();
@@ -500,22 +566,22 @@ mod tests {
                 let close = |a: &[T], b: &[T], what: &str| {
                     assert!(b.iter().all(|v| v.is_finite()), "{what} reference");
                     let worst = a.iter().zip(b).map(|(p, q)| (p.f64() - q.f64()).abs() / (1.0 + q.f64().abs())).fold(0.0, f64::max);
-                    assert!(worst < tol, "{algorithm} {what} {dim:?} {pad:?} {}: {worst:e}", T::NAME);
+                    assert!(worst < tol, "{algorithm} {what} {dim:?} {pad:?} {field:?} {stride:?} {}: {worst:e}", T::NAME);
                 };
                 let nan = T::of(f64::NAN);
                 let (mut s1, mut a1, mut s2, mut a2) = (vec![nan; n * out], vec![nan; n * out], vec![nan; n * out], vec![nan; n * out]);
-                wino.forward(&x, &w, None, &mut s1, &mut a1, n, &mut Vec::new(), false);
-                plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new(), false);
+                wino.forward(&x, &w, None, &mut s1, &mut a1, n, &mut Vec::new(), &mut Vec::new(), false);
+                plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new(), &mut Vec::new(), false);
                 close(&a1, &a2, "forward");
                 let (mut dw1, mut dw2) = (vec![nan; g.k() * filters], vec![nan; g.k() * filters]);
-                wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new());
-                plain.weight_grad(&x, &d, n, &mut dw2, &mut Vec::new());
+                wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new(), &mut Vec::new());
+                plain.weight_grad(&x, &d, n, &mut dw2, &mut Vec::new(), &mut Vec::new());
                 close(&dw1, &dw2, "weight grad");
                 for mask in [None, Some(&act)] {
                     let start = if mask.is_some() { x.clone() } else { vec![nan; n * inp] };
                     let (mut dx1, mut dx2) = (start.clone(), start);
-                    wino.input_grad(&w, &d, n, &mut dx1, mask, &mut Vec::new());
-                    plain.input_grad(&w, &d, n, &mut dx2, mask, &mut Vec::new());
+                    wino.input_grad(&w, &d, n, &mut dx1, mask, &mut Vec::new(), &mut Vec::new());
+                    plain.input_grad(&w, &d, n, &mut dx2, mask, &mut Vec::new(), &mut Vec::new());
                     close(&dx1, &dx2, "input grad");
                 }
             }

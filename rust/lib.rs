@@ -25,6 +25,7 @@ pub mod spec;
 pub mod layout;
 pub mod layers;
 pub mod optim;
+pub mod phases;
 pub mod threads;
 pub mod winograd;
 

@@ -1,7 +1,8 @@
-//! Winograd F(M×M, 3×3), M = 2 or 4, for 3×3 stride-1 convolutions with many channels:
-//! each M×M block of outputs ("tile") comes from an (M+2)×(M+2) input patch with (M+2)²
-//! multiplies per channel pair instead of 9M², so the gemm work of these layers falls by
-//! 2.25× (M = 2) or 4× (M = 4).
+//! Winograd F(M×M, R×R) for stride-1 convolutions with many channels: F(2×2, 3×3) and
+//! F(4×4, 3×3) for 3×3 fields, F(4×4, 2×2) for 2×2 fields (the phases of 4×4 stride-2
+//! layers, phases.rs). Each M×M block of outputs ("tile") comes from an (M+R−1)² input
+//! patch with (M+R−1)² multiplies per channel pair instead of R²M², so the gemm work of
+//! these layers falls by 2.25× (F(2×2, 3×3)), 4× (F(4×4, 3×3)) or 2.56× (F(4×4, 2×2)).
 //!
 //!   forward:          Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
 //!   weight gradient:  ∂g = Gᵀ [ Σ_tiles (Bᵀ d B) ⊙ (A δ Aᵀ) ] G
@@ -36,10 +37,16 @@ const TARGET_TILES_4: usize = 64;
 /// so the results do not depend on the number of threads.
 const MIN_UNITS: usize = 4;
 
-/// Does this layer run through Winograd? 3×3, stride 1, and enough channels on both sides
-/// for the products to be real matrix products.
+/// Does this layer run through Winograd? 3×3 (or 2×2, F(4×4) only), stride 1, and enough
+/// channels on both sides for the products to be real matrix products.
 pub fn applies(g: &ConvGeom) -> bool {
-    g.fx == 3 && g.fy == 3 && g.sx == 1 && g.sy == 1 && g.z >= 8 && g.filters >= 8
+    (g.fx == 3 || g.fx == 2) && g.fy == g.fx && g.sx == 1 && g.sy == 1 && g.z >= 8 && g.filters >= 8
+}
+
+/// Does the tiling F(m×m, field) exist here? (F(2×2, 2×2) is not built: F(4×4, 2×2) fits the
+/// phases of the strided layers it serves.)
+pub fn has_tiling(g: &ConvGeom, m: usize) -> bool {
+    applies(g) && (g.fx == 3 || m == 4)
 }
 
 /// The output tile side `auto` picks for this layer, or None where im2col is faster.
@@ -55,7 +62,7 @@ pub fn auto_tile(g: &ConvGeom) -> Option<usize> {
     (applies(g) && g.z >= 16 && g.filters >= 16 && g.ox >= 7 && g.oy >= 7).then_some(4)
 }
 
-/// A layer's tiling F(M×M, 3×3) (M = 2 or 4): tiles in ⌈OX/M⌉ rows of ⌈OY/M⌉, grouped
+/// A layer's tiling F(M×M, R×R): tiles in ⌈OX/M⌉ rows of ⌈OY/M⌉, grouped
 /// into work units of whole samples (small images) or of tile rows within one sample
 /// (large images).
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +70,8 @@ pub struct Wino {
     pub g: ConvGeom,
     /// Outputs per tile side.
     m: usize,
+    /// The field's side.
+    r: usize,
     ntx: usize,
     nty: usize,
     /// Samples per unit at most (> 1 only when one sample has fewer tiles than the target;
@@ -81,25 +90,26 @@ pub struct Unit {
     pub tx1: usize,
 }
 
-/// Call `$f::<T, F2>` or `$f::<T, F4>` by the tiling's tile side.
+/// Call `$f::<T, F2>`, `$f::<T, F4>` or `$f::<T, F42>` by the tiling's tile and field sides.
 macro_rules! by_tile {
-    ($m:expr, $f:ident::<$t:ty>($($arg:expr),* $(,)?)) => {
-        match $m {
-            2 => $f::<$t, F2>($($arg),*),
-            _ => $f::<$t, F4>($($arg),*),
+    ($w:expr, $f:ident::<$t:ty>($($arg:expr),* $(,)?)) => {
+        match ($w.m, $w.r) {
+            (2, _) => $f::<$t, F2>($($arg),*),
+            (_, 3) => $f::<$t, F4>($($arg),*),
+            _ => $f::<$t, F42>($($arg),*),
         }
     };
 }
 
 impl Wino {
-    /// The tiling F(m×m, 3×3) of a layer, m = 2 or 4.
+    /// The tiling F(m×m, r×r) of a layer (`has_tiling`).
     pub fn new(g: ConvGeom, m: usize) -> Wino {
-        assert!(m == 2 || m == 4, "Winograd tiles are 2×2 or 4×4");
+        assert!((m == 2 || m == 4) && has_tiling(&g, m), "Winograd F({m}×{m}, {}×{}) is not built", g.fx, g.fy);
         let target = if m == 2 { TARGET_TILES_2 } else { TARGET_TILES_4 };
         let (ntx, nty) = (g.ox.div_ceil(m), g.oy.div_ceil(m));
         let per_sample = ntx * nty;
         let (samples, rows) = if per_sample >= target { (1, target.div_ceil(nty).min(ntx)) } else { (target.div_ceil(per_sample), ntx) };
-        Wino { g, m, ntx, nty, samples, rows }
+        Wino { g, m, r: g.fx, ntx, nty, samples, rows }
     }
 
     /// Outputs per tile side.
@@ -107,9 +117,9 @@ impl Wino {
         self.m
     }
 
-    /// Transformed positions ξ per tile, (m + 2)²: the number of channel products.
+    /// Transformed positions ξ per tile, (m + r − 1)²: the number of channel products.
     pub fn positions(&self) -> usize {
-        (self.m + 2) * (self.m + 2)
+        (self.m + self.r - 1) * (self.m + self.r - 1)
     }
 
     /// Values of the transformed weights U (and of one weight-gradient sum ∂U): Z·F per
@@ -192,9 +202,9 @@ impl Wino {
         }
     }
 
-    /// U = G g Gᵀ for every (c, f): u[ξ][c][f] from w[(kx·3 + ky)·Z + c][f].
+    /// U = G g Gᵀ for every (c, f): u[ξ][c][f] from w[(kx·r + ky)·Z + c][f].
     pub fn weights<T: Real>(&self, w: &[T], u: &mut [T]) {
-        by_tile!(self.m, weight_transform::<T>(&self.g, w, u))
+        by_tile!(self, weight_transform::<T>(&self.g, w, u))
     }
 
     /// out = the convolution for unit `un` (out is that unit's chunk of the batch output,
@@ -206,12 +216,12 @@ impl Wino {
             let (v, rest) = buf.split_at_mut(pp * t * z);
             let (m, zeros) = rest.split_at_mut(pp * t * f);
             zeros.iter_mut().for_each(|v| *v = T::zero());
-            by_tile!(self.m, input_transform::<T>(self, x, un, v, zeros));
+            by_tile!(self, input_transform::<T>(self, x, un, v, zeros));
             for xi in 0..pp {
                 let (vx, mx) = (&v[xi * t * z..(xi + 1) * t * z], &mut m[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z), Mat::new(&u[xi * z * f..(xi + 1) * z * f], z, f), mx, false, 1);
             }
-            by_tile!(self.m, output_transform::<T>(self, m, un, out));
+            by_tile!(self, output_transform::<T>(self, m, un, out));
         });
     }
 
@@ -224,8 +234,8 @@ impl Wino {
             let (v, rest) = buf.split_at_mut(pp * t * z);
             let (q, zeros) = rest.split_at_mut(pp * t * f);
             zeros.iter_mut().for_each(|v| *v = T::zero());
-            by_tile!(self.m, input_transform::<T>(self, x, un, v, zeros));
-            by_tile!(self.m, delta_transform::<T>(self, delta, un, q, zeros));
+            by_tile!(self, input_transform::<T>(self, x, un, v, zeros));
+            by_tile!(self, delta_transform::<T>(self, delta, un, q, zeros));
             for xi in 0..pp {
                 let (vx, qx) = (&v[xi * t * z..(xi + 1) * t * z], &q[xi * t * f..(xi + 1) * t * f]);
                 matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], true, 1);
@@ -233,9 +243,9 @@ impl Wino {
         });
     }
 
-    /// dw[(kx·3 + ky)·Z + c][f] = (Gᵀ ∂U G)[kx][ky].
+    /// dw[(kx·r + ky)·Z + c][f] = (Gᵀ ∂U G)[kx][ky].
     pub fn weight_grad_finish<T: Real>(&self, du: &[T], dw: &mut [T]) {
-        by_tile!(self.m, weight_grad_back::<T>(&self.g, du, dw))
+        by_tile!(self, weight_grad_back::<T>(&self.g, du, dw))
     }
 }
 
@@ -318,10 +328,11 @@ fn store<T: Real, const N: usize>(d: &mut [T], at: usize, v: L<T, N>) {
     d[at..at + N].copy_from_slice(&v.0);
 }
 
-/// A tiling F(M×M, 3×3) as its five transforms on one column of values (arrays hold up
-/// to 6; only the first P = M + 2, or M, or 3, are read and written).
+/// A tiling F(M×M, R×R) as its five transforms on one column of values (arrays hold up
+/// to 6; only the first P = M + R − 1, or M, or R, are read and written).
 trait Tiling: 'static {
     const M: usize;
+    const R: usize;
     const P: usize;
     /// Bᵀ d: the patch (P values) into transformed positions (P).
     fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6];
@@ -329,9 +340,9 @@ trait Tiling: 'static {
     fn at<T: Real, V: Val<T>>(m: &[V; 6]) -> [V; 4];
     /// A δ: output gradients (M) into positions (P).
     fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6];
-    /// G k: a filter column (3) into positions (P).
+    /// G k: a filter column (R) into positions (P).
     fn g<T: Real>(k: &[T; 3]) -> [T; 6];
-    /// Gᵀ p: positions (P) back into a filter column (3).
+    /// Gᵀ p: positions (P) back into a filter column (R).
     fn gt<T: Real>(p: &[T; 6]) -> [T; 3];
 }
 
@@ -342,6 +353,7 @@ struct F2;
 
 impl Tiling for F2 {
     const M: usize = 2;
+    const R: usize = 3;
     const P: usize = 4;
     #[inline(always)]
     fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6] {
@@ -377,6 +389,7 @@ struct F4;
 
 impl Tiling for F4 {
     const M: usize = 4;
+    const R: usize = 3;
     const P: usize = 6;
     #[inline(always)]
     fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6] {
@@ -413,17 +426,59 @@ impl Tiling for F4 {
     }
 }
 
+/// F(4×4, 2×2) on the points 0, ±1, 2, ∞: 25 products per 16 outputs instead of 64.
+/// Bᵀ = [[2, −1, −2, 1, 0], [0, 2, 1, −1, 0], [0, −2, 3, −1, 0], [0, −1, 0, 1, 0],
+/// [0, 2, −1, −2, 1]], G = [[½, 0], [½, ½], [⅙, −⅙], [⅙, ⅓], [0, 1]],
+/// Aᵀ = [[1, 1, 1, 1, 0], [0, 1, −1, 2, 0], [0, 1, 1, 4, 0], [0, 1, −1, 8, 1]] (the
+/// interpolation's inverse Vandermonde, its rows scaled to integers into Bᵀ).
+struct F42;
+
+impl Tiling for F42 {
+    const M: usize = 4;
+    const R: usize = 2;
+    const P: usize = 5;
+    #[inline(always)]
+    fn bt<T: Real, V: Val<T>>(d: &[V; 6]) -> [V; 6] {
+        let (two, three) = (T::of(2.0), T::of(3.0));
+        let z = V::zero();
+        [(d[0] - d[2]) * two - d[1] + d[3], d[1] * two + d[2] - d[3], d[2] * three - d[1] * two - d[3], d[3] - d[1],
+         (d[1] - d[3]) * two - d[2] + d[4], z]
+    }
+    #[inline(always)]
+    fn at<T: Real, V: Val<T>>(m: &[V; 6]) -> [V; 4] {
+        let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+        let (sp, sm) = (m[1] + m[2], m[1] - m[2]);
+        [m[0] + sp + m[3], sm + m[3] * two, sp + m[3] * four, sm + m[3] * eight + m[4]]
+    }
+    #[inline(always)]
+    fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6] {
+        let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+        let (even, odd) = (d[0] + d[2], d[1] + d[3]);
+        [d[0], even + odd, even - odd, d[0] + d[1] * two + d[2] * four + d[3] * eight, d[3], V::zero()]
+    }
+    #[inline(always)]
+    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
+        let (h, sixth) = (T::of(0.5), T::of(1.0 / 6.0));
+        [k[0] * h, (k[0] + k[1]) * h, (k[0] - k[1]) * sixth, (k[0] + k[1] * T::of(2.0)) * sixth, k[1], T::zero()]
+    }
+    #[inline(always)]
+    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+        let (h, sixth, third) = (T::of(0.5), T::of(1.0 / 6.0), T::of(1.0 / 3.0));
+        [(p[0] + p[1]) * h + (p[2] + p[3]) * sixth, p[1] * h - p[2] * sixth + p[3] * third + p[4], T::zero()]
+    }
+}
+
 simd_fn! {
     /// U[ξ][c][f] = (G g Gᵀ)[ξ] for every channel c and filter f.
     fn weight_transform<T: Real, W: Tiling>(g: &ConvGeom, w: &[T], u: &mut [T]) {
-        let (z, f, p) = (g.z, g.filters, W::P);
+        let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
         let zf = z * f;
         for c in 0..z {
             for fi in 0..f {
-                let k = |kx: usize, ky: usize| w[((kx * 3 + ky) * z + c) * f + fi];
+                let k = |kx: usize, ky: usize| if kx < rr { w[((kx * rr + ky) * z + c) * f + fi] } else { T::zero() };
                 // (G g)[i][ky], column by column
                 let mut r = [[T::zero(); 3]; 6];
-                for ky in 0..3 {
+                for ky in 0..rr {
                     let col = W::g(&[k(0, ky), k(1, ky), k(2, ky)]);
                     for i in 0..p {
                         r[i][ky] = col[i];
@@ -443,7 +498,7 @@ simd_fn! {
 simd_fn! {
     /// dw = Gᵀ ∂U G for every channel c and filter f.
     fn weight_grad_back<T: Real, W: Tiling>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
-        let (z, f, p) = (g.z, g.filters, W::P);
+        let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
         let zf = z * f;
         for c in 0..z {
             for fi in 0..f {
@@ -454,13 +509,13 @@ simd_fn! {
                         col[i] = du[(i * p + j) * zf + c * f + fi];
                     }
                     let back = W::gt(&col);
-                    for kx in 0..3 {
+                    for kx in 0..rr {
                         rows[kx][j] = back[kx];
                     }
                 }
-                for (kx, row) in rows.iter().enumerate() {
-                    for (ky, &val) in W::gt(row).iter().enumerate() {
-                        dw[((kx * 3 + ky) * z + c) * f + fi] = val;
+                for (kx, row) in rows[..rr].iter().enumerate() {
+                    for (ky, &val) in W::gt(row)[..rr].iter().enumerate() {
+                        dw[((kx * rr + ky) * z + c) * f + fi] = val;
                     }
                 }
             }

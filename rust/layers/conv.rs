@@ -20,7 +20,8 @@ pub struct ConvLayer<T> {
     fprime_kept: bool,
     /// Transformed weights (Winograd, the transposed input gradient).
     wt: Vec<T>,
-    /// Weight-gradient partial sums.
+    /// Weight-gradient partial sums; also a strided layer's phases (conv.rs `forward`'s
+    /// `extra`) in the passes that do not sum partials.
     partials: Vec<T>,
 }
 
@@ -71,7 +72,7 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         self.workspace(self.conv.wt_len(), false, cx.n);
         // training with an f′ that needs the pre-activations: keep f′ instead of them
         self.fprime_kept = cx.mode.train() && !self.act().from_output();
-        self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt, self.fprime_kept);
+        self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt, &mut self.partials, self.fprime_kept);
     }
 
     fn backward(&mut self, cx: &Ctx, io: XDx<'_, T>, dy: &mut [T], y: Option<&[T]>, folded: bool, t: &mut Tensors<'_, T>) {
@@ -87,15 +88,15 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
                 XDx::InPlace(buf, _) => buf,
                 XDx::Separate(x, _) => x,
             };
-            self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.partials);
+            self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.partials, &mut self.wt);
         }
         if self.bias {
             bias_grad(dy, self.conv.g.filters, &mut grads[p + 1]);
         }
         // ∂L/∂x only now: in place it overwrites the x that the weight gradient read
         match io {
-            XDx::InPlace(buf, mask) => self.conv.input_grad(w, dy, n, buf, mask, &mut self.wt),
-            XDx::Separate(_, Some(dx)) => self.conv.input_grad(w, dy, n, dx, None, &mut self.wt),
+            XDx::InPlace(buf, mask) => self.conv.input_grad(w, dy, n, buf, mask, &mut self.wt, &mut self.partials),
+            XDx::Separate(_, Some(dx)) => self.conv.input_grad(w, dy, n, dx, None, &mut self.wt, &mut self.partials),
             XDx::Separate(_, None) => {}
         }
     }
