@@ -71,6 +71,15 @@ fn nets() -> Vec<(&'static str, Vec<usize>, Vec<String>)> {
                 r#"{"kind": "dense", "name": "o", "neurons": 4, "activator": {"name": "linear"}}"#.into(),
             ],
         ),
+        (
+            "winograd4 over a strided layer's phases, and F(4×4, 2×2)",
+            vec![8, 6, 4],
+            vec![
+                conv("p", [1, 1], [4, 4], [2, 2], 8, "gelu", true, "winograd4"),
+                conv("q", [1, 0], [2, 2], [1, 1], 8, "tanh", false, "winograd4"),
+                r#"{"kind": "dense", "name": "o", "neurons": 4, "activator": {"name": "linear"}}"#.into(),
+            ],
+        ),
     ]
 }
 

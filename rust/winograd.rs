@@ -57,7 +57,11 @@ pub fn has_tiling(g: &ConvGeom, m: usize) -> bool {
 /// 1.13×, even the 24-channel 31×31 layer gains. On 3×3 maps a tile is mostly padding and
 /// the (M+2)²·Z·F weight-sized passes (transforms, per-group sums) outweigh the 576
 /// outputs of a batch of 64: 5–10 ms a step slower there. F(2×2) never wins over F(4×4)
-/// here; it stays for `algorithm="winograd"`.
+/// here; it stays for `algorithm="winograd"`. The same rule serves 2×2 layers (F(4×4, 2×2)),
+/// the phases of 4×4 stride-2 ones (conv.rs): on small CIFAR at batch 128 its two 4×4
+/// stride-2 layers with outputs 16×16 and 8×8 made the step 3–5 % faster (A/B, 2026-12-03);
+/// forcing it on the third too (4×4 outputs: a tile a sample, and weight-sized passes over
+/// 512 channels) made it slower than im2col (222 against 207 ms), so 7×7 stays the bound.
 pub fn auto_tile(g: &ConvGeom) -> Option<usize> {
     (applies(g) && g.z >= 16 && g.filters >= 16 && g.ox >= 7 && g.oy >= 7).then_some(4)
 }

@@ -246,6 +246,12 @@ def _cases() -> list[Case]:
     c.append(Case("alg_winograd4", (9, 7, 8), [conv("c0", 8, padding=1, bias=True, activator=A("gelu"), algorithm="winograd4"),
                                                conv("c1", 9, padding=(0, 2), activator=A("tanh"), algorithm="winograd4"),
                                                gap("g2"), dense("d3", 3)], n=2))
+    # winograd4 on a 4×4 stride-2 layer runs over its input's phases (a 2×2 layer of 4Z
+    # channels, F(4×4, 2×2)); then a 2×2 stride-1 layer, F(4×4, 2×2) itself
+    c.append(Case("alg_winograd4_phases", (10, 8, 4), [conv("c0", 8, field=4, stride=2, padding=1, bias=True, activator=A("gelu"),
+                                                            algorithm="winograd4"),
+                                                       conv("c1", 9, field=2, padding=(1, 0), activator=A("tanh"), algorithm="winograd4"),
+                                                       gap("g2"), dense("d3", 3)], n=2))
     # activators whose f′ needs the pre-activations, on every conv path: training keeps f′
     # itself for the backward pass (Activator::forward_keep_fprime)
     c.append(Case("kept_fprime", (4, 4, 8), [conv("c0", 8, padding=1, bias=True, activator=A("gelu", bias=0.1), algorithm="winograd"),

@@ -45,11 +45,19 @@ def test_every_conv_algorithm_has_a_case():
     used = {d["algorithm"] for _, d in LAYERS if d["kind"] == "conv"}
     assert set(ALGORITHMS) | {"auto"} <= used
     assert set(ALGORITHMS) | {"auto"} == set(IDS["conv_algorithms"])
+    phases, f42 = False, False
     for case, d in LAYERS:
-        if d["kind"] == "conv" and d["algorithm"] in ("winograd", "winograd4"):
+        if d["kind"] == "conv" and d["algorithm"] == "winograd":
             assert d["field"] == [3, 3] and d["stride"] == [1, 1] and d["filters"] >= 8, case.name
+        if d["kind"] == "conv" and d["algorithm"] == "winograd4":
+            # F(4×4, 3×3) or F(4×4, 2×2), stride 1; or a strided layer over its phases (field 2 or 3 strides)
+            q = [f // s for f, s in zip(d["field"], d["stride"])]
+            assert d["filters"] >= 8 and q[0] == q[1] in (2, 3) and all(f % s == 0 for f, s in zip(d["field"], d["stride"])), case.name
+            phases |= d["stride"] != [1, 1]
+            f42 |= d["field"] == [2, 2]
         if d["kind"] == "conv" and d["algorithm"] == "direct":
             assert d["filters"] <= 4, case.name
+    assert phases and f42, "winograd4 over a strided layer's phases, and on a 2×2 layer"
 
 
 def test_layer_configurations_are_covered():

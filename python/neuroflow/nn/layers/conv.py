@@ -21,7 +21,8 @@ class Convolution(Layer):
     fy)/sy + 1, filters)``, which must be whole (NeuroFlow's rule; the error suggests a
     padding or stride that fits). ``bias=True`` adds a learnable bias per filter.
     ``algorithm`` picks the CPU engine's implementation (results differ by rounding only):
-    auto, im2col, im2col_t, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3)), direct.
+    auto, im2col, im2col_t, winograd (F(2×2, 3×3)), winograd4 (F(4×4, 3×3) or F(4×4, 2×2);
+    a strided layer whose field is 2 or 3 strides runs over its input's phases), direct.
     """
 
     kind = "conv"
