@@ -166,9 +166,10 @@ def test_augmentation_flags_reach_the_training(tmp_path, capsys):
 @pytest.mark.parametrize("preset", ["speed", "speed-sgd"])
 def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
     """--backend gpu runs the speed recipes (frozen whitening conv, BatchNorm, GELU, pooling,
-    label smoothing, Nesterov with decay or Muon with normalised filters, flip TTA) to the
-    CPU's numbers: a tiny run on whatever adapter there is."""
+    label smoothing, Nesterov with decay or Muon with normalised filters, the preset's TTA)
+    to the CPU's numbers: a tiny run on whatever adapter there is."""
     from gpu_parity import require_gpu
+    from neuroflow.apps.cifar import PRESETS
 
     require_gpu()
     archive = data_root() / "cifar-10-binary.tar.gz"
@@ -179,7 +180,7 @@ def test_the_speed_recipe_trains_on_the_gpu(preset, tmp_path, capsys):
         out = tmp_path / backend
         assert main(["train", "cifar10", "--data", str(archive), "--preset", preset, "--width", "0", "--limit", "16",
                      "--batch-size", "8", "--epochs", "1", "--backend", backend, "--out", str(out)]) == 0
-        assert "with flip TTA" in capsys.readouterr().out
+        assert f"with {PRESETS[preset].tta} TTA" in capsys.readouterr().out
         summary = json.loads((out / "summary.json").read_text())
         assert summary["iterations"] == 2 and np.isfinite(summary["test_loss"]) and backend in summary["backend"]
         assert summary["widths"] == [16, 32, 64]
