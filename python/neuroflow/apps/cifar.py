@@ -14,16 +14,19 @@ Presets (``--preset``):
   → BatchNorm(GELU) → conv → BatchNorm(GELU), a max-pool and a linear read-out; per-channel
   input normalisation, label smoothing 0.2, Muon on the 3×3 filters and Nesterov on the rest
   at batches of 2000 (a time budget takes smaller ones when 2000 leave too few steps), rates
-  linear to 0, random translation by 2 px and alternating flips, test-time flips
-  (``muon_net``).
+  linear to 0, random translation by 2 px and alternating flips; six test-time views (flips
+  of the image and of its ±1-pixel shifts; flips alone where a budget cannot spare the
+  time) (``muon_net``).
 - ``speed-sgd``: the same net as the speed recipe had it until 2026-12-03: Nesterov SGD at
   batch 64 on a one-cycle schedule with airbench's lookahead (``speed_net``; the PyTorch
   race in benchmarks/ runs it).
 
 ``--time-budget SECONDS`` (any preset) fits the run to the budget, counted from the
 command's start (imports, loading the data, training and the final evaluation are all
-inside it): after a short measured warm-up it picks the width (``speed``, ``speed-sgd``), the batch (``speed``) and the number of
-steps, fits the learning-rate schedule to them, checks its pace as it goes, and stops.
+inside it): after a short measured warm-up it picks the width (``speed``, ``speed-sgd``: the
+one whose epochs in the budget are nearest 10), the batch (``speed``; the pick is then timed
+at that batch), the number of steps and the test-time views (``speed``), fits the
+learning-rate schedule to them, checks its pace as it goes, and stops.
 
 Each run writes to ``--out``: the model, a checkpoint per epoch, the per-iteration losses,
 loss and accuracy curves, the confusion matrix, a sheet of test images with their predicted
