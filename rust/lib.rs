@@ -28,6 +28,7 @@ pub mod optim;
 pub mod phases;
 pub mod threads;
 pub mod winograd;
+mod winograd_lanes;
 
 #[cfg(test)]
 mod gradcheck;

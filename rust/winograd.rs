@@ -23,7 +23,9 @@ use crate::real::Real;
 use crate::scratch::with_scratch;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
-use std::ops::{Add, Mul, Neg, Sub};
+use crate::winograd_lanes::{Lane, Val, L};
+#[cfg(target_arch = "x86_64")]
+use crate::{lanes, winograd_lanes::Y8};
 
 /// Tiles per work unit of F(2×2, 3×3): enough rows for each of the 16 products to run
 /// gemm near peak. F(4×4, 3×3) tiles hold 4× the outputs and 2.25× the transformed
@@ -36,6 +38,8 @@ const TARGET_TILES_4: usize = 64;
 /// the target). A constant, not the thread count, so that the weight gradient's sums and
 /// so the results do not depend on the number of threads.
 const MIN_UNITS: usize = 4;
+/// Values between the planes of transformed values (`Wino::plane`): one cache line of f32.
+const PLANE_PAD: usize = 16;
 
 /// Does this layer run through Winograd? 3×3 (or 2×2, F(4×4) only), stride 1, and enough
 /// channels on both sides for the products to be real matrix products.
@@ -191,19 +195,13 @@ impl Wino {
         u.ns * (u.tx1 - u.tx0) * self.nty
     }
 
-    /// f(t, s, tx, ty) for the unit's tiles in order: t counts them, s is the sample
-    /// within the unit.
-    #[inline(always)]
-    fn each_tile(&self, u: &Unit, mut f: impl FnMut(usize, usize, usize, usize)) {
-        let mut t = 0;
-        for s in 0..u.ns {
-            for tx in u.tx0..u.tx1 {
-                for ty in 0..self.nty {
-                    f(t, s, tx, ty);
-                    t += 1;
-                }
-            }
-        }
+    /// The distance between two positions' planes of a unit's transformed values (tiles ×
+    /// `width` values each), padded by a cache line: unpadded, the units' planes were
+    /// multiples of 4 KiB apart (64 tiles of 16k channels), so a tile's (m + r − 1)²
+    /// values fell into one set of the L1 cache and evicted each other. Padding made the
+    /// transforms 2–3× faster (Zen 4, 2026-12-04).
+    fn plane(&self, u: &Unit, width: usize) -> usize {
+        self.tiles(u) * width + PLANE_PAD
     }
 
     /// U = G g Gᵀ for every (c, f): u[ξ][c][f] from w[(kx·r + ky)·Z + c][f].
@@ -216,13 +214,14 @@ impl Wino {
     pub fn forward_unit<T: Real>(&self, x: &[T], u: &[T], un: &Unit, out: &mut [T]) {
         let g = &self.g;
         let (z, f, t, pp) = (g.z, g.filters, self.tiles(un), self.positions());
-        with_scratch(pp * t * (z + f) + z, |buf: &mut [T]| {
-            let (v, rest) = buf.split_at_mut(pp * t * z);
-            let (m, zeros) = rest.split_at_mut(pp * t * f);
+        let (sv, sm) = (self.plane(un, z), self.plane(un, f));
+        with_scratch(pp * (sv + sm) + z, |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(pp * sv);
+            let (m, zeros) = rest.split_at_mut(pp * sm);
             zeros.iter_mut().for_each(|v| *v = T::zero());
             by_tile!(self, input_transform::<T>(self, x, un, v, zeros));
             for xi in 0..pp {
-                let (vx, mx) = (&v[xi * t * z..(xi + 1) * t * z], &mut m[xi * t * f..(xi + 1) * t * f]);
+                let (vx, mx) = (&v[xi * sv..][..t * z], &mut m[xi * sm..][..t * f]);
                 matmul(Mat::new(vx, t, z), Mat::new(&u[xi * z * f..(xi + 1) * z * f], z, f), mx, false, 1);
             }
             by_tile!(self, output_transform::<T>(self, m, un, out));
@@ -234,14 +233,15 @@ impl Wino {
     pub fn weight_grad_unit<T: Real>(&self, x: &[T], delta: &[T], un: &Unit, du: &mut [T]) {
         let g = &self.g;
         let (z, f, t, pp) = (g.z, g.filters, self.tiles(un), self.positions());
-        with_scratch(pp * t * (z + f) + z.max(f), |buf: &mut [T]| {
-            let (v, rest) = buf.split_at_mut(pp * t * z);
-            let (q, zeros) = rest.split_at_mut(pp * t * f);
+        let (sv, sq) = (self.plane(un, z), self.plane(un, f));
+        with_scratch(pp * (sv + sq) + z.max(f), |buf: &mut [T]| {
+            let (v, rest) = buf.split_at_mut(pp * sv);
+            let (q, zeros) = rest.split_at_mut(pp * sq);
             zeros.iter_mut().for_each(|v| *v = T::zero());
             by_tile!(self, input_transform::<T>(self, x, un, v, zeros));
             by_tile!(self, delta_transform::<T>(self, delta, un, q, zeros));
             for xi in 0..pp {
-                let (vx, qx) = (&v[xi * t * z..(xi + 1) * t * z], &q[xi * t * f..(xi + 1) * t * f]);
+                let (vx, qx) = (&v[xi * sv..][..t * z], &q[xi * sq..][..t * f]);
                 matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], true, 1);
             }
         });
@@ -251,85 +251,6 @@ impl Wino {
     pub fn weight_grad_finish<T: Real>(&self, du: &[T], dw: &mut [T]) {
         by_tile!(self, weight_grad_back::<T>(&self.g, du, dw))
     }
-}
-
-/// What the transforms combine: one value (the weights' transforms), or N lanes of
-/// consecutive channels or filters (the data's), where each operation below is one loop
-/// over the lanes, i.e. one vector instruction. (Scalar formulas mapped over the lanes
-/// afterwards were left unvectorised by the compiler for F(4×4).)
-trait Val<T: Real>: Copy + Add<Output = Self> + Sub<Output = Self> + Neg<Output = Self> + Mul<T, Output = Self> {
-    fn zero() -> Self;
-}
-
-impl<T: Real> Val<T> for T {
-    #[inline(always)]
-    fn zero() -> T {
-        T::zero()
-    }
-}
-
-/// N lanes.
-#[derive(Clone, Copy)]
-struct L<T, const N: usize>([T; N]);
-
-/// Each operator of L as a plain loop over the lanes.
-macro_rules! lane_op {
-    ($tr:ident, $f:ident, $op:tt) => {
-        impl<T: Real, const N: usize> $tr for L<T, N> {
-            type Output = Self;
-            #[inline(always)]
-            fn $f(self, o: Self) -> Self {
-                let mut r = self.0;
-                for i in 0..N {
-                    r[i] = self.0[i] $op o.0[i];
-                }
-                L(r)
-            }
-        }
-    };
-}
-lane_op!(Add, add, +);
-lane_op!(Sub, sub, -);
-
-impl<T: Real, const N: usize> Neg for L<T, N> {
-    type Output = Self;
-    #[inline(always)]
-    fn neg(self) -> Self {
-        let mut r = self.0;
-        for v in r.iter_mut() {
-            *v = -*v;
-        }
-        L(r)
-    }
-}
-
-impl<T: Real, const N: usize> Mul<T> for L<T, N> {
-    type Output = Self;
-    #[inline(always)]
-    fn mul(self, k: T) -> Self {
-        let mut r = self.0;
-        for v in r.iter_mut() {
-            *v *= k;
-        }
-        L(r)
-    }
-}
-
-impl<T: Real, const N: usize> Val<T> for L<T, N> {
-    #[inline(always)]
-    fn zero() -> Self {
-        L([T::zero(); N])
-    }
-}
-
-#[inline(always)]
-fn load<T: Real, const N: usize>(s: &[T], at: usize) -> L<T, N> {
-    L(s[at..at + N].try_into().unwrap())
-}
-
-#[inline(always)]
-fn store<T: Real, const N: usize>(d: &mut [T], at: usize, v: L<T, N>) {
-    d[at..at + N].copy_from_slice(&v.0);
 }
 
 /// A tiling F(M×M, R×R) as its five transforms on one column of values (arrays hold up
@@ -527,199 +448,402 @@ simd_fn! {
     }
 }
 
-// The per-tile helpers below keep their intermediates in a small buffer that lives across
-// tiles (input, delta) or build them as arrays of results (output). A zeroed array of 36
-// lanes per tile became a memset call per tile, and with the columns held in an array of
-// lanes the compiler left the second pass scalar (checked in the disassembly).
+// The data transforms: for each, the per-tile helpers generic over the lanes V, the loop
+// over a unit's tiles (`*_tiles`), and its two compiled versions: AVX registers for f32
+// where the CPU has AVX2 (`*_avx2`), arrays of eight lanes otherwise (`*_portable`, by
+// simd_fn). The helpers keep their intermediates in a small buffer that lives across tiles
+// (input, delta) or in arrays of results (output): a zeroed array of 36 lanes per tile
+// became a memset call per tile, and with the input's columns held in an array of lanes
+// the compiler left the array version's second pass scalar. They form no closures: a
+// closure is compiled without the features of the function it sits in (lanes.rs).
 
-/// Bᵀ d for column j of the patch, channels c..c+N (zeros beyond the tiling's P).
-#[inline(always)]
-fn input_col<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, j: usize) -> [L<T, N>; 6] {
-    if j >= W::P {
-        return [L::zero(); 6];
-    }
-    let ld = |i: usize| if i < W::P { load(d[i][j], c) } else { L::zero() };
-    W::bt::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)])
-}
+/// Lanes per group at most: the size of the helpers' buffers.
+const MAX_LANES: usize = 8;
 
-/// V for channels c..c+N of one tile: d[i][j] are the patch's rows (zeros in the padding).
+/// V for channels c.. of one tile: d[i][j] are the patch's rows (zeros in the padding).
 #[inline(always)]
-fn input_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 6]; 6], c: usize, v: &mut [T], tz: usize, at: usize, tmp: &mut [T]) {
+fn input_lanes<T: Real, W: Tiling, V: Lane<T>>(d: &[[&[T]; 6]; 6], c: usize, v: &mut [T], tz: usize, at: usize, tmp: &mut [T]) {
     let p = W::P;
-    // columns j of Bᵀ d into tmp, then each row of that through B. (With the columns
-    // kept in an array of lanes instead of tmp, the compiler left the row pass scalar.)
+    // columns j of Bᵀ d into tmp, then each row of that through B
     for j in 0..p {
-        let col = input_col::<T, W, N>(d, c, j);
+        let mut col = [V::zero(); 6];
         for i in 0..p {
-            store(tmp, (i * 6 + j) * N, col[i]);
+            col[i] = V::load(d[i][j], c);
+        }
+        let col = W::bt::<T, V>(&col);
+        for i in 0..p {
+            col[i].store(tmp, (i * 6 + j) * V::N);
         }
     }
     for i in 0..p {
-        let ld = |j: usize| if j < p { load(tmp, (i * 6 + j) * N) } else { L::zero() };
-        let row = W::bt::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+        let mut row = [V::zero(); 6];
         for j in 0..p {
-            store(v, (i * p + j) * tz + at + c, row[j]);
+            row[j] = V::load(tmp, (i * 6 + j) * V::N);
+        }
+        let row = W::bt::<T, V>(&row);
+        for j in 0..p {
+            row[j].store(v, (i * p + j) * tz + at + c);
         }
     }
 }
 
-simd_fn! {
-    /// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t; patch values outside the input
-    /// are zero (padding).
-    fn input_transform<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
-        let g = &wg.g;
-        let (z, m, p) = (g.z, W::M, W::P);
-        let tz = wg.tiles(un) * z;
-        let mut tmp = [T::zero(); 36 * 8];
-        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
-            let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
-            let (ix0, iy0) = ((m * tx) as isize - g.px as isize, (m * ty) as isize - g.py as isize);
-            let mut d: [[&[T]; 6]; 6] = [[zeros; 6]; 6];
-            for i in 0..p {
-                for j in 0..p {
-                    let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
-                    if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
-                        d[i][j] = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
+/// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t; patch values outside the input are
+/// zero (padding).
+#[inline(always)]
+fn input_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
+    let g = &wg.g;
+    let (z, m, p) = (g.z, W::M, W::P);
+    let tz = wg.plane(un, z);
+    let mut tmp = [T::zero(); 36 * MAX_LANES];
+    let mut t = 0;
+    for s in 0..un.ns {
+        let xs = &x[(un.n0 + s) * g.in_size()..(un.n0 + s + 1) * g.in_size()];
+        for tx in un.tx0..un.tx1 {
+            for ty in 0..wg.nty {
+                let (ix0, iy0) = ((m * tx) as isize - g.px as isize, (m * ty) as isize - g.py as isize);
+                let mut d: [[&[T]; 6]; 6] = [[zeros; 6]; 6];
+                for i in 0..p {
+                    for j in 0..p {
+                        let (ix, iy) = (ix0 + i as isize, iy0 + j as isize);
+                        if ix >= 0 && iy >= 0 && ix < g.x as isize && iy < g.y as isize {
+                            d[i][j] = &xs[(ix as usize * g.y + iy as usize) * z..][..z];
+                        }
                     }
                 }
+                let mut c = 0;
+                while c + V::N <= z {
+                    input_lanes::<T, W, V>(&d, c, v, tz, t * z, &mut tmp);
+                    c += V::N;
+                }
+                while c < z {
+                    input_lanes::<T, W, T>(&d, c, v, tz, t * z, &mut tmp);
+                    c += 1;
+                }
+                t += 1;
             }
-            let mut c = 0;
-            while c + 8 <= z {
-                input_lanes::<T, W, 8>(&d, c, v, tz, t * z, &mut tmp);
-                c += 8;
-            }
-            while c < z {
-                input_lanes::<T, W, 1>(&d, c, v, tz, t * z, &mut tmp);
-                c += 1;
-            }
-        });
+        }
     }
 }
 
-/// Aᵀ m for column j of a tile's transformed outputs (m row ξ at ξ·tf + at).
-#[inline(always)]
-fn output_col<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, j: usize) -> [L<T, N>; 4] {
-    if j >= W::P {
-        return [L::zero(); 4];
+fn input_transform<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(_), Some(x), Some(v), Some(zeros)) = (lanes::detect(), T::as_f32_slice(x), T::as_f32_slice_mut(v), T::as_f32_slice(zeros)) {
+        // SAFETY: detect() found AVX2 and FMA.
+        return unsafe { input_avx2::<W>(wg, x, un, v, zeros) };
     }
-    let ld = |i: usize| if i < W::P { load(m, (i * W::P + j) * tf + at) } else { L::zero() };
-    W::at::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)])
+    input_portable::<T, W>(wg, x, un, v, zeros)
 }
 
-/// The M×M outputs Aᵀ M A for filters f..f+N of one tile (m row ξ at ξ·tf + at).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn input_avx2<W: Tiling>(wg: &Wino, x: &[f32], un: &Unit, v: &mut [f32], zeros: &[f32]) {
+    input_tiles::<f32, W, Y8>(wg, x, un, v, zeros)
+}
+
+simd_fn! {
+    fn input_portable<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
+        input_tiles::<T, W, L<T, 8>>(wg, x, un, v, zeros)
+    }
+}
+
+/// The M×M outputs Aᵀ M A for filters f.. of one tile (m row ξ at ξ·tf + at).
 #[inline(always)]
-fn output_lanes<T: Real, W: Tiling, const N: usize>(m: &[T], tf: usize, at: usize, f: usize) -> [[L<T, N>; 4]; 4] {
+fn output_lanes<T: Real, W: Tiling, V: Lane<T>>(m: &[T], tf: usize, at: usize, f: usize) -> [[V; 4]; 4] {
     let at = at + f;
-    let col = output_col::<T, W, N>;
-    let c = [col(m, tf, at, 0), col(m, tf, at, 1), col(m, tf, at, 2), col(m, tf, at, 3), col(m, tf, at, 4), col(m, tf, at, 5)];
-    let row = |i: usize| W::at::<T, L<T, N>>(&[c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i]]);
-    [row(0), row(1), row(2), row(3)]
+    // columns j of Aᵀ M, then each row of that through A
+    let mut cols = [[V::zero(); 4]; 6];
+    for j in 0..W::P {
+        let mut col = [V::zero(); 6];
+        for i in 0..W::P {
+            col[i] = V::load(m, (i * W::P + j) * tf + at);
+        }
+        cols[j] = W::at::<T, V>(&col);
+    }
+    let mut y = [[V::zero(); 4]; 4];
+    for i in 0..W::M {
+        let mut row = [V::zero(); 6];
+        for j in 0..W::P {
+            row[j] = cols[j][i];
+        }
+        y[i] = W::at::<T, V>(&row);
+    }
+    y
+}
+
+/// out[s][M·tx + i][M·ty + j][f] = (Aᵀ M A)[i][j] for the outputs that exist (the last
+/// tile row or column may be partly outside).
+#[inline(always)]
+fn output_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
+    let g = &wg.g;
+    let (nf, mm) = (g.filters, W::M);
+    let tf = wg.plane(un, nf);
+    let mut t = 0;
+    for s in 0..un.ns {
+        for tx in un.tx0..un.tx1 {
+            for ty in 0..wg.nty {
+                // where output (i, j) of this tile goes, if it exists
+                let mut dst: [[Option<usize>; 4]; 4] = [[None; 4]; 4];
+                for i in 0..mm {
+                    for j in 0..mm {
+                        let (ox, oy) = (mm * tx + i, mm * ty + j);
+                        if ox < g.ox && oy < g.oy {
+                            dst[i][j] = Some(s * g.out_size() + ((ox - mm * un.tx0) * g.oy + oy) * nf);
+                        }
+                    }
+                }
+                let mut f = 0;
+                while f + V::N <= nf {
+                    output_store::<T, W, V>(&output_lanes::<T, W, V>(m, tf, t * nf, f), &dst, f, out);
+                    f += V::N;
+                }
+                while f < nf {
+                    output_store::<T, W, T>(&output_lanes::<T, W, T>(m, tf, t * nf, f), &dst, f, out);
+                    f += 1;
+                }
+                t += 1;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn output_store<T: Real, W: Tiling, V: Lane<T>>(y: &[[V; 4]; 4], dst: &[[Option<usize>; 4]; 4], f: usize, out: &mut [T]) {
+    for i in 0..W::M {
+        for j in 0..W::M {
+            if let Some(o) = dst[i][j] {
+                y[i][j].store(out, o + f);
+            }
+        }
+    }
+}
+
+fn output_transform<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(_), Some(m), Some(out)) = (lanes::detect(), T::as_f32_slice(m), T::as_f32_slice_mut(out)) {
+        // SAFETY: detect() found AVX2 and FMA.
+        return unsafe { output_avx2::<W>(wg, m, un, out) };
+    }
+    output_portable::<T, W>(wg, m, un, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn output_avx2<W: Tiling>(wg: &Wino, m: &[f32], un: &Unit, out: &mut [f32]) {
+    output_tiles::<f32, W, Y8>(wg, m, un, out)
 }
 
 simd_fn! {
-    /// out[s][M·tx + i][M·ty + j][f] = (Aᵀ M A)[i][j] for the outputs that exist (the
-    /// last tile row or column may be partly outside).
-    fn output_transform<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
-        let g = &wg.g;
-        let (nf, mm) = (g.filters, W::M);
-        let tf = wg.tiles(un) * nf;
-        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
-            // where output (i, j) of this tile goes, if it exists
-            let mut dst: [[Option<usize>; 4]; 4] = [[None; 4]; 4];
-            for i in 0..mm {
-                for j in 0..mm {
-                    let (ox, oy) = (mm * tx + i, mm * ty + j);
-                    if ox < g.ox && oy < g.oy {
-                        dst[i][j] = Some(s * g.out_size() + ((ox - mm * un.tx0) * g.oy + oy) * nf);
-                    }
-                }
-            }
-            let mut f = 0;
-            while f + 8 <= nf {
-                let y = output_lanes::<T, W, 8>(m, tf, t * nf, f);
-                for i in 0..mm {
-                    for j in 0..mm {
-                        if let Some(o) = dst[i][j] {
-                            store(out, o + f, y[i][j]);
-                        }
-                    }
-                }
-                f += 8;
-            }
-            while f < nf {
-                let y = output_lanes::<T, W, 1>(m, tf, t * nf, f);
-                for i in 0..mm {
-                    for j in 0..mm {
-                        if let Some(o) = dst[i][j] {
-                            store(out, o + f, y[i][j]);
-                        }
-                    }
-                }
-                f += 1;
-            }
-        });
+    fn output_portable<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
+        output_tiles::<T, W, L<T, 8>>(wg, m, un, out)
     }
 }
 
-/// A δ for column j of a tile's deltas, filters f..f+N (zeros beyond the tiling's M).
-#[inline(always)]
-fn delta_col<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, j: usize) -> [L<T, N>; 6] {
-    if j >= W::M {
-        return [L::zero(); 6];
-    }
-    let ld = |i: usize| if i < W::M { load(d[i][j], f) } else { L::zero() };
-    W::a::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3)])
-}
-
-/// Q = A δ Aᵀ for filters f..f+N of one tile: d[i][j] the tile's delta rows (zeros where
+/// Q = A δ Aᵀ for filters f.. of one tile: d[i][j] the tile's delta rows (zeros where
 /// there is no such output).
 #[inline(always)]
-fn delta_lanes<T: Real, W: Tiling, const N: usize>(d: &[[&[T]; 4]; 4], f: usize, q: &mut [T], tf: usize, at: usize, tmp: &mut [T]) {
+fn delta_lanes<T: Real, W: Tiling, V: Lane<T>>(d: &[[&[T]; 4]; 4], f: usize, q: &mut [T], tf: usize, at: usize, tmp: &mut [T]) {
     let (m, p) = (W::M, W::P);
     // as input_lanes: the columns through tmp
     for j in 0..m {
-        let col = delta_col::<T, W, N>(d, f, j);
+        let mut col = [V::zero(); 4];
+        for i in 0..m {
+            col[i] = V::load(d[i][j], f);
+        }
+        let col = W::a::<T, V>(&col);
         for i in 0..p {
-            store(tmp, (i * 4 + j) * N, col[i]);
+            col[i].store(tmp, (i * 4 + j) * V::N);
         }
     }
     for i in 0..p {
-        let ld = |j: usize| if j < m { load(tmp, (i * 4 + j) * N) } else { L::zero() };
-        let row = W::a::<T, L<T, N>>(&[ld(0), ld(1), ld(2), ld(3)]);
+        let mut row = [V::zero(); 4];
+        for j in 0..m {
+            row[j] = V::load(tmp, (i * 4 + j) * V::N);
+        }
+        let row = W::a::<T, V>(&row);
         for j in 0..p {
-            store(q, (i * p + j) * tf + at + f, row[j]);
+            row[j].store(q, (i * p + j) * tf + at + f);
         }
     }
 }
 
-simd_fn! {
-    /// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles; deltas of outputs that do not exist
-    /// are zero.
-    fn delta_transform<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
-        let g = &wg.g;
-        let (nf, m) = (g.filters, W::M);
-        let tf = wg.tiles(un) * nf;
-        let mut tmp = [T::zero(); 24 * 8];
-        wg.each_tile(un, #[inline(always)] |t, s, tx, ty| {
-            let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
-            let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
-            for i in 0..m {
-                for j in 0..m {
-                    let (ox, oy) = (m * tx + i, m * ty + j);
-                    if ox < g.ox && oy < g.oy {
-                        d[i][j] = &ds[(ox * g.oy + oy) * nf..][..nf];
+/// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles; deltas of outputs that do not exist
+/// are zero.
+#[inline(always)]
+fn delta_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
+    let g = &wg.g;
+    let (nf, m) = (g.filters, W::M);
+    let tf = wg.plane(un, nf);
+    let mut tmp = [T::zero(); 24 * MAX_LANES];
+    let mut t = 0;
+    for s in 0..un.ns {
+        let ds = &delta[(un.n0 + s) * g.out_size()..(un.n0 + s + 1) * g.out_size()];
+        for tx in un.tx0..un.tx1 {
+            for ty in 0..wg.nty {
+                let mut d: [[&[T]; 4]; 4] = [[zeros; 4]; 4];
+                for i in 0..m {
+                    for j in 0..m {
+                        let (ox, oy) = (m * tx + i, m * ty + j);
+                        if ox < g.ox && oy < g.oy {
+                            d[i][j] = &ds[(ox * g.oy + oy) * nf..][..nf];
+                        }
                     }
                 }
+                let mut f = 0;
+                while f + V::N <= nf {
+                    delta_lanes::<T, W, V>(&d, f, q, tf, t * nf, &mut tmp);
+                    f += V::N;
+                }
+                while f < nf {
+                    delta_lanes::<T, W, T>(&d, f, q, tf, t * nf, &mut tmp);
+                    f += 1;
+                }
+                t += 1;
             }
-            let mut f = 0;
-            while f + 8 <= nf {
-                delta_lanes::<T, W, 8>(&d, f, q, tf, t * nf, &mut tmp);
-                f += 8;
+        }
+    }
+}
+
+fn delta_transform<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(_), Some(delta), Some(q), Some(zeros)) = (lanes::detect(), T::as_f32_slice(delta), T::as_f32_slice_mut(q), T::as_f32_slice(zeros)) {
+        // SAFETY: detect() found AVX2 and FMA.
+        return unsafe { delta_avx2::<W>(wg, delta, un, q, zeros) };
+    }
+    delta_portable::<T, W>(wg, delta, un, q, zeros)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn delta_avx2<W: Tiling>(wg: &Wino, delta: &[f32], un: &Unit, q: &mut [f32], zeros: &[f32]) {
+    delta_tiles::<f32, W, Y8>(wg, delta, un, q, zeros)
+}
+
+simd_fn! {
+    fn delta_portable<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
+        delta_tiles::<T, W, L<T, 8>>(wg, delta, un, q, zeros)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Seeded values in (−1, 1), never zero.
+    fn draws(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 1.98 - 0.99 + 0.005
+            })
+            .collect()
+    }
+
+    fn same_bits(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "{what}: element {i}: {x} against {y}");
+        }
+    }
+
+    /// The AVX register lanes compute exactly what the array lanes do, and write the same
+    /// elements (outputs poisoned with NaN beforehand), for every tiling, on channel
+    /// counts with a remainder past the last group of 8 and outputs with partial tiles.
+    fn avx2_against_arrays<W: Tiling>(m: usize, field: usize, z: usize, filters: usize, side: usize, pad: usize) {
+        if lanes::detect().is_none() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let g = ConvGeom::new([side, side + 1, z], [pad, pad], [field, field], [1, 1], filters).unwrap();
+        let wg = Wino::new(g, m);
+        let n = 3;
+        let x = draws(n * g.in_size(), 1);
+        let delta = draws(n * g.out_size(), 2);
+        let zeros = vec![0f32; z.max(filters)];
+        for i in 0..wg.unit_count(n) {
+            let un = wg.unit(i, n);
+            let (t, pp) = (wg.tiles(&un), wg.positions());
+            let (sv, sf) = (wg.plane(&un, z), wg.plane(&un, filters));
+            let (mut v1, mut v2) = (vec![f32::NAN; pp * sv], vec![f32::NAN; pp * sv]);
+            input_portable::<f32, W>(&wg, &x, &un, &mut v1, &zeros);
+            // SAFETY: detect() found AVX2 above.
+            unsafe { input_avx2::<W>(&wg, &x, &un, &mut v2, &zeros) };
+            same_bits(&v1, &v2, "input transform");
+            assert!(v1.chunks(sv).all(|p| p[..t * z].iter().all(|v| v.is_finite())), "the input transform writes every element");
+            let (mut q1, mut q2) = (vec![f32::NAN; pp * sf], vec![f32::NAN; pp * sf]);
+            delta_portable::<f32, W>(&wg, &delta, &un, &mut q1, &zeros);
+            // SAFETY: as above.
+            unsafe { delta_avx2::<W>(&wg, &delta, &un, &mut q2, &zeros) };
+            same_bits(&q1, &q2, "delta transform");
+            assert!(q1.chunks(sf).all(|p| p[..t * filters].iter().all(|v| v.is_finite())), "the delta transform writes every element");
+            let mt = draws(pp * sf, 3 + i as u64);
+            let len = un.ns * (m * (un.tx1 - un.tx0)).min(g.ox - m * un.tx0) * g.oy * filters;
+            let (mut o1, mut o2) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            output_portable::<f32, W>(&wg, &mt, &un, &mut o1);
+            // SAFETY: as above.
+            unsafe { output_avx2::<W>(&wg, &mt, &un, &mut o2) };
+            same_bits(&o1, &o2, "output transform");
+            assert!(o1.iter().all(|v| v.is_finite()), "the output transform writes every output of its unit");
+        }
+    }
+
+    #[test]
+    fn avx2_lanes_match_array_lanes() {
+        avx2_against_arrays::<F2>(2, 3, 20, 19, 9, 1);
+        avx2_against_arrays::<F4>(4, 3, 20, 19, 9, 1);
+        avx2_against_arrays::<F4>(4, 3, 16, 24, 30, 0);
+        avx2_against_arrays::<F42>(4, 2, 19, 20, 10, 0);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// cargo test --release timing -- --ignored --nocapture
+    #[test]
+    #[ignore]
+    fn transform_times() {
+        let n: usize = std::env::var("NF_N").map_or(64, |v| v.parse().unwrap());
+        for (side, z, f) in [(31, 24, 32), (15, 32, 64), (7, 64, 128)] {
+            let g = ConvGeom::new([side, side, z], [1, 1], [3, 3], [1, 1], f).unwrap();
+            let wg = Wino::new(g, 4);
+            let x: Vec<f32> = (0..n * g.in_size()).map(|i| (i % 97) as f32 * 0.01 + 0.1).collect();
+            let zeros = vec![0f32; z.max(f)];
+            let units: Vec<Unit> = (0..wg.unit_count(n)).map(|i| wg.unit(i, n)).collect();
+            let maxt = units.iter().map(|u| wg.tiles(u)).max().unwrap();
+            let mut v = vec![0f32; 36 * (maxt * z + PLANE_PAD)];
+            let mut mm = vec![0.5f32; 36 * (maxt * f + PLANE_PAD)];
+            let mut out = vec![0f32; n * g.out_size()];
+            let tiles: usize = units.iter().map(|u| wg.tiles(u)).sum();
+            for rep in 0..3 {
+                let t0 = Instant::now();
+                for u in &units {
+                    input_transform::<f32, F4>(&wg, &x, u, &mut v, &zeros);
+                }
+                let ti = t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                for u in &units {
+                    let len = u.ns * (4 * (u.tx1 - u.tx0)).min(g.ox - 4 * u.tx0) * g.oy * f;
+                    let o0 = u.n0 * g.out_size();
+                    output_transform::<f32, F4>(&wg, &mm, u, &mut out[o0..o0 + len]);
+                }
+                let to = t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                for u in &units {
+                    delta_transform::<f32, F4>(&wg, &out, u, &mut mm, &zeros);
+                }
+                let td = t0.elapsed().as_secs_f64();
+                if rep == 2 {
+                    let ns = |t: f64, c: usize| t * 1e9 / (tiles * c.div_ceil(8)) as f64;
+                    println!("{side}x{side}x{z}->{f}: {tiles} tiles; ns per tile and group of 8: input {:.1}, output {:.1}, delta {:.1}; ms: {:.2} {:.2} {:.2}",
+                        ns(ti, z), ns(to, f), ns(td, f), ti * 1e3, to * 1e3, td * 1e3);
+                }
             }
-            while f < nf {
-                delta_lanes::<T, W, 1>(&d, f, q, tf, t * nf, &mut tmp);
-                f += 1;
-            }
-        });
+            mm[0] = v[0];
+        }
     }
 }

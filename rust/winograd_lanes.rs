@@ -1,0 +1,188 @@
+//! What the Winograd transforms (winograd.rs) combine. The transform formulas are written
+//! once over `Val`: one number (the weights' transforms), or lanes of consecutive channels
+//! or filters (the data's), where each operation is one vector instruction. The data
+//! transforms load and store through `Lane`: one number (the last channels), N lanes as a
+//! plain array (any type, any CPU), or eight f32 lanes in an AVX register.
+//!
+//! Why the register type: with arrays, the compiler split some loads and stores into
+//! 128-bit halves, and a 256-bit load of values just stored as two halves stalls (no store
+//! forwarding). That stall was 13–46 % of the input and delta transforms' samples (perf,
+//! Zen 4, 2026-12-04). Both compute the same operations in the same order (no fused
+//! multiply-adds), so their results are bit-identical.
+
+use crate::real::Real;
+use std::ops::{Add, Mul, Neg, Sub};
+
+pub(crate) trait Val<T: Real>: Copy + Add<Output = Self> + Sub<Output = Self> + Neg<Output = Self> + Mul<T, Output = Self> {
+    fn zero() -> Self;
+}
+
+/// Values of a transform's operand that load from and store to a slice of T.
+pub(crate) trait Lane<T: Real>: Val<T> {
+    /// Consecutive values per lane group.
+    const N: usize;
+    fn load(s: &[T], at: usize) -> Self;
+    fn store(self, d: &mut [T], at: usize);
+}
+
+impl<T: Real> Val<T> for T {
+    #[inline(always)]
+    fn zero() -> T {
+        T::zero()
+    }
+}
+
+impl<T: Real> Lane<T> for T {
+    const N: usize = 1;
+    #[inline(always)]
+    fn load(s: &[T], at: usize) -> T {
+        s[at]
+    }
+    #[inline(always)]
+    fn store(self, d: &mut [T], at: usize) {
+        d[at] = self;
+    }
+}
+
+/// N lanes as an array, each operation a plain loop over them.
+#[derive(Clone, Copy)]
+pub(crate) struct L<T, const N: usize>([T; N]);
+
+macro_rules! lane_op {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<T: Real, const N: usize> $tr for L<T, N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, o: Self) -> Self {
+                let mut r = self.0;
+                for i in 0..N {
+                    r[i] = self.0[i] $op o.0[i];
+                }
+                L(r)
+            }
+        }
+    };
+}
+lane_op!(Add, add, +);
+lane_op!(Sub, sub, -);
+
+impl<T: Real, const N: usize> Neg for L<T, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        let mut r = self.0;
+        for v in r.iter_mut() {
+            *v = -*v;
+        }
+        L(r)
+    }
+}
+
+impl<T: Real, const N: usize> Mul<T> for L<T, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, k: T) -> Self {
+        let mut r = self.0;
+        for v in r.iter_mut() {
+            *v *= k;
+        }
+        L(r)
+    }
+}
+
+impl<T: Real, const N: usize> Val<T> for L<T, N> {
+    #[inline(always)]
+    fn zero() -> Self {
+        L([T::zero(); N])
+    }
+}
+
+impl<T: Real, const N: usize> Lane<T> for L<T, N> {
+    const N: usize = N;
+    #[inline(always)]
+    fn load(s: &[T], at: usize) -> Self {
+        L(*s[at..].first_chunk::<N>().expect("lanes inside their slice"))
+    }
+    #[inline(always)]
+    fn store(self, d: &mut [T], at: usize) {
+        *d[at..].first_chunk_mut::<N>().expect("lanes inside their slice") = self.0;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::Y8;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Lane, Val};
+    use crate::lanes::{chunk, chunk_mut};
+    use std::arch::x86_64::*;
+    use std::ops::{Add, Mul, Neg, Sub};
+
+    /// Eight f32 lanes in an AVX register.
+    ///
+    /// Its operations are AVX instructions without a proof that the CPU has them: values
+    /// of Y8 are made and used only in winograd.rs's `*_avx2` functions, which are compiled
+    /// with AVX2 and called after `lanes::detect()` found it. That is the SAFETY of every
+    /// block below (the pointers come from references to exactly eight floats).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Y8(__m256);
+
+    impl Add for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn add(self, o: Y8) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_add_ps(self.0, o.0) })
+        }
+    }
+
+    impl Sub for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn sub(self, o: Y8) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_sub_ps(self.0, o.0) })
+        }
+    }
+
+    impl Neg for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn neg(self) -> Y8 {
+            // SAFETY: see Y8. Flipping the sign bit is what scalar negation does, −0 included.
+            Y8(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
+        }
+    }
+
+    impl Mul<f32> for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn mul(self, k: f32) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(k)) })
+        }
+    }
+
+    impl Val<f32> for Y8 {
+        #[inline(always)]
+        fn zero() -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_setzero_ps() })
+        }
+    }
+
+    impl Lane<f32> for Y8 {
+        const N: usize = 8;
+        #[inline(always)]
+        fn load(s: &[f32], at: usize) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_loadu_ps(chunk::<8>(s, at).as_ptr()) })
+        }
+        #[inline(always)]
+        fn store(self, d: &mut [f32], at: usize) {
+            // SAFETY: see Y8.
+            unsafe { _mm256_storeu_ps(chunk_mut::<8>(d, at).as_mut_ptr(), self.0) }
+        }
+    }
+}
