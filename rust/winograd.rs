@@ -228,9 +228,9 @@ impl Wino {
         });
     }
 
-    /// du ((m+2)²·Z·F) += Σ over the unit's tiles of V_ξᵀ · Q_ξ, with x and delta the whole
-    /// batch's input and output gradient.
-    pub fn weight_grad_unit<T: Real>(&self, x: &[T], delta: &[T], un: &Unit, du: &mut [T]) {
+    /// du ((m+2)²·Z·F) = Σ over the unit's tiles of V_ξᵀ · Q_ξ, or du += that with
+    /// `accumulate`; x and delta are the whole batch's input and output gradient.
+    pub fn weight_grad_unit<T: Real>(&self, x: &[T], delta: &[T], un: &Unit, du: &mut [T], accumulate: bool) {
         let g = &self.g;
         let (z, f, t, pp) = (g.z, g.filters, self.tiles(un), self.positions());
         let (sv, sq) = (self.plane(un, z), self.plane(un, f));
@@ -242,7 +242,7 @@ impl Wino {
             by_tile!(self, delta_transform::<T>(self, delta, un, q, zeros));
             for xi in 0..pp {
                 let (vx, qx) = (&v[xi * sv..][..t * z], &q[xi * sq..][..t * f]);
-                matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], true, 1);
+                matmul(Mat::new(vx, t, z).t(), Mat::new(qx, t, f), &mut du[xi * z * f..(xi + 1) * z * f], accumulate, 1);
             }
         });
     }
