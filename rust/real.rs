@@ -56,7 +56,11 @@ fn exp_neg_f32(x: f32) -> f32 {
     let p = p.mul_add(r, 0.166_666_66);
     let p = p.mul_add(r, 0.5);
     let p = (p * r).mul_add(r, r) + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+    // 2ⁿ from the bits of 2²³ + n + 127 (exact: n is a whole number in [−126, 0]), not by
+    // `n as i32`: Rust's saturating float-to-int cast left the loop one scalar conversion
+    // per lane (a third of GELU's time, perf 2026-12-04); the result is the same
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits().wrapping_sub(0x4B00_0000);
+    f32::from_bits(biased << 23) * p
 }
 
 /// erf(x) in f32: a rational approximation on [−4, 4] (erf is ±1 in f32 beyond).
@@ -154,6 +158,25 @@ mod tests {
     use super::*;
 
     /// The f32 approximations against libm in f64, over the range that matters.
+    /// The 2ⁿ of exp_neg_f32 by bits gives what `n as i32` gave, bit for bit.
+    #[test]
+    fn exp_neg_scale_by_bits_matches_the_cast() {
+        let by_cast = |x: f32| {
+            let x = x.max(-87.0);
+            let n = (x * std::f32::consts::LOG2_E).round();
+            f32::from_bits(((n as i32 + 127) << 23) as u32)
+        };
+        let by_bits = |x: f32| {
+            let x = x.max(-87.0);
+            let n = (x * std::f32::consts::LOG2_E).round();
+            f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits().wrapping_sub(0x4B00_0000) << 23)
+        };
+        let specials = [f32::NEG_INFINITY, f32::NAN, -1e30, -87.5, -87.0, -0.0, 0.0, -f32::MIN_POSITIVE];
+        for x in (0..=2_000_000).map(|i| i as f32 * -5e-5).chain(specials) {
+            assert_eq!(by_cast(x).to_bits(), by_bits(x).to_bits(), "x = {x}");
+        }
+    }
+
     #[test]
     fn fast_normal_cdf_pdf_is_within_a_few_ulp() {
         let (mut worst_cdf, mut worst_pdf) = (0.0f64, 0.0f64);
