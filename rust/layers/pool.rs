@@ -31,6 +31,11 @@ impl Geom {
         let clip = |lo: isize, f: usize, size: usize| lo.max(0) as usize..((lo + f as isize).min(size as isize)).max(0) as usize;
         (clip(x0, self.fx, self.x), clip(y0, self.fy, self.y))
     }
+    /// Do the windows tile the input, each input element in one window at most (stride =
+    /// field, no padding)?
+    fn tiles(&self) -> bool {
+        self.sx == self.fx && self.sy == self.fy && self.px == 0 && self.py == 0
+    }
     fn in_size(&self) -> usize {
         self.x * self.y * self.z
     }
@@ -137,6 +142,11 @@ impl<T: Real> Layer<T> for Pool<T> {
         let g = self.g;
         let (inp, out, n) = (g.in_size(), g.out_size(), cx.n);
         let dys = dy[..n * out].par_chunks(out);
+        if self.max && g.tiles() {
+            let arg = &self.argmax[..n * out];
+            dx[..n * inp].par_chunks_mut(inp).zip(dys).zip(arg.par_chunks(out)).for_each(|((dx, dy), a)| max_grad_tiled(&g, dy, a, dx));
+            return;
+        }
         if self.max {
             let arg = &self.argmax[..n * out];
             dx[..n * inp].par_chunks_mut(inp).zip(dys).zip(arg.par_chunks(out)).for_each(|((dx, dy), a)| {
@@ -188,6 +198,32 @@ simd_fn! {
                             *w = if gt { (i + c) as u32 } else { *w };
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// One sample's input gradient where the windows tile the input (`Geom::tiles`): each
+    /// input element written once, in order, with its window's gradient where it won and
+    /// zero elsewhere (and past the last window). The scatter below zeroes the whole
+    /// gradient first and then adds to it: 3–4 % of a speed-net step in the memset alone.
+    /// `0 + v` keeps the scatter's results to the bit (a −0 gradient becomes +0 there too).
+    fn max_grad_tiled<T: Real>(g: &Geom, dy: &[T], arg: &[u32], dx: &mut [T]) {
+        let z = g.z;
+        for ix in 0..g.x {
+            let ox = ix / g.fx;
+            for iy in 0..g.y {
+                let (oy, i) = (iy / g.fy, (ix * g.y + iy) * z);
+                let d = &mut dx[i..i + z];
+                if ox >= g.ox || oy >= g.oy {
+                    d.iter_mut().for_each(|v| *v = T::zero());
+                    continue;
+                }
+                let o = (ox * g.oy + oy) * z;
+                for (c, (d, (&a, &v))) in d.iter_mut().zip(arg[o..o + z].iter().zip(&dy[o..o + z])).enumerate() {
+                    *d = if a == (i + c) as u32 { T::zero() + v } else { T::zero() };
                 }
             }
         }

@@ -279,6 +279,9 @@ def _cases() -> list[Case]:
                                     dense("d3", 3)], n=4))
     # --- max-pool: overlapping windows, padding (which never wins), odd sizes, ties
     c.append(Case("maxpool_2x2", (6, 6, 2), [conv("c0", 3, padding=1, activator=A("tanh")), maxpool("m1", 2), dense("d2", 3)]))
+    # windows that tile the input (the engine's one-pass gradient) and leave a row and a
+    # column past the last window, whose gradient is zero
+    c.append(Case("maxpool_tiled_leftover", (7, 5, 3), [conv("c0", 3, padding=1, activator=A("tanh")), maxpool("m1", (3, 2)), dense("d2", 3)]))
     c.append(Case("maxpool_overlap_pad", (7, 5, 2), [conv("c0", 3, padding=1, activator=A("leaky_relu", 0.2)),
                                                      maxpool("m1", 3, stride=2, padding=1), dense("d2", 3)]))
     c.append(Case("maxpool_s1_pad_negative", (5, 4, 2), [maxpool("m0", 3, stride=1, padding=1), conv("c1", 2, padding=1, activator=A("tanh")),
