@@ -266,9 +266,9 @@ trait Tiling: 'static {
     /// A δ: output gradients (M) into positions (P).
     fn a<T: Real, V: Val<T>>(d: &[V; 4]) -> [V; 6];
     /// G k: a filter column (R) into positions (P).
-    fn g<T: Real>(k: &[T; 3]) -> [T; 6];
+    fn g<T: Real, V: Val<T>>(k: &[V; 3]) -> [V; 6];
     /// Gᵀ p: positions (P) back into a filter column (R).
-    fn gt<T: Real>(p: &[T; 6]) -> [T; 3];
+    fn gt<T: Real, V: Val<T>>(p: &[V; 6]) -> [V; 3];
 }
 
 /// F(2×2, 3×3): Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]],
@@ -296,12 +296,12 @@ impl Tiling for F2 {
         [d[0], d[0] + d[1], d[0] - d[1], -d[1], z, z]
     }
     #[inline(always)]
-    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
-        let (h, z) = (T::of(0.5), T::zero());
+    fn g<T: Real, V: Val<T>>(k: &[V; 3]) -> [V; 6] {
+        let (h, z) = (T::of(0.5), V::zero());
         [k[0], (k[0] + k[1] + k[2]) * h, (k[0] - k[1] + k[2]) * h, k[2], z, z]
     }
     #[inline(always)]
-    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+    fn gt<T: Real, V: Val<T>>(p: &[V; 6]) -> [V; 3] {
         let h = T::of(0.5);
         [p[0] + (p[1] + p[2]) * h, (p[1] - p[2]) * h, (p[1] + p[2]) * h + p[3]]
     }
@@ -337,14 +337,14 @@ impl Tiling for F4 {
         [d[0], even + odd, even - odd, even2 + odd2, even2 - odd2, d[3]]
     }
     #[inline(always)]
-    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
+    fn g<T: Real, V: Val<T>>(k: &[V; 3]) -> [V; 6] {
         let (sixth, twelfth) = (T::of(1.0 / 6.0), T::of(1.0 / 12.0));
         let (even, odd) = (k[0] + k[2], k[1]);
         let (even2, odd2) = (k[0] * T::of(1.0 / 24.0) + k[2] * sixth, k[1] * twelfth);
         [k[0] * T::of(0.25), -(even + odd) * sixth, -(even - odd) * sixth, even2 + odd2, even2 - odd2, k[2]]
     }
     #[inline(always)]
-    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+    fn gt<T: Real, V: Val<T>>(p: &[V; 6]) -> [V; 3] {
         let (sixth, twelfth) = (T::of(1.0 / 6.0), T::of(1.0 / 12.0));
         let (sp, sm, tp, tm) = (p[1] + p[2], p[2] - p[1], p[3] + p[4], p[3] - p[4]);
         [p[0] * T::of(0.25) - sp * sixth + tp * T::of(1.0 / 24.0), sm * sixth + tm * twelfth, (tp - sp) * sixth + p[5]]
@@ -382,69 +382,119 @@ impl Tiling for F42 {
         [d[0], even + odd, even - odd, d[0] + d[1] * two + d[2] * four + d[3] * eight, d[3], V::zero()]
     }
     #[inline(always)]
-    fn g<T: Real>(k: &[T; 3]) -> [T; 6] {
+    fn g<T: Real, V: Val<T>>(k: &[V; 3]) -> [V; 6] {
         let (h, sixth) = (T::of(0.5), T::of(1.0 / 6.0));
-        [k[0] * h, (k[0] + k[1]) * h, (k[0] - k[1]) * sixth, (k[0] + k[1] * T::of(2.0)) * sixth, k[1], T::zero()]
+        [k[0] * h, (k[0] + k[1]) * h, (k[0] - k[1]) * sixth, (k[0] + k[1] * T::of(2.0)) * sixth, k[1], V::zero()]
     }
     #[inline(always)]
-    fn gt<T: Real>(p: &[T; 6]) -> [T; 3] {
+    fn gt<T: Real, V: Val<T>>(p: &[V; 6]) -> [V; 3] {
         let (h, sixth, third) = (T::of(0.5), T::of(1.0 / 6.0), T::of(1.0 / 3.0));
-        [(p[0] + p[1]) * h + (p[2] + p[3]) * sixth, p[1] * h - p[2] * sixth + p[3] * third + p[4], T::zero()]
+        [(p[0] + p[1]) * h + (p[2] + p[3]) * sixth, p[1] * h - p[2] * sixth + p[3] * third + p[4], V::zero()]
     }
 }
 
-simd_fn! {
-    /// U[ξ][c][f] = (G g Gᵀ)[ξ] for every channel c and filter f.
-    fn weight_transform<T: Real, W: Tiling>(g: &ConvGeom, w: &[T], u: &mut [T]) {
-        let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
-        let zf = z * f;
-        for c in 0..z {
-            for fi in 0..f {
-                let k = |kx: usize, ky: usize| if kx < rr { w[((kx * rr + ky) * z + c) * f + fi] } else { T::zero() };
-                // (G g)[i][ky], column by column
-                let mut r = [[T::zero(); 3]; 6];
-                for ky in 0..rr {
-                    let col = W::g(&[k(0, ky), k(1, ky), k(2, ky)]);
-                    for i in 0..p {
-                        r[i][ky] = col[i];
-                    }
-                }
-                for i in 0..p {
-                    let row = W::g(&r[i]);
-                    for j in 0..p {
-                        u[(i * p + j) * zf + c * f + fi] = row[j];
-                    }
-                }
-            }
+// The weights' transforms, over lanes of consecutive filters (w and u hold the filters
+// last). Scalar, they were 4 % of a small-CIFAR step (2026-12-04).
+
+/// U[ξ][c][fi..] = (G g Gᵀ)[ξ] for channel c and the filters of lanes V from fi.
+#[inline(always)]
+fn weight_lanes<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, w: &[T], u: &mut [T], c: usize, fi: usize) {
+    let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
+    // (G g)[i][ky], column by column
+    let mut r = [[V::zero(); 3]; 6];
+    for ky in 0..rr {
+        let mut k = [V::zero(); 3];
+        for kx in 0..rr {
+            k[kx] = V::load(w, ((kx * rr + ky) * z + c) * f + fi);
+        }
+        let col = W::g::<T, V>(&k);
+        for i in 0..p {
+            r[i][ky] = col[i];
+        }
+    }
+    for i in 0..p {
+        let row = W::g::<T, V>(&r[i]);
+        for j in 0..p {
+            row[j].store(u, (i * p + j) * z * f + c * f + fi);
         }
     }
 }
 
-simd_fn! {
-    /// dw = Gᵀ ∂U G for every channel c and filter f.
-    fn weight_grad_back<T: Real, W: Tiling>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
-        let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
-        let zf = z * f;
-        for c in 0..z {
-            for fi in 0..f {
-                let mut rows = [[T::zero(); 6]; 3];
-                for j in 0..p {
-                    let mut col = [T::zero(); 6];
-                    for i in 0..p {
-                        col[i] = du[(i * p + j) * zf + c * f + fi];
-                    }
-                    let back = W::gt(&col);
-                    for kx in 0..rr {
-                        rows[kx][j] = back[kx];
-                    }
-                }
-                for (kx, row) in rows[..rr].iter().enumerate() {
-                    for (ky, &val) in W::gt(row)[..rr].iter().enumerate() {
-                        dw[((kx * rr + ky) * z + c) * f + fi] = val;
-                    }
-                }
-            }
+/// dw = Gᵀ ∂U G for channel c and the filters of lanes V from fi.
+#[inline(always)]
+fn weight_back_lanes<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, du: &[T], dw: &mut [T], c: usize, fi: usize) {
+    let (z, f, p, rr) = (g.z, g.filters, W::P, W::R);
+    let mut rows = [[V::zero(); 6]; 3];
+    for j in 0..p {
+        let mut col = [V::zero(); 6];
+        for i in 0..p {
+            col[i] = V::load(du, (i * p + j) * z * f + c * f + fi);
         }
+        let back = W::gt::<T, V>(&col);
+        for kx in 0..rr {
+            rows[kx][j] = back[kx];
+        }
+    }
+    for kx in 0..rr {
+        let vals = W::gt::<T, V>(&rows[kx]);
+        for ky in 0..rr {
+            vals[ky].store(dw, ((kx * rr + ky) * z + c) * f + fi);
+        }
+    }
+}
+
+/// `weight_lanes` (or, with `back`, `weight_back_lanes`) for every channel and filter.
+#[inline(always)]
+fn weight_all<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
+    for c in 0..g.z {
+        let mut fi = 0;
+        while fi + V::N <= g.filters {
+            if back {
+                weight_back_lanes::<T, W, V>(g, from, to, c, fi);
+            } else {
+                weight_lanes::<T, W, V>(g, from, to, c, fi);
+            }
+            fi += V::N;
+        }
+        while fi < g.filters {
+            if back {
+                weight_back_lanes::<T, W, T>(g, from, to, c, fi);
+            } else {
+                weight_lanes::<T, W, T>(g, from, to, c, fi);
+            }
+            fi += 1;
+        }
+    }
+}
+
+/// U[ξ][c][f] = (G g Gᵀ)[ξ] for every channel c and filter f.
+fn weight_transform<T: Real, W: Tiling>(g: &ConvGeom, w: &[T], u: &mut [T]) {
+    weights_either::<T, W>(g, w, u, false)
+}
+
+/// dw = Gᵀ ∂U G for every channel c and filter f.
+fn weight_grad_back<T: Real, W: Tiling>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
+    weights_either::<T, W>(g, du, dw, true)
+}
+
+fn weights_either<T: Real, W: Tiling>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(_), Some(from), Some(to)) = (lanes::detect(), T::as_f32_slice(from), T::as_f32_slice_mut(to)) {
+        // SAFETY: detect() found AVX2 and FMA.
+        return unsafe { weights_avx2::<W>(g, from, to, back) };
+    }
+    weights_portable::<T, W>(g, from, to, back)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weights_avx2<W: Tiling>(g: &ConvGeom, from: &[f32], to: &mut [f32], back: bool) {
+    weight_all::<f32, W, Y8>(g, from, to, back)
+}
+
+simd_fn! {
+    fn weights_portable<T: Real, W: Tiling>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
+        weight_all::<T, W, L<T, 8>>(g, from, to, back)
     }
 }
 
@@ -762,6 +812,20 @@ mod tests {
         let x = draws(n * g.in_size(), 1);
         let delta = draws(n * g.out_size(), 2);
         let zeros = vec![0f32; z.max(filters)];
+        let w = draws(field * field * z * filters, 4);
+        let (mut u1, mut u2) = (vec![f32::NAN; wg.u_len()], vec![f32::NAN; wg.u_len()]);
+        weights_portable::<f32, W>(&g, &w, &mut u1, false);
+        // SAFETY: detect() found AVX2 above.
+        unsafe { weights_avx2::<W>(&g, &w, &mut u2, false) };
+        same_bits(&u1, &u2, "weight transform");
+        assert!(u1.iter().all(|v| v.is_finite()), "the weight transform writes every element");
+        let du = draws(wg.u_len(), 5);
+        let (mut w1, mut w2) = (vec![f32::NAN; w.len()], vec![f32::NAN; w.len()]);
+        weights_portable::<f32, W>(&g, &du, &mut w1, true);
+        // SAFETY: as above.
+        unsafe { weights_avx2::<W>(&g, &du, &mut w2, true) };
+        same_bits(&w1, &w2, "weight gradient's transform back");
+        assert!(w1.iter().all(|v| v.is_finite()), "the transform back writes every weight");
         for i in 0..wg.unit_count(n) {
             let un = wg.unit(i, n);
             let (t, pp) = (wg.tiles(&un), wg.positions());
