@@ -247,13 +247,23 @@ impl Conv {
         workspace(extra, kf + n * ph.v.in_size()).split_at_mut(kf)
     }
 
-    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples (`extra` as in `forward`).
-    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>, extra: &mut Vec<T>) {
+    /// Does this layer run over its input's phases (the buffers of `forward`'s `extra`)?
+    pub fn over_phases(&self) -> bool {
+        self.phased.is_some()
+    }
+
+    /// dw = ∂L/∂w given delta = ∂L/∂s for `n` samples (`extra` as in `forward`). With
+    /// `phases_kept`, `extra` still holds the input's phases that `forward` made (a layer
+    /// `over_phases`), and they are not made again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn weight_grad<T: Real>(&self, input: &[T], delta: &[T], n: usize, dw: &mut [T], partials: &mut Vec<T>, extra: &mut Vec<T>, phases_kept: bool) {
         let g = &self.g;
         if let Some(ph) = &self.phased {
             let (dwp, sb) = self.phase_buffers(ph, extra, n);
-            phases::space_to_depth(g, &ph.v, input, n, sb);
-            ph.inner.weight_grad(sb, delta, n, dwp, partials, &mut Vec::new());
+            if !phases_kept {
+                phases::space_to_depth(g, &ph.v, input, n, sb);
+            }
+            ph.inner.weight_grad(sb, delta, n, dwp, partials, &mut Vec::new(), false);
             return phases::phases_to_weights(g, &ph.v, dwp, dw);
         }
         if let Some(wg) = &self.wino {
@@ -580,8 +590,8 @@ mod tests {
                 plain.forward(&x, &w, None, &mut s2, &mut a2, n, &mut Vec::new(), &mut Vec::new(), false);
                 close(&a1, &a2, "forward");
                 let (mut dw1, mut dw2) = (vec![nan; g.k() * filters], vec![nan; g.k() * filters]);
-                wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new(), &mut Vec::new());
-                plain.weight_grad(&x, &d, n, &mut dw2, &mut Vec::new(), &mut Vec::new());
+                wino.weight_grad(&x, &d, n, &mut dw1, &mut Vec::new(), &mut Vec::new(), false);
+                plain.weight_grad(&x, &d, n, &mut dw2, &mut Vec::new(), &mut Vec::new(), false);
                 close(&dw1, &dw2, "weight grad");
                 for mask in [None, Some(&act)] {
                     let start = if mask.is_some() { x.clone() } else { vec![nan; n * inp] };

@@ -23,6 +23,10 @@ pub struct ConvLayer<T> {
     /// Weight-gradient partial sums; also a strided layer's phases (conv.rs `forward`'s
     /// `extra`) in the passes that do not sum partials.
     partials: Vec<T>,
+    /// `partials` holds the phases of the input of the last forward pass, a training pass
+    /// of a layer over phases: the weight gradient reads them there (and sums its partials
+    /// in `wt`) instead of copying the input to its phases a second time.
+    phases_kept: bool,
 }
 
 impl<T: Real> ConvLayer<T> {
@@ -32,7 +36,7 @@ impl<T: Real> ConvLayer<T> {
         let what = |e: Error| Error::new(format!("layer {}: {e}", spec.name));
         let g = ConvGeom::new([d[0], d[1], d[2]], *padding, *field, *stride, *filters).map_err(what)?;
         let conv = Conv::with_algorithm(g, *activator, algorithm).map_err(what)?;
-        Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), fprime_kept: false, wt: Vec::new(), partials: Vec::new() })
+        Ok(ConvLayer { spec: spec.clone(), conv, slot, bias: *bias, s: Vec::new(), fprime_kept: false, wt: Vec::new(), partials: Vec::new(), phases_kept: false })
     }
 
     fn act(&self) -> &Activator {
@@ -63,7 +67,7 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
     }
 
     fn release(&mut self) {
-        (self.s, self.wt, self.partials) = (Vec::new(), Vec::new(), Vec::new());
+        (self.s, self.wt, self.partials, self.phases_kept) = (Vec::new(), Vec::new(), Vec::new(), false);
     }
 
     fn forward(&mut self, cx: &Ctx, x: &[T], y: &mut [T], t: &mut Tensors<'_, T>) {
@@ -72,6 +76,7 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         self.workspace(self.conv.wt_len(), false, cx.n);
         // training with an f′ that needs the pre-activations: keep f′ instead of them
         self.fprime_kept = cx.mode.train() && !self.act().from_output();
+        self.phases_kept = cx.mode.train() && self.conv.over_phases();
         self.conv.forward(x, &t.params[p], bias, &mut self.s, y, cx.n, &mut self.wt, &mut self.partials, self.fprime_kept);
     }
 
@@ -80,6 +85,7 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
         let act = *self.act();
         own_fprime(&act, dy, y, &self.s, folded, self.fprime_kept);
         let dy: &[T] = dy;
+        let kept = std::mem::take(&mut self.phases_kept);
         self.workspace(self.conv.partials_len(n), true, n);
         self.workspace(self.conv.wt_len(), false, n);
         let (w, grads) = (&t.params[p], &mut *t.grads);
@@ -88,7 +94,12 @@ impl<T: Real> Layer<T> for ConvLayer<T> {
                 XDx::InPlace(buf, _) => buf,
                 XDx::Separate(x, _) => x,
             };
-            self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.partials, &mut self.wt);
+            if kept {
+                self.workspace(self.conv.partials_len(n), false, n);
+                self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.wt, &mut self.partials, true);
+            } else {
+                self.conv.weight_grad(x, dy, n, &mut grads[p], &mut self.partials, &mut self.wt, false);
+            }
         }
         if self.bias {
             bias_grad(dy, self.conv.g.filters, &mut grads[p + 1]);
