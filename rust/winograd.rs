@@ -778,17 +778,11 @@ simd_fn! {
 mod tests {
     use super::*;
 
-    /// Seeded values in (−1, 1), never zero.
+    /// Seeded values in (−1, 1), none near zero.
     fn draws(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 1.98 - 0.99 + 0.005
-            })
-            .collect()
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(0.01f32..0.99) * if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
     }
 
     fn same_bits(a: &[f32], b: &[f32], what: &str) {

@@ -18,7 +18,8 @@ pub struct ConvLayer<T> {
     /// pre-activations when the last forward pass trained (`fprime_kept`), else them.
     s: Vec<T>,
     fprime_kept: bool,
-    /// Transformed weights (Winograd, the transposed input gradient).
+    /// Transformed weights (Winograd, the transposed input gradient); in the weight
+    /// gradient of a layer over phases, its partial sums (`phases_kept`) or the phases.
     wt: Vec<T>,
     /// Weight-gradient partial sums; also a strided layer's phases (conv.rs `forward`'s
     /// `extra`) in the passes that do not sum partials.
