@@ -99,6 +99,83 @@ macro_rules! lanes_fn {
 pub(crate) use lanes_fn;
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use y8::Y8;
+
+/// Eight f32 lanes in an AVX register with arithmetic operators, for formulas written once
+/// over a generic number type (the Winograd transforms, winograd_lanes.rs).
+#[cfg(target_arch = "x86_64")]
+mod y8 {
+    use super::{chunk, chunk_mut};
+    use std::arch::x86_64::*;
+    use std::ops::{Add, Mul, Neg, Sub};
+
+    /// Eight f32 lanes in an AVX register.
+    ///
+    /// Its operations are AVX instructions without a proof that the CPU has them: values
+    /// of Y8 are made and used only in winograd.rs's `*_avx2` functions, which are compiled
+    /// with AVX2 and called after `detect()` found it. That is the SAFETY of every block
+    /// below (the pointers come from references to exactly eight floats). Each operation
+    /// rounds as the scalar one does (no fused multiply-adds), so formulas over Y8 give the
+    /// bits they give over f32.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Y8(__m256);
+
+    impl Y8 {
+        #[inline(always)]
+        pub(crate) fn zero() -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        pub(crate) fn load(s: &[f32], at: usize) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_loadu_ps(chunk::<8>(s, at).as_ptr()) })
+        }
+        #[inline(always)]
+        pub(crate) fn store(self, d: &mut [f32], at: usize) {
+            // SAFETY: see Y8.
+            unsafe { _mm256_storeu_ps(chunk_mut::<8>(d, at).as_mut_ptr(), self.0) }
+        }
+    }
+
+    impl Add for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn add(self, o: Y8) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_add_ps(self.0, o.0) })
+        }
+    }
+
+    impl Sub for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn sub(self, o: Y8) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_sub_ps(self.0, o.0) })
+        }
+    }
+
+    impl Neg for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn neg(self) -> Y8 {
+            // SAFETY: see Y8. Flipping the sign bit is what scalar negation does, −0 included.
+            Y8(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
+        }
+    }
+
+    impl Mul<f32> for Y8 {
+        type Output = Y8;
+        #[inline(always)]
+        fn mul(self, k: f32) -> Y8 {
+            // SAFETY: see Y8.
+            Y8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(k)) })
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Lanes;
     use std::arch::x86_64::*;

@@ -25,7 +25,7 @@ use crate::simd::simd_fn;
 use rayon::prelude::*;
 use crate::winograd_lanes::{Lane, Val, L};
 #[cfg(target_arch = "x86_64")]
-use crate::{lanes, winograd_lanes::Y8};
+use crate::lanes::{self, Y8};
 
 /// Tiles per work unit of F(2×2, 3×3): enough rows for each of the 16 products to run
 /// gemm near peak. F(4×4, 3×3) tiles hold 4× the outputs and 2.25× the transformed

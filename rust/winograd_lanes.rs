@@ -2,7 +2,7 @@
 //! once over `Val`: one number (the weights' transforms), or lanes of consecutive channels
 //! or filters (the data's), where each operation is one vector instruction. The data
 //! transforms load and store through `Lane`: one number (the last channels), N lanes as a
-//! plain array (any type, any CPU), or eight f32 lanes in an AVX register.
+//! plain array (any type, any CPU), or eight f32 lanes in an AVX register (lanes.rs `Y8`).
 //!
 //! Why the register type: with arrays, the compiler split some loads and stores into
 //! 128-bit halves, and a 256-bit load of values just stored as two halves stalls (no store
@@ -109,66 +109,16 @@ impl<T: Real, const N: usize> Lane<T> for L<T, N> {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) use x86::Y8;
-
+/// AVX registers (lanes.rs `Y8`) as the transforms' lanes for f32.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Lane, Val};
-    use crate::lanes::{chunk, chunk_mut};
-    use std::arch::x86_64::*;
-    use std::ops::{Add, Mul, Neg, Sub};
-
-    /// Eight f32 lanes in an AVX register.
-    ///
-    /// Its operations are AVX instructions without a proof that the CPU has them: values
-    /// of Y8 are made and used only in winograd.rs's `*_avx2` functions, which are compiled
-    /// with AVX2 and called after `lanes::detect()` found it. That is the SAFETY of every
-    /// block below (the pointers come from references to exactly eight floats).
-    #[derive(Clone, Copy)]
-    pub(crate) struct Y8(__m256);
-
-    impl Add for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn add(self, o: Y8) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_add_ps(self.0, o.0) })
-        }
-    }
-
-    impl Sub for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn sub(self, o: Y8) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_sub_ps(self.0, o.0) })
-        }
-    }
-
-    impl Neg for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn neg(self) -> Y8 {
-            // SAFETY: see Y8. Flipping the sign bit is what scalar negation does, −0 included.
-            Y8(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
-        }
-    }
-
-    impl Mul<f32> for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn mul(self, k: f32) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(k)) })
-        }
-    }
+    use crate::lanes::Y8;
 
     impl Val<f32> for Y8 {
         #[inline(always)]
         fn zero() -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_setzero_ps() })
+            Y8::zero()
         }
     }
 
@@ -176,13 +126,11 @@ mod x86 {
         const N: usize = 8;
         #[inline(always)]
         fn load(s: &[f32], at: usize) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_loadu_ps(chunk::<8>(s, at).as_ptr()) })
+            Y8::load(s, at)
         }
         #[inline(always)]
         fn store(self, d: &mut [f32], at: usize) {
-            // SAFETY: see Y8.
-            unsafe { _mm256_storeu_ps(chunk_mut::<8>(d, at).as_mut_ptr(), self.0) }
+            Y8::store(self, d, at)
         }
     }
 }
