@@ -115,7 +115,9 @@ def test_precision_stops_training(rng):
 
 def test_training_lowers_the_loss_and_is_reproducible(rng):
     x, y = data(rng, 24)
-    s = Settings(verbose=False, iterations=150, batch_size=8, learning_rate=0.05, seed=3, reduction="mean")
+    # lr 0.05 let the bias-free ReLU layer die on about 1 draw in 120 (loss stuck at ln 4);
+    # at 0.01 for 300 steps the worst of 3000 draws ends at 0.31 of its first loss.
+    s = Settings(verbose=False, iterations=300, batch_size=8, learning_rate=0.01, seed=3, reduction="mean")
     a, b = small(s), small(s)
     first = a.loss(x, y)
     a.train(x, y)
