@@ -20,6 +20,13 @@ const TILE_ELEMS: usize = 1 << 15;
 /// Target elements of one im2col tile: big enough that each gemm call has a tall
 /// left operand (packing the weights costs about one pass over them per call).
 const GEMM_TILE_ELEMS: usize = 1 << 18;
+/// im2col tiles of layers with fewer output positions a sample run over several samples,
+/// this many rows (a 4×4 output of 128 filters on 2048-value patches: with one sample a
+/// gemm had 16 rows, and packing its 1 MiB of weights for each sample dominated; its
+/// step took 14.9 ms, 10.0 ms with 128 rows and 9.5 ms with 256, Xeon, 2026-12-04).
+const GROUP_ROWS: usize = 256;
+/// The fewest work units a batch is cut into where its samples are small.
+const MIN_UNITS: usize = 4;
 /// Up to this many filters the direct kernels beat im2col × gemm (gemm's output would
 /// have too few columns to pay for writing and reading the column matrix).
 const DIRECT_MAX_FILTERS: usize = 4;
@@ -125,15 +132,29 @@ impl Conv {
         }
         match &self.wino {
             Some(wg) => (wg.unit_count(n).min(MAX_GROUPS) + 1) * wg.u_len(),
-            None => (n * self.units().0).min(MAX_GROUPS) * self.g.k() * self.g.filters,
+            None => self.unit_count(n).min(MAX_GROUPS) * self.g.k() * self.g.filters,
         }
     }
 
-    /// im2col path: output positions per tile, the tiles of a sample equal in size.
-    fn tile_rows(&self) -> usize {
+    /// im2col path for a batch of n: rows (output positions) per tile. Tiles are runs of
+    /// the batch's rows: tiles of equal size within a large sample, or runs over several
+    /// small samples (one sample, or `GROUP_ROWS` rows where a sample has fewer), and at
+    /// least `MIN_UNITS` of them where the batch allows (so that the threads share it).
+    fn tile_rows(&self, n: usize) -> usize {
         let p = self.g.out_positions().max(1);
-        let target = (GEMM_TILE_ELEMS / self.g.k()).max(64).min(p);
-        p.div_ceil(p.div_ceil(target))
+        let target = (GEMM_TILE_ELEMS / self.g.k()).max(64);
+        let rows = if p >= target { p.div_ceil(p.div_ceil(target)) } else { GROUP_ROWS.max(p) };
+        rows.min((n * p).div_ceil(MIN_UNITS).max(64)).max(1)
+    }
+
+    /// Work units of a batch of n: tiles (im2col, all of them `tile_rows` long but the
+    /// batch's last) or blocks of rows of one sample (direct, `units_per_sample` a sample).
+    fn unit_count(&self, n: usize) -> usize {
+        if self.direct() {
+            n * self.units_per_sample()
+        } else {
+            (n * self.g.out_positions()).div_ceil(self.tile_rows(n))
+        }
     }
 
     /// Direct path: output rows (fixed x) per block, and input rows per block.
@@ -144,17 +165,9 @@ impl Conv {
         (TILE_ELEMS / (self.g.y * self.g.z)).clamp(1, self.g.x)
     }
 
-    /// Work units per sample: tiles (im2col) or row blocks (direct), and their size in
-    /// output elements.
-    fn units(&self) -> (usize, usize) {
-        let g = &self.g;
-        if self.direct() {
-            let r = self.row_block();
-            (g.ox.div_ceil(r), r * g.oy * g.filters)
-        } else {
-            let r = self.tile_rows();
-            (g.out_positions().div_ceil(r), r * g.filters)
-        }
+    /// Direct path: row blocks per sample.
+    fn units_per_sample(&self) -> usize {
+        self.g.ox.div_ceil(self.row_block())
     }
 
     /// s = conv(input, w) (+ bias), a = act(s), for `n` samples; only a when the
@@ -197,47 +210,53 @@ impl Conv {
             }
             return;
         }
-        let (out, inp) = (g.out_size(), g.in_size());
-        let (_, unit) = self.units();
-        if self.act.from_output() {
-            a[..n * out].par_chunks_mut(out).enumerate().for_each(|(ni, a_n)| {
-                let x = &input[ni * inp..(ni + 1) * inp];
-                a_n.par_chunks_mut(unit).enumerate().for_each(|(ui, au)| {
-                    self.forward_unit(x, w, ui, au);
-                    add(au);
-                    self.act.forward_inplace(au);
+        let out = g.out_size();
+        // the unit's output, computed, biased and activated while in cache
+        let unit = |u: Unit<T>, su: &mut [T], au: Option<&mut [T]>| {
+            self.forward_unit(input, w, u, su);
+            add(su);
+            match au {
+                None => self.act.forward_inplace(su),
+                Some(au) => self.act.forward_keeping(su, au, keep_fprime),
+            }
+        };
+        if self.direct() {
+            let (inp, rows) = (g.in_size(), self.row_block() * g.oy * g.filters);
+            let sample = |ni: usize| &input[ni * inp..(ni + 1) * inp];
+            if self.act.from_output() {
+                a[..n * out].par_chunks_mut(out).enumerate().for_each(|(ni, a_n)| {
+                    a_n.par_chunks_mut(rows).enumerate().for_each(|(ui, au)| unit(Unit::Rows(sample(ni), ui * rows), au, None));
                 });
-            });
+            } else {
+                s[..n * out].par_chunks_mut(out).zip(a[..n * out].par_chunks_mut(out)).enumerate().for_each(|(ni, (s_n, a_n))| {
+                    s_n.par_chunks_mut(rows).zip(a_n.par_chunks_mut(rows)).enumerate().for_each(|(ui, (su, au))| unit(Unit::Rows(sample(ni), ui * rows), su, Some(au)));
+                });
+            }
             return;
         }
-        s[..n * out]
-            .par_chunks_mut(out)
-            .zip(a[..n * out].par_chunks_mut(out))
-            .enumerate()
-            .for_each(|(ni, (s_n, a_n))| {
-                let x = &input[ni * inp..(ni + 1) * inp];
-                s_n.par_chunks_mut(unit).zip(a_n.par_chunks_mut(unit)).enumerate().for_each(|(ui, (su, au))| {
-                    self.forward_unit(x, w, ui, su);
-                    add(su);
-                    self.act.forward_keeping(su, au, keep_fprime);
-                });
-            });
+        let tile = self.tile_rows(n) * g.filters;
+        if self.act.from_output() {
+            a[..n * out].par_chunks_mut(tile).enumerate().for_each(|(ui, au)| unit(Unit::Tile(ui * tile), au, None));
+        } else {
+            s[..n * out].par_chunks_mut(tile).zip(a[..n * out].par_chunks_mut(tile)).enumerate().for_each(|(ui, (su, au))| unit(Unit::Tile(ui * tile), su, Some(au)));
+        }
     }
 
+    /// su = the convolution's output for unit `u` (without bias and activation).
     #[inline(never)]
-    fn forward_unit<T: Real>(&self, x: &[T], w: &[T], ui: usize, su: &mut [T]) {
+    fn forward_unit<T: Real>(&self, input: &[T], w: &[T], u: Unit<T>, su: &mut [T]) {
         let g = &self.g;
-        let f = g.filters;
-        if self.direct() {
-            let row = g.oy * f;
-            let ox0 = ui * self.row_block();
-            let mut taps = direct::TapList::new();
-            planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, a, b| {
-                direct::forward_rows(&self.plan, rows, w, a, b, &mut su[(a - ox0) * row..(b - ox0) * row], &mut taps);
-            });
-            return;
+        match u {
+            Unit::Rows(x, e0) => {
+                let row = g.oy * g.filters;
+                let ox0 = e0 / row;
+                let mut taps = direct::TapList::new();
+                planar::for_rows(g, x, ox0, ox0 + su.len() / row, |rows, a, b| {
+                    direct::forward_rows(&self.plan, rows, w, a, b, &mut su[(a - ox0) * row..(b - ox0) * row], &mut taps);
+                });
+            }
+            Unit::Tile(e0) => conv_rows(g, input, w, e0 / g.filters, su),
         }
-        conv_tile(g, x, w, ui * self.tile_rows(), su);
     }
 
     /// The phases' weights (or their gradient) and the n samples' phases (or their
@@ -269,20 +288,27 @@ impl Conv {
         if let Some(wg) = &self.wino {
             return self.weight_grad_wino(wg, input, delta, n, dw, partials);
         }
-        let (k, f) = (g.k(), g.filters);
+        let kf = g.k() * g.filters;
         let (out, inp) = (g.out_size(), g.in_size());
-        let (per_sample, unit) = self.units();
-        let jobs = n * per_sample;
+        let jobs = self.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
-        let kf = k * f;
+        // job j's unit and its delta
+        let job = |j: usize| -> (Unit<T>, &[T]) {
+            if self.direct() {
+                let (ups, rows) = (self.units_per_sample(), self.row_block() * g.oy * g.filters);
+                let (ni, e0) = (j / ups, j % ups * rows);
+                (Unit::Rows(&input[ni * inp..(ni + 1) * inp], e0), &delta[ni * out + e0..ni * out + (e0 + rows).min(out)])
+            } else {
+                let tile = self.tile_rows(n) * g.filters;
+                (Unit::Tile(j * tile), &delta[j * tile..((j + 1) * tile).min(n * out)])
+            }
+        };
         let parts = &mut workspace(partials, self.partials_len(n))[..groups * kf];
         parts.par_chunks_mut(kf).enumerate().for_each(|(gi, part)| {
             let first = gi * jobs / groups;
             for j in first..(gi + 1) * jobs / groups {
-                let (ni, ui) = (j / per_sample, j % per_sample);
-                let start = ui * unit;
-                let d = &delta[ni * out + start..ni * out + (start + unit).min(out)];
-                self.weight_grad_unit(&input[ni * inp..(ni + 1) * inp], d, ui, part, j > first);
+                let (u, d) = job(j);
+                self.weight_grad_unit(input, u, d, part, j > first);
             }
         });
         sum_groups(parts, groups, &mut dw[..kf]);
@@ -308,32 +334,36 @@ impl Conv {
         wg.weight_grad_finish(total, dw);
     }
 
-    /// part = the weight gradient of work unit `ui` of one sample (`d`: its delta), or
-    /// part += it with `accumulate`.
+    /// part = the weight gradient of work unit `u` (`d`: its delta), or part += it with
+    /// `accumulate`.
     #[inline(never)]
-    fn weight_grad_unit<T: Real>(&self, x: &[T], d: &[T], ui: usize, part: &mut [T], accumulate: bool) {
+    fn weight_grad_unit<T: Real>(&self, input: &[T], u: Unit<T>, d: &[T], part: &mut [T], accumulate: bool) {
         let g = &self.g;
         let (k, f) = (g.k(), g.filters);
-        if self.direct() {
-            if !accumulate {
-                part.iter_mut().for_each(|v| *v = T::zero());
+        match u {
+            Unit::Rows(x, e0) => {
+                if !accumulate {
+                    part.iter_mut().for_each(|v| *v = T::zero());
+                }
+                let row = g.oy * f;
+                let ox0 = e0 / row;
+                let mut taps = direct::TapList::new();
+                planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, a, b| {
+                    direct::weight_grad_rows(&self.plan, rows, &d[(a - ox0) * row..(b - ox0) * row], a, b, part, &mut taps);
+                });
             }
-            let (ox0, row) = (ui * self.row_block(), g.oy * f);
-            let mut taps = direct::TapList::new();
-            planar::for_rows(g, x, ox0, ox0 + d.len() / row, |rows, a, b| {
-                direct::weight_grad_rows(&self.plan, rows, &d[(a - ox0) * row..(b - ox0) * row], a, b, part, &mut taps);
-            });
-            return;
-        }
-        let (p0, r) = (ui * self.units().1 / f, d.len() / f);
-        let dm = Mat::new(d, r, f);
-        if g.pointwise() {
-            matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k).t(), dm, part, accumulate, 1);
-        } else {
-            with_scratch(r * k, |col: &mut [T]| {
-                g.im2col(x, p0, p0 + r, col);
-                matmul(Mat::new(col, r, k).t(), dm, part, accumulate, 1);
-            });
+            Unit::Tile(e0) => {
+                let (r0, r) = (e0 / f, d.len() / f);
+                let dm = Mat::new(d, r, f);
+                if g.pointwise() {
+                    matmul(Mat::new(&input[r0 * k..(r0 + r) * k], r, k).t(), dm, part, accumulate, 1);
+                } else {
+                    with_scratch(r * k, |col: &mut [T]| {
+                        im2col_rows(g, input, r0, r0 + r, col);
+                        matmul(Mat::new(col, r, k).t(), dm, part, accumulate, 1);
+                    });
+                }
+            }
         }
     }
 
@@ -366,11 +396,14 @@ impl Conv {
             });
             return;
         }
-        // one task per sample: the patches of one sample overlap
+        // one task per sample (the patches of one sample overlap), or per group of the
+        // small samples that make one tile
+        let rows = self.tile_rows(n);
+        let per = (rows / g.out_positions().max(1)).max(1);
         dinput[..n * inp]
-            .par_chunks_mut(inp)
-            .zip(delta[..n * out].par_chunks(out))
-            .for_each(|(dx, d)| self.input_grad_sample(w, d, dx, mask));
+            .par_chunks_mut(per * inp)
+            .zip(delta[..n * out].par_chunks(per * out))
+            .for_each(|(dx, d)| self.input_grad_samples(w, d, dx, rows, mask));
     }
 
     /// Stride 1: ∂L/∂input[ix, iy, c] = Σ delta[ix + px − kx, iy + py − ky, f] · w[kx, ky, c, f]
@@ -415,36 +448,33 @@ impl Conv {
         };
         dinput[..n * inp].par_chunks_mut(inp).zip(delta[..n * out].par_chunks(out)).for_each(|(dx, d)| {
             dx.par_chunks_mut(rows * z).enumerate().for_each(|(ui, dxu)| match mask {
-                None => conv_tile(gt, d, wt, ui * rows, dxu),
+                None => conv_rows(gt, d, wt, ui * rows, dxu),
                 Some(_) => with_window(dxu.len(), |acc: &mut [T]| {
-                    conv_tile(gt, d, wt, ui * rows, acc);
+                    conv_rows(gt, d, wt, ui * rows, acc);
                     epilogue(acc, dxu, mask);
                 }),
             });
         });
     }
 
-    /// dx = ∂L/∂input of one sample (⊙ f'(a) with `mask`): dcol = delta · wᵀ per tile,
-    /// scattered back by col2im into a scratch sum.
+    /// dx = ∂L/∂input of a few samples (⊙ f'(a) with `mask`): dcol = delta · wᵀ per tile
+    /// of `rows` rows, scattered back by col2im into a scratch sum (1×1: dcol is the sum).
     #[inline(never)]
-    fn input_grad_sample<T: Real>(&self, w: &[T], delta: &[T], dx: &mut [T], mask: Option<&Activator>) {
+    fn input_grad_samples<T: Real>(&self, w: &[T], delta: &[T], dx: &mut [T], rows: usize, mask: Option<&Activator>) {
         let g = &self.g;
-        let (k, f, rows, out_p) = (g.k(), g.filters, self.tile_rows(), g.out_positions());
-        let wt = Mat::new(w, k, f).t();
-        let inp = g.in_size();
-        with_scratch(inp + if g.pointwise() { 0 } else { rows * k }, |buf: &mut [T]| {
-            let (acc, dcol) = buf.split_at_mut(inp);
-            if !g.pointwise() {
+        let (k, f) = (g.k(), g.filters);
+        let (total, wt) = (delta.len() / f, Mat::new(w, k, f).t());
+        let (inp, len) = (g.in_size(), dx.len());
+        with_scratch(len + if g.pointwise() { 0 } else { rows.min(total) * k }, |buf: &mut [T]| {
+            let (acc, dcol) = buf.split_at_mut(len);
+            if g.pointwise() {
+                matmul(Mat::new(delta, total, f), wt, acc, false, 1);
+            } else {
                 acc.iter_mut().for_each(|v| *v = T::zero());
-            }
-            for p0 in (0..out_p).step_by(rows) {
-                let r = rows.min(out_p - p0);
-                let d = Mat::new(&delta[p0 * f..(p0 + r) * f], r, f);
-                if g.pointwise() {
-                    matmul(d, wt, &mut acc[p0 * k..(p0 + r) * k], false, 1);
-                } else {
-                    matmul(d, wt, &mut dcol[..r * k], false, 1);
-                    g.col2im_add(&dcol[..r * k], p0, p0 + r, acc);
+                for r0 in (0..total).step_by(rows) {
+                    let r1 = total.min(r0 + rows);
+                    matmul(Mat::new(&delta[r0 * f..r1 * f], r1 - r0, f), wt, &mut dcol[..(r1 - r0) * k], false, 1);
+                    each_sample(g, r0, r1, |ni, p0, p1, at| g.col2im_add(&dcol[at * k..(at + p1 - p0) * k], p0, p1, &mut acc[ni * inp..(ni + 1) * inp]));
                 }
             }
             epilogue(acc, dx, mask);
@@ -481,17 +511,46 @@ fn sum_groups<T: Real>(parts: &[T], groups: usize, out: &mut [T]) {
 }
 
 
-/// out = the convolution's output rows p0.. of one sample (out.len() / F of them): im2col
-/// of those positions × the weights, or the input itself as the column matrix for 1×1.
-fn conv_tile<T: Real>(g: &ConvGeom, x: &[T], w: &[T], p0: usize, out: &mut [T]) {
+/// A work unit of the direct and im2col paths.
+#[derive(Clone, Copy)]
+enum Unit<'a, T> {
+    /// Direct: output rows of one sample, from its input and the unit's offset in that
+    /// sample's output.
+    Rows(&'a [T], usize),
+    /// im2col: a tile of the batch's output rows, from this offset in the batch's output.
+    Tile(usize),
+}
+
+/// Visit the pieces of the batch's output rows r0..r1 in each sample they cross:
+/// `f(sample, its positions p0..p1, their first row counted from r0)`.
+fn each_sample(g: &ConvGeom, r0: usize, r1: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let p = g.out_positions();
+    let mut r = r0;
+    while r < r1 {
+        let (ni, p0) = (r / p, r % p);
+        let p1 = p.min(p0 + r1 - r);
+        f(ni, p0, p1, r - r0);
+        r += p1 - p0;
+    }
+}
+
+/// col = the im2col rows of the batch's output rows r0..r1.
+fn im2col_rows<T: Real>(g: &ConvGeom, input: &[T], r0: usize, r1: usize, col: &mut [T]) {
+    let (k, inp) = (g.k(), g.in_size());
+    each_sample(g, r0, r1, |ni, p0, p1, at| g.im2col(&input[ni * inp..(ni + 1) * inp], p0, p1, &mut col[at * k..]));
+}
+
+/// out = the convolution's output rows r0.. of a batch (out.len() / F of them): im2col of
+/// those positions × the weights, or the input itself as the column matrix for 1×1.
+fn conv_rows<T: Real>(g: &ConvGeom, input: &[T], w: &[T], r0: usize, out: &mut [T]) {
     let (k, f) = (g.k(), g.filters);
     let r = out.len() / f;
     let wm = Mat::new(w, k, f);
     if g.pointwise() {
-        matmul(Mat::new(&x[p0 * k..(p0 + r) * k], r, k), wm, out, false, 1);
+        matmul(Mat::new(&input[r0 * k..(r0 + r) * k], r, k), wm, out, false, 1);
     } else {
         with_scratch(r * k, |col: &mut [T]| {
-            g.im2col(x, p0, p0 + r, col);
+            im2col_rows(g, input, r0, r0 + r, col);
             matmul(Mat::new(col, r, k), wm, out, false, 1);
         });
     }

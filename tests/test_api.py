@@ -207,18 +207,25 @@ def test_a_dense_only_network_learns_xor():
 
 def test_threads_can_be_set_and_give_the_same_numbers(rng):
     x, y = data(rng)
-    net = small()
+    # small() runs the direct kernels; `tiled` im2col tiles over several samples (40 of 49
+    # output positions: 8 tiles of 256 rows, so 8 partial weight gradients)
+    c0 = Convolution((7, 7, 2), padding=1, field=3, stride=1, filters=8, activator=ReLU)
+    tiled = Network([c0, Convolution(c0.dim_out, padding=0, field=3, stride=2, filters=6, activator=Tanh), Dense(3, Linear),
+                     SoftmaxLogEntropy()], Settings(verbose=False), weights=WeightBreeder.normal(0, 0.3, seed=2))
+    xt, yt = rng.uniform(-1, 1, (40, 7, 7, 2)), rng.integers(0, 3, 40)
     old = nf.num_threads()
     try:
         nf.set_num_threads(1)
         assert nf.num_threads() == 1
-        g1 = net.gradients(x, y)
+        g1, t1 = small().gradients(x, y), tiled.gradients(xt, yt)
         nf.set_num_threads(2)
-        g2 = net.gradients(x, y)
+        g2, t2 = small().gradients(x, y), tiled.gradients(xt, yt)
     finally:
         nf.set_num_threads(old)
     # fixed summation groups and order: bit-identical whatever the thread count
     assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    assert all(np.array_equal(a, b) for a, b in zip(t1, t2))
+    np.testing.assert_allclose(tiled(xt), ref.predict(tiled.layout, tiled.weights, xt), rtol=1e-10)  # the gradients: conformance
 
 
 def test_training_releases_the_interpreter(rng):

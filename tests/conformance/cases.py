@@ -232,6 +232,11 @@ def _cases() -> list[Case]:
     c.append(Case("alg_im2col", (7, 5, 3), [conv("c0", 5, stride=2, padding=1, activator=A("tanh"), algorithm="im2col"),
                                             conv("c1", 6, padding=1, bias=True, activator=A("gelu"), algorithm="im2col"),
                                             gap("g2"), dense("d3", 3)]))
+    # im2col tiles that run over several samples and start inside one (10 samples of 49
+    # and of 9 output positions: tiles of 123 and of 64 rows; input gradients by groups of
+    # 7 samples and the 3 left)
+    c.append(Case("alg_im2col_tiles_cross_samples", (7, 7, 2), [conv("c0", 5, padding=1, activator=A("tanh"), algorithm="im2col"),
+                                                                conv("c1", 4, stride=2, algorithm="im2col"), dense("d2", 3)], n=10))
     c.append(Case("alg_im2col_t", (5, 5, 3), [conv("c0", 6, padding=1, activator=A("gelu"), algorithm="im2col_t"),
                                               conv("c1", 5, field=2, activator=A("sigmoid"), algorithm="im2col_t"),
                                               conv("c2", 5, padding=2, field=3, activator=A("tanh"), algorithm="im2col_t"),
