@@ -7,6 +7,9 @@
 //!
 //! Both instruction sets compute the same things in the same order (fused multiply-adds,
 //! one horizontal-sum tree), so the kernels' results are bit-identical across them.
+//!
+//! `Y8` and `Z16` below are AVX and AVX-512 registers with arithmetic operators, for the
+//! Winograd transforms' formulas written over a generic number type.
 
 /// The operations the kernels use, on `V`: eight f32 lanes.
 pub trait Lanes: Copy {
@@ -99,80 +102,105 @@ macro_rules! lanes_fn {
 pub(crate) use lanes_fn;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use y8::Y8;
+pub(crate) use wide::{Y8, Z16};
 
-/// Eight f32 lanes in an AVX register with arithmetic operators, for formulas written once
-/// over a generic number type (the Winograd transforms, winograd_lanes.rs).
+/// Does this CPU have AVX-512F and DQ (the `Z16` lanes; DQ for the sign flip)?
 #[cfg(target_arch = "x86_64")]
-mod y8 {
+#[inline(always)]
+pub fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") && Isa::detect().is_some()
+}
+
+/// Eight f32 lanes in an AVX register (Y8) and sixteen in an AVX-512 one (Z16), with
+/// arithmetic operators, for formulas written once over a generic number type (the
+/// Winograd transforms, winograd_lanes.rs).
+#[cfg(target_arch = "x86_64")]
+mod wide {
     use super::{chunk, chunk_mut};
     use std::arch::x86_64::*;
     use std::ops::{Add, Mul, Neg, Sub};
 
-    /// Eight f32 lanes in an AVX register.
-    ///
-    /// Its operations are AVX instructions without a proof that the CPU has them: values
-    /// of Y8 are made and used only in winograd.rs's `*_avx2` functions, which are compiled
-    /// with AVX2 and called after `detect()` found it. That is the SAFETY of every block
-    /// below (the pointers come from references to exactly eight floats). Each operation
-    /// rounds as the scalar one does (no fused multiply-adds), so formulas over Y8 give the
-    /// bits they give over f32.
-    #[derive(Clone, Copy)]
-    pub(crate) struct Y8(__m256);
+    macro_rules! wide_lanes {
+        ($(#[$doc:meta])* $name:ident, $reg:ty, $n:literal, $zero:ident, $load:ident, $store:ident, $add:ident, $sub:ident, $xor:ident, $mul:ident, $set1:ident) => {
+            $(#[$doc])*
+            #[derive(Clone, Copy)]
+            pub(crate) struct $name($reg);
 
-    impl Y8 {
-        #[inline(always)]
-        pub(crate) fn zero() -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_setzero_ps() })
-        }
-        #[inline(always)]
-        pub(crate) fn load(s: &[f32], at: usize) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_loadu_ps(chunk::<8>(s, at).as_ptr()) })
-        }
-        #[inline(always)]
-        pub(crate) fn store(self, d: &mut [f32], at: usize) {
-            // SAFETY: see Y8.
-            unsafe { _mm256_storeu_ps(chunk_mut::<8>(d, at).as_mut_ptr(), self.0) }
-        }
+            impl $name {
+                pub(crate) const N: usize = $n;
+                #[inline(always)]
+                pub(crate) fn zero() -> $name {
+                    // SAFETY: see the type.
+                    $name(unsafe { $zero() })
+                }
+                #[inline(always)]
+                pub(crate) fn load(s: &[f32], at: usize) -> $name {
+                    // SAFETY: see the type; the pointer is to exactly N floats.
+                    $name(unsafe { $load(chunk::<$n>(s, at).as_ptr()) })
+                }
+                #[inline(always)]
+                pub(crate) fn store(self, d: &mut [f32], at: usize) {
+                    // SAFETY: see the type; the pointer is to exactly N floats.
+                    unsafe { $store(chunk_mut::<$n>(d, at).as_mut_ptr(), self.0) }
+                }
+            }
+
+            impl Add for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn add(self, o: $name) -> $name {
+                    // SAFETY: see the type.
+                    $name(unsafe { $add(self.0, o.0) })
+                }
+            }
+
+            impl Sub for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn sub(self, o: $name) -> $name {
+                    // SAFETY: see the type.
+                    $name(unsafe { $sub(self.0, o.0) })
+                }
+            }
+
+            impl Neg for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn neg(self) -> $name {
+                    // SAFETY: see the type. Flipping the sign bit is what scalar negation
+                    // does, −0 included.
+                    $name(unsafe { $xor(self.0, $set1(-0.0)) })
+                }
+            }
+
+            impl Mul<f32> for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn mul(self, k: f32) -> $name {
+                    // SAFETY: see the type.
+                    $name(unsafe { $mul(self.0, $set1(k)) })
+                }
+            }
+        };
     }
 
-    impl Add for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn add(self, o: Y8) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_add_ps(self.0, o.0) })
-        }
-    }
+    wide_lanes!(
+        /// Eight f32 lanes in an AVX register.
+        ///
+        /// Its operations are AVX instructions without a proof that the CPU has them: values
+        /// of Y8 are made and used only in winograd.rs's `*_avx2` and `*_avx512` functions,
+        /// which are compiled with AVX2 and called after `detect()` found it. That is the
+        /// SAFETY of every block of `wide_lanes!`. Each operation rounds as the scalar one
+        /// does (no fused multiply-adds), so formulas over Y8 give the bits they give over f32.
+        Y8, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_xor_ps, _mm256_mul_ps, _mm256_set1_ps
+    );
 
-    impl Sub for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn sub(self, o: Y8) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_sub_ps(self.0, o.0) })
-        }
-    }
-
-    impl Neg for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn neg(self) -> Y8 {
-            // SAFETY: see Y8. Flipping the sign bit is what scalar negation does, −0 included.
-            Y8(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
-        }
-    }
-
-    impl Mul<f32> for Y8 {
-        type Output = Y8;
-        #[inline(always)]
-        fn mul(self, k: f32) -> Y8 {
-            // SAFETY: see Y8.
-            Y8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(k)) })
-        }
-    }
+    wide_lanes!(
+        /// Sixteen f32 lanes in an AVX-512 register: as Y8, made and used only in
+        /// winograd.rs's `*_avx512` functions, compiled with AVX-512F and DQ and called after
+        /// `has_avx512()` found it.
+        Z16, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_xor_ps, _mm512_mul_ps, _mm512_set1_ps
+    );
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -25,7 +25,7 @@ use crate::simd::simd_fn;
 use rayon::prelude::*;
 use crate::winograd_lanes::{Lane, Val, L};
 #[cfg(target_arch = "x86_64")]
-use crate::lanes::{self, Y8};
+use crate::lanes::{self, Y8, Z16};
 
 /// Tiles per work unit of F(2×2, 3×3): enough rows for each of the 16 products to run
 /// gemm near peak. F(4×4, 3×3) tiles hold 4× the outputs and 2.25× the transformed
@@ -499,8 +499,10 @@ simd_fn! {
 }
 
 // The data transforms: for each, the per-tile helpers generic over the lanes V, the loop
-// over a unit's tiles (`*_tiles`), and its two compiled versions: AVX registers for f32
-// where the CPU has AVX2 (`*_avx2`), arrays of eight lanes otherwise (`*_portable`, by
+// over a unit's tiles (`*_tiles`: groups of V, then of V2, then single values), and its
+// three compiled versions: AVX-512 registers then AVX ones for f32 where the CPU has
+// AVX-512 (`*_avx512`: 4–9 % off a step of the CIFAR nets, Xeon, 2026-12-04), AVX ones
+// where it has AVX2 (`*_avx2`), arrays of eight lanes otherwise (`*_portable`, by
 // simd_fn). The helpers keep their intermediates in a small buffer that lives across tiles
 // (input, delta) or in arrays of results (output): a zeroed array of 36 lanes per tile
 // became a memset call per tile, and with the input's columns held in an array of lanes
@@ -508,7 +510,7 @@ simd_fn! {
 // closure is compiled without the features of the function it sits in (lanes.rs).
 
 /// Lanes per group at most: the size of the helpers' buffers.
-const MAX_LANES: usize = 8;
+const MAX_LANES: usize = 16;
 
 /// V for channels c.. of one tile: d[i][j] are the patch's rows (zeros in the padding).
 #[inline(always)]
@@ -540,7 +542,7 @@ fn input_lanes<T: Real, W: Tiling, V: Lane<T>>(d: &[[&[T]; 6]; 6], c: usize, v: 
 /// V[ξ][t][c] = (Bᵀ d B)[ξ] for the unit's tiles t; patch values outside the input are
 /// zero (padding).
 #[inline(always)]
-fn input_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
+fn input_tiles<T: Real, W: Tiling, V: Lane<T>, V2: Lane<T>>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
     let g = &wg.g;
     let (z, m, p) = (g.z, W::M, W::P);
     let tz = wg.plane(un, z);
@@ -565,6 +567,10 @@ fn input_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, x: &[T], un: &Unit, v:
                     input_lanes::<T, W, V>(&d, c, v, tz, t * z, &mut tmp);
                     c += V::N;
                 }
+                while c + V2::N <= z {
+                    input_lanes::<T, W, V2>(&d, c, v, tz, t * z, &mut tmp);
+                    c += V2::N;
+                }
                 while c < z {
                     input_lanes::<T, W, T>(&d, c, v, tz, t * z, &mut tmp);
                     c += 1;
@@ -578,6 +584,10 @@ fn input_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, x: &[T], un: &Unit, v:
 fn input_transform<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(_), Some(x), Some(v), Some(zeros)) = (lanes::detect(), T::as_f32_slice(x), T::as_f32_slice_mut(v), T::as_f32_slice(zeros)) {
+        if lanes::has_avx512() {
+            // SAFETY: has_avx512() found AVX-512F and DQ, and AVX2 and FMA.
+            return unsafe { input_avx512::<W>(wg, x, un, v, zeros) };
+        }
         // SAFETY: detect() found AVX2 and FMA.
         return unsafe { input_avx2::<W>(wg, x, un, v, zeros) };
     }
@@ -587,12 +597,18 @@ fn input_transform<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn input_avx2<W: Tiling>(wg: &Wino, x: &[f32], un: &Unit, v: &mut [f32], zeros: &[f32]) {
-    input_tiles::<f32, W, Y8>(wg, x, un, v, zeros)
+    input_tiles::<f32, W, Y8, Y8>(wg, x, un, v, zeros)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512dq")]
+fn input_avx512<W: Tiling>(wg: &Wino, x: &[f32], un: &Unit, v: &mut [f32], zeros: &[f32]) {
+    input_tiles::<f32, W, Z16, Y8>(wg, x, un, v, zeros)
 }
 
 simd_fn! {
     fn input_portable<T: Real, W: Tiling>(wg: &Wino, x: &[T], un: &Unit, v: &mut [T], zeros: &[T]) {
-        input_tiles::<T, W, L<T, 8>>(wg, x, un, v, zeros)
+        input_tiles::<T, W, L<T, 8>, L<T, 8>>(wg, x, un, v, zeros)
     }
 }
 
@@ -623,7 +639,7 @@ fn output_lanes<T: Real, W: Tiling, V: Lane<T>>(m: &[T], tf: usize, at: usize, f
 /// out[s][M·tx + i][M·ty + j][f] = (Aᵀ M A)[i][j] for the outputs that exist (the last
 /// tile row or column may be partly outside).
 #[inline(always)]
-fn output_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
+fn output_tiles<T: Real, W: Tiling, V: Lane<T>, V2: Lane<T>>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
     let g = &wg.g;
     let (nf, mm) = (g.filters, W::M);
     let tf = wg.plane(un, nf);
@@ -645,6 +661,10 @@ fn output_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, m: &[T], un: &Unit, o
                 while f + V::N <= nf {
                     output_store::<T, W, V>(&output_lanes::<T, W, V>(m, tf, t * nf, f), &dst, f, out);
                     f += V::N;
+                }
+                while f + V2::N <= nf {
+                    output_store::<T, W, V2>(&output_lanes::<T, W, V2>(m, tf, t * nf, f), &dst, f, out);
+                    f += V2::N;
                 }
                 while f < nf {
                     output_store::<T, W, T>(&output_lanes::<T, W, T>(m, tf, t * nf, f), &dst, f, out);
@@ -670,6 +690,10 @@ fn output_store<T: Real, W: Tiling, V: Lane<T>>(y: &[[V; 4]; 4], dst: &[[Option<
 fn output_transform<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(_), Some(m), Some(out)) = (lanes::detect(), T::as_f32_slice(m), T::as_f32_slice_mut(out)) {
+        if lanes::has_avx512() {
+            // SAFETY: has_avx512() found AVX-512F and DQ, and AVX2 and FMA.
+            return unsafe { output_avx512::<W>(wg, m, un, out) };
+        }
         // SAFETY: detect() found AVX2 and FMA.
         return unsafe { output_avx2::<W>(wg, m, un, out) };
     }
@@ -679,12 +703,18 @@ fn output_transform<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn output_avx2<W: Tiling>(wg: &Wino, m: &[f32], un: &Unit, out: &mut [f32]) {
-    output_tiles::<f32, W, Y8>(wg, m, un, out)
+    output_tiles::<f32, W, Y8, Y8>(wg, m, un, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512dq")]
+fn output_avx512<W: Tiling>(wg: &Wino, m: &[f32], un: &Unit, out: &mut [f32]) {
+    output_tiles::<f32, W, Z16, Y8>(wg, m, un, out)
 }
 
 simd_fn! {
     fn output_portable<T: Real, W: Tiling>(wg: &Wino, m: &[T], un: &Unit, out: &mut [T]) {
-        output_tiles::<T, W, L<T, 8>>(wg, m, un, out)
+        output_tiles::<T, W, L<T, 8>, L<T, 8>>(wg, m, un, out)
     }
 }
 
@@ -719,7 +749,7 @@ fn delta_lanes<T: Real, W: Tiling, V: Lane<T>>(d: &[[&[T]; 4]; 4], f: usize, q: 
 /// Q[ξ][t][f] = (A δ Aᵀ)[ξ] for the unit's tiles; deltas of outputs that do not exist
 /// are zero.
 #[inline(always)]
-fn delta_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
+fn delta_tiles<T: Real, W: Tiling, V: Lane<T>, V2: Lane<T>>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
     let g = &wg.g;
     let (nf, m) = (g.filters, W::M);
     let tf = wg.plane(un, nf);
@@ -743,6 +773,10 @@ fn delta_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, delta: &[T], un: &Unit
                     delta_lanes::<T, W, V>(&d, f, q, tf, t * nf, &mut tmp);
                     f += V::N;
                 }
+                while f + V2::N <= nf {
+                    delta_lanes::<T, W, V2>(&d, f, q, tf, t * nf, &mut tmp);
+                    f += V2::N;
+                }
                 while f < nf {
                     delta_lanes::<T, W, T>(&d, f, q, tf, t * nf, &mut tmp);
                     f += 1;
@@ -756,6 +790,10 @@ fn delta_tiles<T: Real, W: Tiling, V: Lane<T>>(wg: &Wino, delta: &[T], un: &Unit
 fn delta_transform<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(_), Some(delta), Some(q), Some(zeros)) = (lanes::detect(), T::as_f32_slice(delta), T::as_f32_slice_mut(q), T::as_f32_slice(zeros)) {
+        if lanes::has_avx512() {
+            // SAFETY: has_avx512() found AVX-512F and DQ, and AVX2 and FMA.
+            return unsafe { delta_avx512::<W>(wg, delta, un, q, zeros) };
+        }
         // SAFETY: detect() found AVX2 and FMA.
         return unsafe { delta_avx2::<W>(wg, delta, un, q, zeros) };
     }
@@ -765,12 +803,18 @@ fn delta_transform<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mu
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn delta_avx2<W: Tiling>(wg: &Wino, delta: &[f32], un: &Unit, q: &mut [f32], zeros: &[f32]) {
-    delta_tiles::<f32, W, Y8>(wg, delta, un, q, zeros)
+    delta_tiles::<f32, W, Y8, Y8>(wg, delta, un, q, zeros)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512dq")]
+fn delta_avx512<W: Tiling>(wg: &Wino, delta: &[f32], un: &Unit, q: &mut [f32], zeros: &[f32]) {
+    delta_tiles::<f32, W, Z16, Y8>(wg, delta, un, q, zeros)
 }
 
 simd_fn! {
     fn delta_portable<T: Real, W: Tiling>(wg: &Wino, delta: &[T], un: &Unit, q: &mut [T], zeros: &[T]) {
-        delta_tiles::<T, W, L<T, 8>>(wg, delta, un, q, zeros)
+        delta_tiles::<T, W, L<T, 8>, L<T, 8>>(wg, delta, un, q, zeros)
     }
 }
 
@@ -792,9 +836,10 @@ mod tests {
         }
     }
 
-    /// The AVX register lanes compute exactly what the array lanes do, and write the same
-    /// elements (outputs poisoned with NaN beforehand), for every tiling, on channel
-    /// counts with a remainder past the last group of 8 and outputs with partial tiles.
+    /// The AVX and AVX-512 register lanes compute exactly what the array lanes do, and
+    /// write the same elements (outputs poisoned with NaN beforehand), for every tiling, on
+    /// channel counts with remainders past the last group of 16 and of 8 (20 = 16 + 4,
+    /// 24 = 16 + 8, 43 = 2·16 + 8 + 3) and outputs with partial tiles.
     fn avx2_against_arrays<W: Tiling>(m: usize, field: usize, z: usize, filters: usize, side: usize, pad: usize) {
         if lanes::detect().is_none() {
             eprintln!("skipped: this CPU has no AVX2");
@@ -829,12 +874,24 @@ mod tests {
             // SAFETY: detect() found AVX2 above.
             unsafe { input_avx2::<W>(&wg, &x, &un, &mut v2, &zeros) };
             same_bits(&v1, &v2, "input transform");
+            if lanes::has_avx512() {
+                v2.fill(f32::NAN);
+                // SAFETY: has_avx512() found AVX-512F and DQ.
+                unsafe { input_avx512::<W>(&wg, &x, &un, &mut v2, &zeros) };
+                same_bits(&v1, &v2, "input transform, AVX-512");
+            }
             assert!(v1.chunks(sv).all(|p| p[..t * z].iter().all(|v| v.is_finite())), "the input transform writes every element");
             let (mut q1, mut q2) = (vec![f32::NAN; pp * sf], vec![f32::NAN; pp * sf]);
             delta_portable::<f32, W>(&wg, &delta, &un, &mut q1, &zeros);
             // SAFETY: as above.
             unsafe { delta_avx2::<W>(&wg, &delta, &un, &mut q2, &zeros) };
             same_bits(&q1, &q2, "delta transform");
+            if lanes::has_avx512() {
+                q2.fill(f32::NAN);
+                // SAFETY: has_avx512() found AVX-512F and DQ.
+                unsafe { delta_avx512::<W>(&wg, &delta, &un, &mut q2, &zeros) };
+                same_bits(&q1, &q2, "delta transform, AVX-512");
+            }
             assert!(q1.chunks(sf).all(|p| p[..t * filters].iter().all(|v| v.is_finite())), "the delta transform writes every element");
             let mt = draws(pp * sf, 3 + i as u64);
             let len = un.ns * (m * (un.tx1 - un.tx0)).min(g.ox - m * un.tx0) * g.oy * filters;
@@ -843,6 +900,12 @@ mod tests {
             // SAFETY: as above.
             unsafe { output_avx2::<W>(&wg, &mt, &un, &mut o2) };
             same_bits(&o1, &o2, "output transform");
+            if lanes::has_avx512() {
+                o2.fill(f32::NAN);
+                // SAFETY: has_avx512() found AVX-512F and DQ.
+                unsafe { output_avx512::<W>(&wg, &mt, &un, &mut o2) };
+                same_bits(&o1, &o2, "output transform, AVX-512");
+            }
             assert!(o1.iter().all(|v| v.is_finite()), "the output transform writes every output of its unit");
         }
     }
@@ -853,6 +916,7 @@ mod tests {
         avx2_against_arrays::<F4>(4, 3, 20, 19, 9, 1);
         avx2_against_arrays::<F4>(4, 3, 16, 24, 30, 0);
         avx2_against_arrays::<F42>(4, 2, 19, 20, 10, 0);
+        avx2_against_arrays::<F4>(4, 3, 43, 43, 9, 1);
     }
 }
 

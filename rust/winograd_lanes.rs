@@ -2,7 +2,8 @@
 //! once over `Val`: one number (the weights' transforms), or lanes of consecutive channels
 //! or filters (the data's), where each operation is one vector instruction. The data
 //! transforms load and store through `Lane`: one number (the last channels), N lanes as a
-//! plain array (any type, any CPU), or eight f32 lanes in an AVX register (lanes.rs `Y8`).
+//! plain array (any type, any CPU), or eight or sixteen f32 lanes in an AVX or AVX-512
+//! register (lanes.rs `Y8`, `Z16`).
 //!
 //! Why the register type: with arrays, the compiler split some loads and stores into
 //! 128-bit halves, and a 256-bit load of values just stored as two halves stalls (no store
@@ -109,28 +110,34 @@ impl<T: Real, const N: usize> Lane<T> for L<T, N> {
     }
 }
 
-/// AVX registers (lanes.rs `Y8`) as the transforms' lanes for f32.
+/// AVX and AVX-512 registers (lanes.rs `Y8`, `Z16`) as the transforms' lanes for f32.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Lane, Val};
-    use crate::lanes::Y8;
+    use crate::lanes::{Y8, Z16};
 
-    impl Val<f32> for Y8 {
-        #[inline(always)]
-        fn zero() -> Y8 {
-            Y8::zero()
-        }
-    }
+    macro_rules! wide_lane {
+        ($name:ident) => {
+            impl Val<f32> for $name {
+                #[inline(always)]
+                fn zero() -> $name {
+                    $name::zero()
+                }
+            }
 
-    impl Lane<f32> for Y8 {
-        const N: usize = 8;
-        #[inline(always)]
-        fn load(s: &[f32], at: usize) -> Y8 {
-            Y8::load(s, at)
-        }
-        #[inline(always)]
-        fn store(self, d: &mut [f32], at: usize) {
-            Y8::store(self, d, at)
-        }
+            impl Lane<f32> for $name {
+                const N: usize = $name::N;
+                #[inline(always)]
+                fn load(s: &[f32], at: usize) -> $name {
+                    $name::load(s, at)
+                }
+                #[inline(always)]
+                fn store(self, d: &mut [f32], at: usize) {
+                    $name::store(self, d, at)
+                }
+            }
+        };
     }
+    wide_lane!(Y8);
+    wide_lane!(Z16);
 }
