@@ -445,7 +445,7 @@ fn weight_back_lanes<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, du: &[T], dw:
 
 /// `weight_lanes` (or, with `back`, `weight_back_lanes`) for every channel and filter.
 #[inline(always)]
-fn weight_all<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
+fn weight_all<T: Real, W: Tiling, V: Lane<T>, V2: Lane<T>>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
     for c in 0..g.z {
         let mut fi = 0;
         while fi + V::N <= g.filters {
@@ -455,6 +455,14 @@ fn weight_all<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, from: &[T], to: &mut
                 weight_lanes::<T, W, V>(g, from, to, c, fi);
             }
             fi += V::N;
+        }
+        while fi + V2::N <= g.filters {
+            if back {
+                weight_back_lanes::<T, W, V2>(g, from, to, c, fi);
+            } else {
+                weight_lanes::<T, W, V2>(g, from, to, c, fi);
+            }
+            fi += V2::N;
         }
         while fi < g.filters {
             if back {
@@ -480,6 +488,10 @@ fn weight_grad_back<T: Real, W: Tiling>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
 fn weights_either<T: Real, W: Tiling>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(_), Some(from), Some(to)) = (lanes::detect(), T::as_f32_slice(from), T::as_f32_slice_mut(to)) {
+        if lanes::has_avx512() {
+            // SAFETY: has_avx512() found AVX-512F and DQ, and AVX2 and FMA.
+            return unsafe { weights_avx512::<W>(g, from, to, back) };
+        }
         // SAFETY: detect() found AVX2 and FMA.
         return unsafe { weights_avx2::<W>(g, from, to, back) };
     }
@@ -489,12 +501,18 @@ fn weights_either<T: Real, W: Tiling>(g: &ConvGeom, from: &[T], to: &mut [T], ba
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn weights_avx2<W: Tiling>(g: &ConvGeom, from: &[f32], to: &mut [f32], back: bool) {
-    weight_all::<f32, W, Y8>(g, from, to, back)
+    weight_all::<f32, W, Y8, Y8>(g, from, to, back)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512dq")]
+fn weights_avx512<W: Tiling>(g: &ConvGeom, from: &[f32], to: &mut [f32], back: bool) {
+    weight_all::<f32, W, Z16, Y8>(g, from, to, back)
 }
 
 simd_fn! {
     fn weights_portable<T: Real, W: Tiling>(g: &ConvGeom, from: &[T], to: &mut [T], back: bool) {
-        weight_all::<T, W, L<T, 8>>(g, from, to, back)
+        weight_all::<T, W, L<T, 8>, L<T, 8>>(g, from, to, back)
     }
 }
 
@@ -857,6 +875,12 @@ mod tests {
         // SAFETY: detect() found AVX2 above.
         unsafe { weights_avx2::<W>(&g, &w, &mut u2, false) };
         same_bits(&u1, &u2, "weight transform");
+        if lanes::has_avx512() {
+            u2.fill(f32::NAN);
+            // SAFETY: has_avx512() found AVX-512F and DQ.
+            unsafe { weights_avx512::<W>(&g, &w, &mut u2, false) };
+            same_bits(&u1, &u2, "weight transform, AVX-512");
+        }
         assert!(u1.iter().all(|v| v.is_finite()), "the weight transform writes every element");
         let du = draws(wg.u_len(), 5);
         let (mut w1, mut w2) = (vec![f32::NAN; w.len()], vec![f32::NAN; w.len()]);
@@ -864,6 +888,12 @@ mod tests {
         // SAFETY: as above.
         unsafe { weights_avx2::<W>(&g, &du, &mut w2, true) };
         same_bits(&w1, &w2, "weight gradient's transform back");
+        if lanes::has_avx512() {
+            w2.fill(f32::NAN);
+            // SAFETY: has_avx512() found AVX-512F and DQ.
+            unsafe { weights_avx512::<W>(&g, &du, &mut w2, true) };
+            same_bits(&w1, &w2, "weight gradient's transform back, AVX-512");
+        }
         assert!(w1.iter().all(|v| v.is_finite()), "the transform back writes every weight");
         for i in 0..wg.unit_count(n) {
             let un = wg.unit(i, n);
