@@ -449,29 +449,26 @@ fn weight_all<T: Real, W: Tiling, V: Lane<T>, V2: Lane<T>>(g: &ConvGeom, from: &
     for c in 0..g.z {
         let mut fi = 0;
         while fi + V::N <= g.filters {
-            if back {
-                weight_back_lanes::<T, W, V>(g, from, to, c, fi);
-            } else {
-                weight_lanes::<T, W, V>(g, from, to, c, fi);
-            }
+            weight_group::<T, W, V>(g, from, to, c, fi, back);
             fi += V::N;
         }
         while fi + V2::N <= g.filters {
-            if back {
-                weight_back_lanes::<T, W, V2>(g, from, to, c, fi);
-            } else {
-                weight_lanes::<T, W, V2>(g, from, to, c, fi);
-            }
+            weight_group::<T, W, V2>(g, from, to, c, fi, back);
             fi += V2::N;
         }
         while fi < g.filters {
-            if back {
-                weight_back_lanes::<T, W, T>(g, from, to, c, fi);
-            } else {
-                weight_lanes::<T, W, T>(g, from, to, c, fi);
-            }
+            weight_group::<T, W, T>(g, from, to, c, fi, back);
             fi += 1;
         }
+    }
+}
+
+#[inline(always)]
+fn weight_group<T: Real, W: Tiling, V: Lane<T>>(g: &ConvGeom, from: &[T], to: &mut [T], c: usize, fi: usize, back: bool) {
+    if back {
+        weight_back_lanes::<T, W, V>(g, from, to, c, fi);
+    } else {
+        weight_lanes::<T, W, V>(g, from, to, c, fi);
     }
 }
 
