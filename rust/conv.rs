@@ -143,7 +143,9 @@ impl Conv {
     fn tile_rows(&self, n: usize) -> usize {
         let p = self.g.out_positions().max(1);
         let target = (GEMM_TILE_ELEMS / self.g.k()).max(64);
-        let rows = if p >= target { p.div_ceil(p.div_ceil(target)) } else { GROUP_ROWS.max(p) };
+        // several samples' rows: the column tile at most twice the target (a layer of few
+        // positions and long patches must not get a huge one)
+        let rows = if p >= target { p.div_ceil(p.div_ceil(target)) } else { GROUP_ROWS.min(2 * GEMM_TILE_ELEMS / self.g.k()).max(p) };
         rows.min((n * p).div_ceil(MIN_UNITS).max(64)).max(1)
     }
 
