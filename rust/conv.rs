@@ -294,14 +294,14 @@ impl Conv {
         let (out, inp) = (g.out_size(), g.in_size());
         let jobs = self.unit_count(n);
         let groups = jobs.min(MAX_GROUPS);
-        // job j's unit and its delta
+        // job j's unit and its delta: row blocks of a sample (direct), tiles of the batch
+        let (direct, ups, rows) = (self.direct(), self.units_per_sample(), self.row_block() * g.oy * g.filters);
+        let tile = if direct { 0 } else { self.tile_rows(n) * g.filters };
         let job = |j: usize| -> (Unit<T>, &[T]) {
-            if self.direct() {
-                let (ups, rows) = (self.units_per_sample(), self.row_block() * g.oy * g.filters);
+            if direct {
                 let (ni, e0) = (j / ups, j % ups * rows);
                 (Unit::Rows(&input[ni * inp..(ni + 1) * inp], e0), &delta[ni * out + e0..ni * out + (e0 + rows).min(out)])
             } else {
-                let tile = self.tile_rows(n) * g.filters;
                 (Unit::Tile(j * tile), &delta[j * tile..((j + 1) * tile).min(n * out)])
             }
         };

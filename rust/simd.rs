@@ -26,7 +26,7 @@ macro_rules! simd_fn {
                     imp($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+                    if $crate::lanes::has_avx512() {
                         // SAFETY: this CPU has the features `wider` was compiled for.
                         return unsafe { wider($($arg),*) };
                     }
@@ -54,7 +54,7 @@ macro_rules! simd_fn {
                     imp::<T, $w>($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+                    if $crate::lanes::has_avx512() {
                         // SAFETY: this CPU has the features `wider` was compiled for.
                         return unsafe { wider::<T, $w>($($arg),*) };
                     }
