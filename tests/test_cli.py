@@ -98,6 +98,12 @@ def test_presets_come_from_one_table(tmp_path, capsys):
     assert main(["train", "cifar10", "--preset", "dense", "--width", "2", "--data", str(tmp_path), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "--width: only the presets of the speed net have widths (speed, speed-sgd), not dense" in err and not out.exists()
+    # one past the last width is refused by name, with the widths there are, before the data is looked for
+    assert main(["train", "cifar10", "--width", str(len(SPEED_WIDTHS)), "--data", str(tmp_path / "none"),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"--width: expected an index 0..{len(SPEED_WIDTHS) - 1} of the speed net's widths" in err
+    assert str(SPEED_WIDTHS[-1]) in err and "not found" not in err and not out.exists()
 
 
 def test_module_entry_point_info_and_exit_codes():
@@ -114,14 +120,20 @@ def test_module_entry_point_info_and_exit_codes():
 
 
 @pytest.mark.parametrize("preset", ["fast", "neuroflow", "speed", "speed-sgd", "dense"])
-def test_train_cifar10_quickly(preset, tmp_path, capsys):
+def test_train_cifar10_quickly(preset, tmp_path, capsys, monkeypatch):
     archive = data_root() / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
     out = tmp_path / preset
     argv = ["train", "cifar10", "--data", str(archive), "--preset", preset, "--limit", "24", "--batch-size", "8",
             "--epochs", "2", "--out", str(out), "--threads", "2"]
+    from neuroflow.apps import plots
+
+    starts, curve = {}, plots.loss_curve_png
+    monkeypatch.setattr(plots, "loss_curve_png", lambda v, path, *a, **k: (starts.update({Path(path).name: k.get("start")}),
+                                                                             curve(v, path, *a, **k))[1])
     assert main(argv) == 0
+    assert starts == {"loss.png": 1, "accuracy.png": 1}, "iterations and epochs are numbered from 1 on the curves"
     text = capsys.readouterr().out
     assert "epoch 1/2: test accuracy" in text and "epoch 2/2: test accuracy" in text
     for name in ("loss.png", "confusion.png", "accuracy.png", "predictions.png"):

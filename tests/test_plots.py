@@ -45,6 +45,30 @@ def test_loss_curve(tmp_path: Path, backend: str, rng: np.random.Generator) -> N
     _check_png(out)
 
 
+def test_curve_x_starts_where_asked(tmp_path: Path, backend: str, rng: np.random.Generator, monkeypatch) -> None:
+    """``start`` numbers the first value (epochs from 1, a resumed run from where it began): the
+    plotted x values with matplotlib; with Pillow, the axis labels differ from a start of 0."""
+    values = rng.uniform(0.3, 0.9, 12)
+    if backend == "matplotlib":
+        figures = []
+        real = plots._save_figure
+        monkeypatch.setattr(plots, "_save_figure", lambda fig, canvas, path: (figures.append(fig), real(fig, canvas, path))[1])
+        _check_png(plots.loss_curve_png(values, tmp_path / "a.png", start=37))
+        x = figures[0].axes[0].lines[0].get_xdata()
+        assert np.array_equal(x, 37 + np.arange(12))
+        lo, hi = figures[0].axes[0].get_xlim()
+        assert 30 < lo <= 37 and 48 <= hi < 55
+    else:
+        _check_png(plots.loss_curve_png(values, tmp_path / "a.png", start=3700))
+        with Image.open(tmp_path / "a.png") as a:
+            shifted = np.asarray(a.convert("RGB"))
+        (tmp_path / "a.png").unlink()
+        _check_png(plots.loss_curve_png(values, tmp_path / "a.png", start=0))
+        with Image.open(tmp_path / "a.png") as b:
+            plain = np.asarray(b.convert("RGB"))
+        assert shifted.shape == plain.shape and not np.array_equal(shifted, plain)
+
+
 def test_loss_curve_short_and_flat(tmp_path: Path, backend: str, rng: np.random.Generator) -> None:
     value = float(rng.uniform(0.5, 5.0))
     _check_png(plots.loss_curve_png([value], tmp_path / "one.png"))

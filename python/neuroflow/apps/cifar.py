@@ -462,6 +462,9 @@ def run_cifar10(args) -> dict:
     if args.width is not None and not preset.has_widths:
         raise ValueError(f"--width: only the presets of the speed net have widths "
                          f"({', '.join(n for n, p in PRESETS.items() if p.has_widths)}), not {args.preset}")
+    if args.width is not None and args.width >= len(SPEED_WIDTHS):
+        raise ValueError(f"--width: expected an index 0..{len(SPEED_WIDTHS) - 1} of the speed net's widths "
+                         f"({', '.join(f'{i}: {w}' for i, w in enumerate(SPEED_WIDTHS))}), got {args.width}")
     batch = args.batch_size or preset.batch
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -592,11 +595,14 @@ def _pictures(net: Network, data: Data, predictions: np.ndarray, history: list, 
 
     losses = np.loadtxt(out / "losses.txt", ndmin=1)
     if losses.size:
+        # a resumed run appends to losses.txt: its last line is the model's last iteration
         loss_curve_png(losses, out / "loss.png", title=f"CIFAR-10 ({preset}): training loss", xlabel="iteration",
+                       start=max(1, net.iteration - losses.size + 1),
                        ylabel="batch loss" + (" (mean per image)" if net.settings.reduction == "mean" else " (per image)"))
     if history:
         loss_curve_png(np.array([h["test_accuracy"] for h in history]), out / "accuracy.png",
-                       title=f"CIFAR-10 ({preset}): test accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+                       title=f"CIFAR-10 ({preset}): test accuracy per epoch", xlabel="epoch", ylabel="accuracy",
+                       start=history[0]["epoch"])  # epochs count from 1; a resumed run's from where it began
     confusion_matrix_png(confusion_matrix(predictions, data.ty, len(data.names)), data.names, out / "confusion.png",
                          title=f"CIFAR-10 test set, preset {preset}: {acc:.1%} correct")
     pick = predictions.argmax(axis=1)

@@ -102,9 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=_positive, metavar="N", help="passes over the training set (default: the preset's)")
     c.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
                    help="fit the run (width, steps, schedule) so that the whole command ends within this many seconds")
-    c.add_argument("--width", type=_int_at_least(0, "a width index 0..4"), metavar="I",
-                   help="the speed net's widths (presets speed, speed-sgd), 0 (narrowest) .. 4 (airbench's 64/256/256) (default: 1, or "
-                        "chosen by --time-budget)")
+    c.add_argument("--width", type=_int_at_least(0, "a width index ≥ 0"), metavar="I",
+                   help="the speed net's widths (presets speed, speed-sgd) by index, 0 the narrowest (16/32/64); an index "
+                        "past the widest is refused with the list (default: 1, or chosen by --time-budget)")
     c.add_argument("--tta", choices=["none", "flip", "flip_translate"],
                    help="test-time views averaged in the final evaluation: none, flips, or flips of the image and of its "
                         "±1-pixel shifts (6 views, 3× the evaluation) (default: the preset's; speed: flip_translate, or flip where a time budget would give the "

@@ -94,8 +94,10 @@ def loss_curve_png(
     *,
     xlabel: str = "step",
     ylabel: str = "loss",
+    start: float = 0,
 ) -> Path:
-    """Plot ``losses`` (one value per step/epoch) against their index and write a PNG.
+    """Plot ``losses`` (one value per step/epoch) against ``start``, ``start + 1``, … and write
+    a PNG (``start``: the number of the first step or epoch shown, e.g. where a resumed run began).
 
     Non-finite values (a diverged run) are left out as gaps, so the picture still shows
     what happened before. Returns the path written.
@@ -114,15 +116,15 @@ def loss_curve_png(
         Figure, Canvas = mpl
         fig = Figure(figsize=(6.4, 4.0))
         ax = fig.add_subplot()
-        ax.plot(np.arange(y.size), np.where(np.isfinite(y), y, np.nan), color="tab:blue", lw=1.5, marker="." if y.size <= 50 else None)
+        ax.plot(start + np.arange(y.size), np.where(np.isfinite(y), y, np.nan), color="tab:blue", lw=1.5, marker="." if y.size <= 50 else None)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         return _save_figure(fig, Canvas, p)
-    return _save_png(_loss_curve_pillow(y, title, xlabel, ylabel), p)
+    return _save_png(_loss_curve_pillow(y, title, xlabel, ylabel, float(start)), p)
 
 
-def _loss_curve_pillow(y: np.ndarray, title: str, xlabel: str, ylabel: str) -> Image.Image:
+def _loss_curve_pillow(y: np.ndarray, title: str, xlabel: str, ylabel: str, start: float) -> Image.Image:
     W, H = 640, 400
     left, right, top, bottom = 70, 20, 36, 50
     img = Image.new("RGB", (W, H), "white")
@@ -130,12 +132,12 @@ def _loss_curve_pillow(y: np.ndarray, title: str, xlabel: str, ylabel: str) -> I
     font, big = _font(12), _font(15)
     finite = y[np.isfinite(y)]
     yt = _nice_ticks(float(finite.min()), float(finite.max()))
-    xt = _nice_ticks(0.0, float(max(y.size - 1, 1)))
-    y_lo, y_hi, x_hi = yt[0], yt[-1], xt[-1]
+    xt = _nice_ticks(start, start + float(max(y.size - 1, 1)))
+    y_lo, y_hi, x_lo, x_hi = yt[0], yt[-1], xt[0], xt[-1]
     pw, ph = W - left - right, H - top - bottom
 
-    def px(i: float) -> float:
-        return left + pw * i / x_hi
+    def px(x: float) -> float:
+        return left + pw * (x - x_lo) / (x_hi - x_lo)
 
     def py(v: float) -> float:
         return top + ph * (1 - (v - y_lo) / (y_hi - y_lo))
@@ -153,7 +155,7 @@ def _loss_curve_pillow(y: np.ndarray, title: str, xlabel: str, ylabel: str) -> I
     run: list[tuple[float, float]] = []
     for i, v in enumerate([*y, math.nan]):
         if math.isfinite(v):
-            run.append((px(i), py(v)))
+            run.append((px(start + i), py(v)))
         elif run:
             if len(run) == 1:
                 x0, y0 = run[0]
