@@ -81,6 +81,12 @@ def main() -> None:
                        loss_func_output=action, **common)
         net.train(xs, ys, distributed=dist)
         (out / f"finished-rank{dist.rank}").write_text("")
+    elif scenario == "disagree":  # each rank watches other validation labels, so their early stops would differ
+        net = make_net("bn", **common)
+        vy = ys if dist.rank == 0 else np.random.default_rng(dist.rank).integers(0, 3, len(ys))
+        run = net.train(xs, ys, validation=(xs, vy), patience=1, distributed=dist)
+        (out / f"rank{dist.rank}.json").write_text(json.dumps({"iterations": net.iteration, "stopped_by": run.stopped_by,
+                                                               "epochs": len(run.extra["validation"])}))
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 

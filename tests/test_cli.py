@@ -151,6 +151,44 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys, monkeypatch):
     assert len(np.loadtxt(out / "losses.txt")) == 6
 
 
+def test_a_validation_set_is_held_out_and_stops_early(tmp_path, capsys):
+    """--validation N trains on the other images and reports the held-out ones after every
+    epoch; --patience K stops once their accuracy has not improved for K epochs. Bad
+    combinations are refused by name before any training."""
+    archive = data_root() / "cifar-10-binary.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"CIFAR-10 not found at {archive} (set NEUROFLOW_DATA to the shared datasets folder)")
+    base = ["train", "cifar10", "--data", str(archive), "--preset", "fast", "--limit", "24", "--batch-size", "8",
+            "--threads", "2"]
+    out = tmp_path / "v"
+    assert main([*base, "--validation", "8", "--epochs", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_images"] == 16 and summary["validation_images"] == 8 and summary["iterations"] == 6
+    assert [h["epoch"] for h in summary["validation"]] == [1, 2, 3]
+    assert all(0 <= h["accuracy"] <= 1 and np.isfinite(h["loss"]) for h in summary["validation"])
+    assert all(f"epoch {e}: validation loss" in text for e in (1, 2, 3))
+    # the accuracy of 8 images can rise at most 8 times, so patience 1 must stop a 20-epoch run by epoch 10
+    out = tmp_path / "p"
+    assert main([*base, "--validation", "8", "--patience", "1", "--epochs", "20", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    history = summary["validation"]
+    assert summary["stopped_by"] == "early_stop" and len(history) <= 10 and summary["iterations"] == 2 * len(history)
+    accs = [h["accuracy"] for h in history]
+    assert accs[-1] <= max(accs[:-1]) and all(a < b for a, b in zip(accs[:-2], accs[1:-1])), accs
+    assert f"stopped early after epoch {len(history)}" in text
+    for argv, message in (
+        ([*base, "--patience", "2"], "--patience: early stopping watches a validation set; give --validation N too"),
+        ([*base, "--validation", "8", "--time-budget", "30"], "--validation: not with --time-budget"),
+        ([*base, "--validation", "24"], "--validation 24: leaves no training image of the 24 loaded"),
+    ):
+        assert main([*argv, "--out", str(tmp_path / "bad")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not (tmp_path / "bad" / "summary.json").exists()
+
+
 def test_augmentation_flags_reach_the_training(tmp_path, capsys):
     """--flip/--translate/--cutout replace parts of the preset's augmentation (any preset);
     the trained model file carries what was used."""

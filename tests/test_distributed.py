@@ -2,7 +2,8 @@
 ``mpiexec`` against one process — the same weights after several steps (plain, with
 dropout; BatchNorm synchronised, and per rank against an emulation), resuming (also with
 another number of ranks), the GPU engine, a rank killed and a rank hung (the others stop
-with a clear error in bounded time, the last checkpoint stays good), and the refusals.
+with a clear error in bounded time, the last checkpoint stays good), early stopping agreed
+by all ranks, and the refusals.
 
 Each job runs tests/distributed_worker.py under a wall-clock limit. MPI comes from the
 ``distributed`` extra (mpi4py and pip's MPICH) or the system; without it these tests skip
@@ -300,6 +301,33 @@ def test_cli_workers_and_mpirun(tmp_path):
                   neuroflow.load(tmp_path / "one" / "model.safetensors", learning_rate=0.01).weights, 1e-2, name)
             ref = json.loads((tmp_path / "one" / "summary.json").read_text())
             assert summary["test_accuracy"] == ref["test_accuracy"]
+
+
+def test_cli_validation_and_early_stop_on_two_ranks(tmp_path):
+    """--validation/--patience under mpiexec with per-rank BatchNorm statistics: every rank
+    evaluates the same held-out images with the same statistics and they agree on when to
+    stop, so the job ends (no rank left waiting in an all-reduce) and rank 0 alone reports."""
+    exe = _require_mpi()
+    data = _fake_data(tmp_path)
+    out = tmp_path / "v"
+    cmd = [exe, "-n", "2", sys.executable, "-m", "neuroflow", "train", "cifar10", "--data", str(data), "--limit", "24",
+           "--batch-size", "8", "--epochs", "20", "--validation", "8", "--patience", "1", "--out", str(out)]
+    job = subprocess.run(cmd, capture_output=True, text=True, timeout=JOB_LIMIT,
+                         env=dict(os.environ, NEUROFLOW_NUM_THREADS="1"))
+    assert job.returncode == 0, job.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    # 8 images' accuracy rises at most 8 times: patience 1 stops the run by epoch 10
+    assert summary["stopped_by"] == "early_stop" and summary["processes"] == 2 and len(summary["validation"]) <= 10
+    assert job.stdout.count("epoch 1: validation loss") == 1 and job.stdout.count("stopped early after epoch") == 1
+
+
+def test_early_stop_is_agreed_by_all_ranks(tmp_path):
+    """Ranks whose validation results differ (here their labels do) still stop in the same
+    iteration: one rank leaving the loop alone would leave the others waiting in an all-reduce."""
+    ok(mpirun(2, "disagree", tmp_path, iterations=60, timeout=20))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1], ranks
+    assert ranks[0]["stopped_by"] == "early_stop" and ranks[0]["iterations"] < 60
 
 
 def test_cli_workers_without_mpi(tmp_path):

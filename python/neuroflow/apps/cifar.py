@@ -28,6 +28,11 @@ one whose epochs in the budget are nearest 10), the batch (``speed``; the pick i
 at that batch), the number of steps and the test-time views (``speed``), fits the
 learning-rate schedule to them, checks its pace as it goes, and stops.
 
+``--validation N`` holds out the last N training images: the net trains on the others and
+reports their loss and accuracy after every epoch; ``--patience K`` stops the run once that
+accuracy has not improved for K epochs. (The per-epoch test accuracy is the recorded curve;
+no choice is made on it.)
+
 Each run writes to ``--out``: the model, a checkpoint per epoch, the per-iteration losses,
 loss and accuracy curves, the confusion matrix, a sheet of test images with their predicted
 and true labels, the focus images of the first layers, and ``summary.json``.
@@ -465,6 +470,11 @@ def run_cifar10(args) -> dict:
     if args.width is not None and args.width >= len(SPEED_WIDTHS):
         raise ValueError(f"--width: expected an index 0..{len(SPEED_WIDTHS) - 1} of the speed net's widths "
                          f"({', '.join(f'{i}: {w}' for i, w in enumerate(SPEED_WIDTHS))}), got {args.width}")
+    held_out, patience = getattr(args, "validation", None), getattr(args, "patience", None)
+    if patience is not None and held_out is None:
+        raise ValueError("--patience: early stopping watches a validation set; give --validation N too")
+    if held_out is not None and args.time_budget:
+        raise ValueError("--validation: not with --time-budget (a budget plans steps, not epochs); use --epochs")
     batch = args.batch_size or preset.batch
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -474,6 +484,12 @@ def run_cifar10(args) -> dict:
     if dist is not None:
         dist.barrier("making the output folder")
     data = _load(args)
+    validation = None
+    if held_out is not None:
+        if held_out >= len(data.xs):
+            raise ValueError(f"--validation {held_out}: leaves no training image of the {len(data.xs)} loaded")
+        validation = (data.xs[-held_out:], data.ys[-held_out:])
+        data = Data(data.xs[:-held_out], data.ys[:-held_out], data.tx, data.ty, data.names)
     batch = min(batch, len(data.xs))
     width = DEFAULT_WIDTH if args.width is None and preset.has_widths else args.width
     kw: dict[str, Any] = {} if width is None else {"widths": SPEED_WIDTHS[width]}  # named, so that the log and summary say it
@@ -516,7 +532,11 @@ def run_cifar10(args) -> dict:
                                                                f"{loss:.4g}, {time.monotonic() - start:.0f} of "
                                                                f"{args.time_budget:g} s"))
     else:
-        run = net.train(data.xs, data.ys, resume=args.resume, distributed=dist)
+        run = net.train(data.xs, data.ys, resume=args.resume, validation=validation, patience=patience, distributed=dist)
+    if run.stopped_by == "early_stop":
+        best = max(run.extra["validation"], key=lambda h: h["accuracy"])
+        say(f"stopped early after epoch {run.extra['validation'][-1]['epoch']}: the validation accuracy peaked at "
+            f"{best['accuracy']:.2%} in epoch {best['epoch']} (--patience {patience})")
     if run.interrupted:
         say(f"interrupted; writing the results so far (continue with --resume {out / 'model.safetensors'})")
     t_eval = time.monotonic()
@@ -535,7 +555,8 @@ def run_cifar10(args) -> dict:
                "test_accuracy_without_tta": plain, "epochs_done": history,
                "eval_seconds": round(time.monotonic() - t_eval, 1), "images_per_second": round(run.images_per_second, 1),
                "backend": net.backend, "widths": kw.get("widths"), "time_budget": args.time_budget,
-               "processes": dist.size if dist is not None else 1, "seconds": round(time.monotonic() - start, 1)}
+               "processes": dist.size if dist is not None else 1, "seconds": round(time.monotonic() - start, 1),
+               "validation_images": held_out, "validation": run.extra.get("validation")}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     wrote = [n for n in ("model.safetensors", "loss.png", "accuracy.png", "confusion.png", "predictions.png", "focus.png",
                          "losses.txt", "summary.json") if (out / n).exists()]  # no accuracy.png without epochs, no focus without convs

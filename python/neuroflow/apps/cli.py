@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
                         "dense: a dense net of a similar weight count; fast: a small net (default: %(default)s)")
     c.add_argument("--out", metavar="DIR", default="neuroflow-cifar10", help="where to write the results (default: %(default)s)")
     c.add_argument("--limit", type=_positive, metavar="N", help="use only the first N training and test images (a quick run)")
+    c.add_argument("--validation", type=_positive, metavar="N",
+                   help="hold out the last N training images (after --limit): their loss and accuracy are reported after "
+                        "every epoch and kept in summary.json; the net trains on the others")
+    c.add_argument("--patience", type=_positive, metavar="K",
+                   help="stop early once the validation accuracy has not improved for K epochs (needs --validation)")
     c.add_argument("--batch-size", type=_positive, metavar="N", help="samples per weight update (default: the preset's)")
     c.add_argument("--threads", type=_threads, metavar="N", help=f"CPU threads, at most {MAX_THREADS} (default: all cores)")
     c.add_argument("--seed", type=_non_negative, default=0, metavar="S", help="init and shuffle seed (default: %(default)s)")

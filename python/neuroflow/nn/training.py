@@ -295,12 +295,19 @@ def _train(net: "Network", data, x, t, n: int, bs: int, resume, validation=None,
                         dist.sync_state(net)
                     s.waypoint.action(net._iteration, net)
                 if validation is not None and pos >= n:  # an epoch is complete
+                    if dist is not None:
+                        dist.sync_state(net)  # the same BatchNorm statistics, so the same evaluation on every rank
                     ev = net.evaluate(*validation)
                     history.append({"epoch": epoch + 1, "iteration": net._iteration, "loss": ev.loss, "accuracy": ev.accuracy})
-                    if s.verbose:
+                    if verbose:  # the main process only
                         _say(f"epoch {epoch + 1}: validation loss {ev.loss:.4g}, accuracy {ev.accuracy if ev.accuracy is None else f'{ev.accuracy:.2%}'}")
                     best = max(range(len(history)), key=lambda i: history[i]["accuracy"] or 0.0)
-                    if patience is not None and len(history) - 1 - best >= patience:
+                    stop = patience is not None and len(history) - 1 - best >= patience
+                    if dist is not None and patience is not None:  # agreed, so that no rank waits for the others
+                        flag = np.array([float(stop)])
+                        dist.allreduce(flag, "agreeing on early stopping")
+                        stop = bool(flag[0] > 0)
+                    if stop:
                         stopped_by = "early_stop"
                         break
                 if loss <= s.precision:
