@@ -16,6 +16,7 @@ import neuroflow as nf
 from conftest import data_root
 from neuroflow.apps.cifar import SPEED_WIDTHS
 from neuroflow.cli import main
+from neuroflow.io.datasets import cifar10
 
 
 def valid_png(path):
@@ -144,6 +145,14 @@ def test_train_cifar10_quickly(preset, tmp_path, capsys, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 6 and summary["train_images"] == summary["test_images"] == 24
     assert [e["epoch"] for e in summary["epochs_done"]] == [1, 2]
+    # the article's experiments say how well the net learned its training images
+    if preset in ("neuroflow", "dense"):
+        net = nf.load(out / "model.safetensors", learning_rate=0.01)
+        xs, ys, _ = cifar10(archive, "train")
+        want = float(np.mean(net(xs[:24]).argmax(axis=1) == ys[:24]))
+        assert summary["train_accuracy"] == want and f"(training accuracy {want:.2%})" in text
+    else:
+        assert summary["train_accuracy"] is None and "training accuracy" not in text
     assert summary["widths"] == ([32, 64, 128] if preset.startswith("speed") else None)  # the default, named
     net = nf.load(out / "model.safetensors", learning_rate=0.01)
     assert net.iteration == 6 and net.dim_in == (32, 32, 3)

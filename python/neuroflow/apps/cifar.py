@@ -278,11 +278,12 @@ class Preset:
     schedule_follows_steps: bool  # the learning-rate schedule spans the run (rebuilt for a budget)
     has_widths: bool = False  # the speed net: --width and the budget's width choice apply, and SPEED_AUGMENT
     budget_batches: tuple = ()  # batches a time budget may take (largest first; without --batch-size)
+    scores_training_set: bool = False  # the article's experiments: training accuracy beside the test's (memorised?)
 
 
 PRESETS = {
-    "neuroflow": Preset(neuroflow_net, 250, 1, None, False),
-    "dense": Preset(dense_net, 256, 30, None, True),
+    "neuroflow": Preset(neuroflow_net, 250, 1, None, False, scores_training_set=True),
+    "dense": Preset(dense_net, 256, 30, None, True, scores_training_set=True),
     "fast": Preset(fast_net, 64, 4, None, False),
     "speed": Preset(muon_net, 2000, 8, "flip_translate", True, has_widths=True, budget_batches=(2000, 1000, 500, 250)),
     "speed-sgd": Preset(speed_net, 64, 10, "flip", True, has_widths=True),
@@ -544,6 +545,10 @@ def run_cifar10(args) -> dict:
     final = net.score(outputs, data.ty)
     predictions = dist.predict(net, data.tx) if dist is not None else outputs
     plain = final.accuracy if tta is None else None
+    train_accuracy = None
+    if preset.scores_training_set:  # one plain pass over the training images, shared out among the ranks
+        seen = dist.predict(net, data.xs) if dist is not None else net.outputs(data.xs)
+        train_accuracy = float(np.mean(seen.reshape(len(seen), -1).argmax(axis=1) == data.ys))
     net.save(out / "model.safetensors")
     if not main:
         return {}
@@ -552,6 +557,7 @@ def run_cifar10(args) -> dict:
     summary = {"preset": args.preset, "epochs": round(net.iteration / steps_per_epoch, 2), "iterations": net.iteration,
                "stopped_by": run.stopped_by, "train_images": int(len(data.xs)), "test_images": int(len(data.tx)),
                "batch_size": batch, "test_accuracy": final.accuracy, "test_loss": final.loss, "tta": tta,
+               "train_accuracy": train_accuracy,
                "test_accuracy_without_tta": plain, "epochs_done": history,
                "eval_seconds": round(time.monotonic() - t_eval, 1), "images_per_second": round(run.images_per_second, 1),
                "backend": net.backend, "widths": kw.get("widths"), "time_budget": args.time_budget,
@@ -560,8 +566,9 @@ def run_cifar10(args) -> dict:
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     wrote = [n for n in ("model.safetensors", "loss.png", "accuracy.png", "confusion.png", "predictions.png", "focus.png",
                          "losses.txt", "summary.json") if (out / n).exists()]  # no accuracy.png without epochs, no focus without convs
-    say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}; wrote {out}/: {', '.join(wrote)} "
-         f"({time.monotonic() - start:.0f} s since the command started)")
+    seen_train = f" (training accuracy {train_accuracy:.2%})" if train_accuracy is not None else ""
+    say(f"test accuracy {final.accuracy:.2%}{' with ' + tta + ' TTA' if tta else ''}{seen_train}; wrote {out}/: "
+        f"{', '.join(wrote)} ({time.monotonic() - start:.0f} s since the command started)")
     return summary
 
 
