@@ -52,7 +52,12 @@ def test_curve_x_starts_where_asked(tmp_path: Path, backend: str, rng: np.random
     if backend == "matplotlib":
         figures = []
         real = plots._save_figure
-        monkeypatch.setattr(plots, "_save_figure", lambda fig, canvas, path: (figures.append(fig), real(fig, canvas, path))[1])
+
+        def keep(fig, canvas, path):  # the figure as drawn, to read its line back
+            figures.append(fig)
+            return real(fig, canvas, path)
+
+        monkeypatch.setattr(plots, "_save_figure", keep)
         _check_png(plots.loss_curve_png(values, tmp_path / "a.png", start=37))
         x = figures[0].axes[0].lines[0].get_xdata()
         assert np.array_equal(x, 37 + np.arange(12))

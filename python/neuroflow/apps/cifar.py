@@ -455,8 +455,6 @@ def _plan(args, preset: Preset, data: Data, start: float, batch: int) -> dict:
 def run_cifar10(args) -> dict:
     """Train as the parsed command line says; returns a summary (also in ``out/summary.json``)."""
     from .. import set_num_threads
-    from ..nn.metrics import accuracy, confusion_matrix
-    from .plots import confusion_matrix_png, loss_curve_png
 
     start = process_start()
     if args.threads:
